@@ -1,0 +1,70 @@
+"""clconv: convolution layers (conv1d/2d/3d) as OpenCL kernels, with a NumPy reference.
+
+The public API is the contract in API.md. Importing clconv is cheap: it
+imports neither pyopencl nor any backend until one is used.
+
+>>> import numpy as np, clconv
+>>> x = np.ones((1, 3, 5, 5), dtype=np.float32)
+>>> w = np.ones((2, 3, 3, 3), dtype=np.float32)
+>>> clconv.conv2d(x, w, padding=1, backend="numpy")[0, 0, 2, 2]
+np.float32(27.0)
+"""
+
+from __future__ import annotations
+
+from .backends import (
+    Backend,
+    available_backends,
+    get_backend,
+    list_backends,
+    register_backend,
+    set_backend,
+    use_backend,
+)
+from .backends.opencl.devices import DeviceInfo
+from .errors import (
+    AllocationError,
+    ArgumentError,
+    BackendUnavailable,
+    ClconvError,
+    DTypeError,
+    KernelBuildError,
+    ShapeError,
+)
+from .functional import conv1d, conv2d, conv3d
+from .signal import convolve, convolve2d, correlate2d
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AllocationError",
+    "ArgumentError",
+    "Backend",
+    "BackendUnavailable",
+    "ClconvError",
+    "DTypeError",
+    "DeviceInfo",
+    "KernelBuildError",
+    "ShapeError",
+    "__version__",
+    "available_backends",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "convolve",
+    "convolve2d",
+    "correlate2d",
+    "devices",
+    "get_backend",
+    "list_backends",
+    "register_backend",
+    "set_backend",
+    "use_backend",
+]
+
+
+def devices() -> list[DeviceInfo]:
+    """Every OpenCL device as a :class:`DeviceInfo`; ``[]`` when there is no OpenCL."""
+    from .backends.opencl.devices import list_devices
+
+    return list_devices()

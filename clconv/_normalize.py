@@ -1,0 +1,297 @@
+"""User arguments -> a validated :class:`~clconv._spec.ConvSpec`.
+
+Every ``ArgumentError``, ``ShapeError`` and ``DTypeError`` about a
+convolution's arguments is raised here, once, before any backend runs.
+Messages name the argument, the value seen and what was expected.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._spec import ConvSpec
+from .errors import AllocationError, ArgumentError, DTypeError, ShapeError
+
+# PyTorch padding_mode names (and numpy.pad's own names) -> numpy.pad mode.
+PADDING_MODES = {
+    "zeros": "constant",
+    "reflect": "reflect",
+    "replicate": "edge",
+    "circular": "wrap",
+    "constant": "constant",
+    "edge": "edge",
+    "wrap": "wrap",
+    "symmetric": "symmetric",
+}
+DATA_FORMATS = ("channels_first", "channels_last")
+PADDING_STRINGS = ("valid", "same", "full")
+
+# No machine holds an array this large; refusing it here turns a hopeless
+# request into a clear error instead of a MemoryError deep inside a backend.
+MAX_ELEMENTS = 2**46
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# ---------------------------------------------------------------- operands
+
+def is_device_array(obj: Any) -> bool:
+    """True for a ``pyopencl.array.Array`` (checked without importing pyopencl)."""
+    return type(obj).__module__.startswith("pyopencl") and hasattr(obj, "queue")
+
+
+def result_dtype(dtype: Any, name: str = "input") -> np.dtype:
+    """The dtype a convolution of data of ``dtype`` returns (API.md section 1)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f" and dtype.itemsize in (2, 4, 8):
+        return dtype
+    if dtype.kind in "biuf":
+        return np.dtype(np.float32)
+    raise DTypeError(
+        f"{name} has dtype {dtype}; expected a real numeric dtype "
+        "(float16/32/64, integer or bool), not complex, object, string or datetime"
+    )
+
+
+def check_numeric(dtype: Any, name: str) -> None:
+    """Raise DTypeError unless ``dtype`` is real numeric."""
+    result_dtype(dtype, name)
+
+
+def as_operand(obj: Any, name: str) -> Any:
+    """A NumPy array (or an untouched device array) for a user operand."""
+    if is_device_array(obj):
+        check_numeric(obj.dtype, name)
+        return obj
+    if hasattr(obj, "__dask_graph__"):
+        raise ArgumentError(f"{name} is a dask array; clconv does not handle dask arrays here")
+    try:
+        arr = np.asarray(obj)
+    except (ValueError, TypeError) as exc:
+        raise ArgumentError(f"{name} could not be read as an array: {exc}") from None
+    check_numeric(arr.dtype, name)
+    return arr
+
+
+def cast_host(arr: Any, dtype: np.dtype) -> Any:
+    """Cast a host array to ``dtype`` (no copy when it already has it); device arrays pass."""
+    if is_device_array(arr):
+        return arr
+    return arr.astype(dtype, copy=False)
+
+
+# ---------------------------------------------------------------- scalars
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def int_tuple(value: Any, ndim: int, name: str, minimum: int) -> tuple[int, ...]:
+    """An int or one int per spatial dim, each >= ``minimum``."""
+    expected = f"an int >= {minimum} or a tuple of {ndim} such ints"
+    if _is_int(value):
+        values = (int(value),) * ndim
+    elif isinstance(value, (tuple, list)):
+        if len(value) != ndim or not all(_is_int(v) for v in value):
+            raise ShapeError(f"{name}={_short(value)}; expected {expected}")
+        values = tuple(int(v) for v in value)
+    else:
+        raise ShapeError(f"{name}={_short(value)}; expected {expected}")
+    if any(v < minimum for v in values):
+        raise ShapeError(f"{name}={_short(value)}; expected {expected}")
+    return values
+
+
+def border_mode(padding_mode: Any) -> str:
+    """The numpy.pad mode for a PyTorch ``padding_mode`` name."""
+    key = padding_mode.lower() if isinstance(padding_mode, str) else None
+    if key not in PADDING_MODES:
+        raise ArgumentError(
+            f"padding_mode={_short(padding_mode)}; expected one of "
+            "'zeros', 'reflect', 'replicate', 'circular'"
+        )
+    return PADDING_MODES[key]
+
+
+def channels_last(data_format: Any) -> bool:
+    key = data_format.lower() if isinstance(data_format, str) else None
+    if key not in DATA_FORMATS:
+        raise ArgumentError(
+            f"data_format={_short(data_format)}; expected 'channels_first' or 'channels_last'"
+        )
+    return key == "channels_last"
+
+
+def explicit_padding(padding: Any, ndim: int) -> tuple[tuple[int, int], ...] | str:
+    """Padding as ((before, after), ...) per dim, or one of 'valid'/'same'/'full'."""
+    if isinstance(padding, str):
+        key = padding.lower()
+        if key not in PADDING_STRINGS:
+            raise ArgumentError(
+                f"padding={padding!r}; expected 'valid', 'same', 'full', an int, or a tuple"
+            )
+        return key
+    expected = (f"a non-negative int, 'valid', 'same', 'full', or a tuple of {ndim} entries "
+                "each an int or a (before, after) pair")
+    if _is_int(padding):
+        if padding < 0:
+            raise ShapeError(f"padding={padding}; expected {expected}")
+        return ((int(padding), int(padding)),) * ndim
+    if not isinstance(padding, (tuple, list)) or len(padding) != ndim:
+        raise ShapeError(f"padding={_short(padding)}; expected {expected}")
+    pairs = []
+    for entry in padding:
+        if _is_int(entry):
+            pair = (int(entry), int(entry))
+        elif (isinstance(entry, (tuple, list)) and len(entry) == 2
+              and all(_is_int(v) for v in entry)):
+            pair = (int(entry[0]), int(entry[1]))
+        else:
+            raise ShapeError(f"padding={_short(padding)}; expected {expected}")
+        if min(pair) < 0:
+            raise ShapeError(f"padding={_short(padding)}; expected {expected}")
+        pairs.append(pair)
+    return tuple(pairs)
+
+
+def resolve_padding(padding: tuple | str, in_size, kernel_size, stride, dilation):
+    """Turn 'valid'/'same'/'full' into explicit (before, after) pairs."""
+    if not isinstance(padding, str):
+        return padding
+    pairs = []
+    for n, k, s, d in zip(in_size, kernel_size, stride, dilation):
+        extent = (k - 1) * d + 1
+        if padding == "valid":
+            pairs.append((0, 0))
+        elif padding == "full":
+            pairs.append((extent - 1, extent - 1))
+        else:  # "same", TensorFlow rule: out = ceil(n / s), odd pixel after
+            out = -(-n // s)
+            total = max((out - 1) * s + extent - n, 0)
+            pairs.append((total // 2, total - total // 2))
+    return tuple(pairs)
+
+
+def output_size(in_size, kernel_size, stride, dilation, pads) -> tuple[int, ...]:
+    """floor((n + before + after - dilation*(k-1) - 1) / stride) + 1 per dim; ShapeError below 1."""
+    out = []
+    for axis, (n, k, s, d, (b, a)) in enumerate(
+            zip(in_size, kernel_size, stride, dilation, pads)):
+        padded = n + b + a
+        extent = d * (k - 1) + 1
+        if extent > padded:
+            raise ShapeError(
+                f"kernel extent {extent} (kernel size {k}, dilation {d}) on spatial axis {axis} "
+                f"is larger than the padded input size {padded} (input {n}, padding ({b}, {a})); "
+                "expected a kernel that fits the padded input"
+            )
+        out.append((padded - extent) // s + 1)
+    return tuple(out)
+
+
+# ---------------------------------------------------------------- conv
+
+@dataclass(frozen=True)
+class ConvCall:
+    """A validated convolution: the spec and the operands in the spec's layout."""
+
+    spec: ConvSpec
+    x: Any
+    weight: Any
+    bias: Any
+    unbatched: bool
+
+
+def _rank_error(name: str, value_shape, expected: str) -> ShapeError:
+    return ShapeError(f"{name} has shape {tuple(value_shape)}; expected {expected}")
+
+
+def normalize_conv(ndim: int, input: Any, weight: Any, bias: Any, stride: Any, padding: Any,
+                   dilation: Any, groups: Any, padding_mode: Any, data_format: Any,
+                   flip: Any, *, fill_value: float = 0.0) -> ConvCall:
+    """Validate conv{ndim}d arguments and build the :class:`ConvSpec`."""
+    last = channels_last(data_format)
+    border = border_mode(padding_mode)
+    if not isinstance(flip, (bool, np.bool_)):
+        raise ArgumentError(f"flip={_short(flip)}; expected True or False")
+    x = as_operand(input, "input")
+    w = as_operand(weight, "weight")
+    b = None if bias is None else as_operand(bias, "bias")
+    dtype = result_dtype(x.dtype, "input")
+
+    layout = "(N, *spatial, C)" if last else "(N, C, *spatial)"
+    if x.ndim == ndim + 1:
+        unbatched = True
+    elif x.ndim == ndim + 2:
+        unbatched = False
+    else:
+        raise _rank_error("input", x.shape,
+                          f"{ndim + 2} dims {layout} or {ndim + 1} dims unbatched "
+                          f"for conv{ndim}d")
+    shape = (1, *x.shape) if unbatched else tuple(x.shape)
+    if last:
+        batch, in_size, channels = shape[0], shape[1:-1], shape[-1]
+    else:
+        batch, channels, in_size = shape[0], shape[1], shape[2:]
+    if channels == 0:
+        raise ShapeError(f"input has shape {tuple(x.shape)} with 0 channels; expected >= 1")
+    if 0 in in_size:
+        raise ShapeError(f"input has shape {tuple(x.shape)} with an empty spatial axis; "
+                         "expected every spatial size >= 1")
+
+    if w.ndim != ndim + 2:
+        raise _rank_error("weight", w.shape, f"{ndim + 2} dims (F, C // groups, *kernel)")
+    filters, per_group, kernel_size = w.shape[0], w.shape[1], tuple(w.shape[2:])
+    if not _is_int(groups) or groups < 1:
+        raise ShapeError(f"groups={_short(groups)}; expected an int >= 1")
+    groups = int(groups)
+    if channels % groups:
+        raise ShapeError(f"groups={groups} does not divide the input's {channels} channels; "
+                         "expected a divisor of the channel count")
+    if filters % groups:
+        raise ShapeError(f"groups={groups} does not divide weight's {filters} filters "
+                         f"(weight shape {tuple(w.shape)}); expected a divisor of the filter count")
+    if per_group * groups != channels:
+        raise ShapeError(
+            f"weight has shape {tuple(w.shape)}: {per_group} input channels per group, but the "
+            f"input has {channels} channels and groups={groups}; expected weight.shape[1] == "
+            f"{channels // groups}")
+    if 0 in kernel_size:
+        raise ShapeError(f"weight has shape {tuple(w.shape)} with an empty kernel axis; "
+                         "expected every kernel size >= 1")
+    if b is not None and tuple(b.shape) != (filters,):
+        raise ShapeError(f"bias has shape {tuple(b.shape)}; expected ({filters},), one per filter")
+
+    strides = int_tuple(stride, ndim, "stride", 1)
+    dilations = int_tuple(dilation, ndim, "dilation", 1)
+    pads = resolve_padding(explicit_padding(padding, ndim), in_size, kernel_size, strides,
+                           dilations)
+    out = output_size(in_size, kernel_size, strides, dilations, pads)
+
+    padded_elems = batch * channels * math.prod(n + a + c for n, (a, c) in zip(in_size, pads))
+    out_elems = batch * filters * math.prod(out)
+    if max(padded_elems, out_elems) > MAX_ELEMENTS:
+        raise AllocationError(
+            f"the convolution needs {max(padded_elems, out_elems)} elements "
+            f"(input {tuple(x.shape)}, padding {pads}, output {out}); expected at most "
+            f"{MAX_ELEMENTS}")
+
+    spec = ConvSpec(
+        batch=batch, in_channels=channels, out_channels=filters, groups=groups,
+        in_size=tuple(in_size), kernel_size=kernel_size, stride=strides, dilation=dilations,
+        pad_before=tuple(p[0] for p in pads), pad_after=tuple(p[1] for p in pads),
+        out_size=out, border=border, fill_value=float(fill_value), flip=bool(flip),
+        has_bias=b is not None, dtype=dtype.name, channels_last=last,
+    )
+    if unbatched:
+        x = x.reshape((1, *x.shape))
+    return ConvCall(spec, cast_host(x, dtype), cast_host(w, dtype),
+                    None if b is None else cast_host(b, dtype), unbatched)

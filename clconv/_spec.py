@@ -1,0 +1,92 @@
+"""The frozen description of one convolution that every backend receives.
+
+A ``ConvSpec`` is built once by :mod:`clconv._normalize` from the user's
+arguments. Backends read it; they never look at the user's arguments again.
+All sizes are final: padding is explicit (before, after) per spatial axis and
+the output size is already computed and validated.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+# Border rules, named by numpy.pad's modes, which have one meaning each.
+BORDER_MODES = ("constant", "reflect", "edge", "wrap", "symmetric")
+
+# Result dtypes a backend may be asked to produce.
+COMPUTE_DTYPES = ("float16", "float32", "float64")
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """Everything a backend needs to run one N-d convolution.
+
+    Layout of the arrays a backend receives and returns: input is batched,
+    ``(N, C, *in_size)`` when ``channels_last`` is false, else
+    ``(N, *in_size, C)``; the output uses the same layout with ``F`` channels
+    and ``out_size``. The weight is always ``(F, C // groups, *kernel_size)``.
+    """
+
+    batch: int
+    in_channels: int
+    out_channels: int
+    groups: int
+    in_size: tuple[int, ...]
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    pad_before: tuple[int, ...]
+    pad_after: tuple[int, ...]
+    out_size: tuple[int, ...]
+    border: str = "constant"
+    fill_value: float = 0.0
+    flip: bool = False
+    has_bias: bool = False
+    dtype: str = "float32"
+    channels_last: bool = False
+
+    @property
+    def ndim(self) -> int:
+        """Number of spatial dimensions (1, 2 or 3)."""
+        return len(self.in_size)
+
+    @property
+    def in_per_group(self) -> int:
+        return self.in_channels // self.groups
+
+    @property
+    def out_per_group(self) -> int:
+        return self.out_channels // self.groups
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        if self.channels_last:
+            return (self.batch, *self.in_size, self.in_channels)
+        return (self.batch, self.in_channels, *self.in_size)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        if self.channels_last:
+            return (self.batch, *self.out_size, self.out_channels)
+        return (self.batch, self.out_channels, *self.out_size)
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        return (self.out_channels, self.in_per_group, *self.kernel_size)
+
+    @property
+    def padded_size(self) -> tuple[int, ...]:
+        return tuple(n + b + a for n, b, a in zip(self.in_size, self.pad_before, self.pad_after))
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates of the forward pass (2 * macs = FLOPs)."""
+        return (self.batch * self.out_channels * math.prod(self.out_size)
+                * self.in_per_group * math.prod(self.kernel_size))
+
+    def replace(self, **changes) -> ConvSpec:
+        """A copy with some fields changed (used by tiling)."""
+        fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        fields.update(changes)
+        return ConvSpec(**fields)

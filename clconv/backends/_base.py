@@ -1,0 +1,47 @@
+"""The Backend protocol that built-in and plug-in backends implement."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from .._spec import ConvSpec
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What a clconv backend provides.
+
+    A backend is created by a factory ``factory(option)`` registered with
+    :func:`clconv.register_backend` (or the ``clconv.backends`` entry-point
+    group). ``option`` is the part of the backend name after ``"name:"``, or
+    ``None``. The factory raises :class:`clconv.BackendUnavailable` with the
+    reason when the backend cannot run here.
+
+    Arrays handed to a backend are already validated and described by a
+    :class:`~clconv._spec.ConvSpec`:
+
+    * ``x`` has the spec's ``input_shape`` (always batched; channels first or
+      last as ``spec.channels_last`` says). Host operands are NumPy arrays of
+      dtype ``spec.dtype``, possibly non-contiguous or negatively strided;
+      device operands (``pyopencl.array.Array``) come as the user gave them.
+    * ``weight`` is ``(F, C // groups, *kernel)``; ``bias`` is ``(F,)`` or ``None``.
+    * Results have the spec's ``output_shape`` and dtype ``spec.dtype``.
+
+    Attributes:
+        name: the full name that selects this backend, e.g. ``"opencl:0:0"``.
+    """
+
+    name: str
+
+    def conv_forward(self, x: Any, weight: Any, bias: Any, spec: ConvSpec) -> Any:
+        """The convolution (cross-correlation unless ``spec.flip``) plus bias."""
+        ...
+
+    def conv_backward(self, x: Any, weight: Any, grad_output: Any, spec: ConvSpec,
+                      ) -> tuple[Any, Any, Any]:
+        """``(grad_input, grad_weight, grad_bias)`` of the forward pass for ``grad_output``.
+
+        ``grad_bias`` is the sum of ``grad_output`` over batch and positions
+        (returned whether or not the forward pass had a bias).
+        """
+        ...

@@ -1,0 +1,151 @@
+"""The NumPy reference backend: clarity first, then speed.
+
+Forward: pad with ``numpy.pad`` (whose modes define clconv's border rules),
+then either
+
+* contract an im2col matrix, built in bounded chunks, with the weights by
+  BLAS (dense layers), or
+* accumulate one strided view per kernel tap when each group has a single
+  input channel (depthwise layers, single-channel image filters),
+
+without Python loops over pixels. Half precision accumulates in float32;
+every other dtype in its own precision.
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import product
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .._normalize import is_device_array
+from .._spec import ConvSpec
+from ..errors import AllocationError, BackendUnavailable
+
+# Bytes of one im2col chunk; bounds the memory of big convolutions.
+IM2COL_CHUNK_BYTES = 64 * 2**20
+# Groups with one input channel and at most this many filters use the tap path.
+TAP_PATH_MAX_FILTERS = 4
+
+
+def to_host(array: Any) -> Any:
+    """A NumPy view of a host or device array (device arrays are copied)."""
+    if array is None:
+        return None
+    return array.get() if is_device_array(array) else np.asarray(array)
+
+
+def accumulator_dtype(spec: ConvSpec) -> np.dtype:
+    return np.dtype(np.float64 if spec.dtype == "float64" else np.float32)
+
+
+def pad_input(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """Pad the spatial axes of a channels-first ``x`` as the spec says."""
+    pads = [(0, 0), (0, 0), *zip(spec.pad_before, spec.pad_after)]
+    if not any(spec.pad_before) and not any(spec.pad_after):
+        return x
+    if spec.border == "constant":
+        return np.pad(x, pads, mode="constant", constant_values=spec.fill_value)
+    return np.pad(x, pads, mode=spec.border)
+
+
+def _tap_slices(tap, spec: ConvSpec) -> tuple[slice, ...]:
+    """The strided slice of the padded input that kernel tap ``tap`` reads."""
+    return tuple(slice(t * d, t * d + (o - 1) * s + 1, s)
+                 for t, d, o, s in zip(tap, spec.dilation, spec.out_size, spec.stride))
+
+
+def _correlate_taps(xp: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """One input channel per group: sum over taps of weight * shifted view."""
+    n, g, fg, nd = spec.batch, spec.groups, spec.out_per_group, spec.ndim
+    xg = xp.reshape(n, g, 1, *xp.shape[2:])
+    wg = w.reshape(g, fg, *spec.kernel_size)
+    y = np.zeros((n, g, fg, *spec.out_size), dtype=xp.dtype)
+    term = np.empty_like(y)
+    lead = (slice(None), slice(None), slice(None))
+    for tap in product(*(range(k) for k in spec.kernel_size)):
+        wt = wg[(slice(None), slice(None), *tap)].reshape(1, g, fg, *(1,) * nd)
+        np.multiply(wt, xg[lead + _tap_slices(tap, spec)], out=term)
+        y += term
+    return y.reshape(n, g * fg, *spec.out_size)
+
+
+def _correlate_im2col(xp: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """Dense path: im2col chunks (over batch and first output axis) times the weights."""
+    n, g, cg, fg, nd = spec.batch, spec.groups, spec.in_per_group, spec.out_per_group, spec.ndim
+    taps = math.prod(spec.kernel_size)
+    wmat = w.reshape(g, fg, cg * taps)
+    extent = tuple((k - 1) * d + 1 for k, d in zip(spec.kernel_size, spec.dilation))
+    windows = sliding_window_view(xp, extent, axis=tuple(range(2, 2 + nd)))
+    windows = windows[(slice(None), slice(None))
+                      + tuple(slice(None, None, s) for s in spec.stride)
+                      + tuple(slice(None, None, d) for d in spec.dilation)]
+    windows = windows.reshape(n, g, cg, *windows.shape[2:])  # (N, G, Cg, *out, *k)
+    to_cols = (0, 1, 2, *range(3 + nd, 3 + 2 * nd), *range(3, 3 + nd))
+
+    rows, rest = spec.out_size[0], math.prod(spec.out_size[1:])
+    row_bytes = g * cg * taps * rest * xp.dtype.itemsize
+    rows_per_chunk = max(1, min(rows, IM2COL_CHUNK_BYTES // max(row_bytes, 1)))
+    batch_per_chunk = max(1, min(n, IM2COL_CHUNK_BYTES // max(row_bytes * rows, 1)))
+    y = np.empty((n, g, fg, *spec.out_size), dtype=xp.dtype)
+    for n0 in range(0, n, batch_per_chunk):
+        nb = min(batch_per_chunk, n - n0)
+        for r0 in range(0, rows, rows_per_chunk):
+            rb = min(rows_per_chunk, rows - r0)
+            cols = windows[n0:n0 + nb, :, :, r0:r0 + rb].transpose(to_cols)
+            cols = cols.reshape(nb, g, cg * taps, rb * rest)
+            y[n0:n0 + nb, :, :, r0:r0 + rb] = np.matmul(wmat, cols).reshape(
+                nb, g, fg, rb, *spec.out_size[1:])
+    return y.reshape(n, g * fg, *spec.out_size)
+
+
+def correlate(xp: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """Cross-correlate a padded channels-first input with ``w``: ``(N, F, *out)``."""
+    if spec.in_per_group == 1 and spec.out_per_group <= TAP_PATH_MAX_FILTERS:
+        return _correlate_taps(xp, w, spec)
+    return _correlate_im2col(xp, w, spec)
+
+
+def flip_kernel(w: np.ndarray, ndim: int) -> np.ndarray:
+    return w[(Ellipsis, *(slice(None, None, -1),) * ndim)]
+
+
+class NumpyBackend:
+    """Reference implementation of the :class:`clconv.Backend` protocol on the host."""
+
+    name = "numpy"
+
+    def __repr__(self) -> str:
+        return "<clconv NumpyBackend>"
+
+    def conv_forward(self, x: Any, weight: Any, bias: Any, spec: ConvSpec) -> np.ndarray:
+        if spec.batch == 0 or spec.out_channels == 0:
+            return np.zeros(spec.output_shape, dtype=spec.dtype)
+        acc = accumulator_dtype(spec)
+        x = to_host(x)
+        if spec.channels_last:
+            x = np.moveaxis(x, -1, 1)
+        w = to_host(weight).astype(acc, copy=False)
+        if spec.flip:
+            w = flip_kernel(w, spec.ndim)
+        try:
+            y = correlate(pad_input(x.astype(acc, copy=False), spec), w, spec)
+        except MemoryError as exc:
+            raise AllocationError(
+                f"the NumPy backend ran out of host memory for input {spec.input_shape}, "
+                f"kernel {spec.kernel_size}, output {spec.output_shape}: {exc}") from None
+        if bias is not None:
+            y += to_host(bias).astype(acc, copy=False).reshape(-1, *(1,) * spec.ndim)
+        if spec.channels_last:
+            y = np.moveaxis(y, 1, -1)
+        return np.ascontiguousarray(y, dtype=spec.dtype)
+
+
+def factory(option: str | None) -> NumpyBackend:
+    """Registry factory: the NumPy backend takes no option."""
+    if option:
+        raise BackendUnavailable(f"backend 'numpy:{option}': the NumPy backend takes no option")
+    return NumpyBackend()

@@ -143,6 +143,13 @@ class NumpyBackend:
             y = np.moveaxis(y, 1, -1)
         return np.ascontiguousarray(y, dtype=spec.dtype)
 
+    def conv_backward(self, x: Any, weight: Any, grad_output: Any, spec: ConvSpec,
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(grad_input, grad_weight, grad_bias)``; the maths is in :mod:`.numpy_backward`."""
+        from .numpy_backward import backward_host  # imports this module, so lazily
+
+        return backward_host(x, weight, grad_output, spec)
+
 
 def factory(option: str | None) -> NumpyBackend:
     """Registry factory: the NumPy backend takes no option."""

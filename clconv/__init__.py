@@ -22,6 +22,7 @@ from .backends import (
     use_backend,
 )
 from .backends.opencl.devices import DeviceInfo
+from .backward import conv_backward
 from .errors import (
     AllocationError,
     ArgumentError,
@@ -32,6 +33,7 @@ from .errors import (
     ShapeError,
 )
 from .functional import conv1d, conv2d, conv3d
+from .layers import Conv1d, Conv2d, Conv3d
 from .signal import convolve, convolve2d, correlate2d
 
 __version__ = "0.1.0"
@@ -42,6 +44,9 @@ __all__ = [
     "Backend",
     "BackendUnavailable",
     "ClconvError",
+    "Conv1d",
+    "Conv2d",
+    "Conv3d",
     "DTypeError",
     "DeviceInfo",
     "KernelBuildError",
@@ -51,6 +56,7 @@ __all__ = [
     "conv1d",
     "conv2d",
     "conv3d",
+    "conv_backward",
     "convolve",
     "convolve2d",
     "correlate2d",

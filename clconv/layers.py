@@ -1,0 +1,218 @@
+"""Trainable convolution layers: Conv1d, Conv2d, Conv3d (API.md section 4).
+
+A layer owns its ``weight`` and ``bias`` (NumPy arrays, initialised like
+PyTorch's default), runs the forward pass with :func:`clconv.conv2d` & co.,
+keeps what the backward pass needs, and ``layer.backward(grad_output)``
+returns dL/dinput and sets ``grad_weight`` and ``grad_bias``. Optimisers are
+left to the user: update ``layer.weight`` / ``layer.bias`` in place or assign
+new arrays.
+
+>>> import numpy as np, clconv
+>>> layer = clconv.Conv2d(3, 8, 3, padding=1, seed=0, backend="numpy")
+>>> y = layer(np.ones((2, 3, 5, 5), dtype=np.float32))
+>>> gx = layer.backward(np.ones_like(y))
+>>> y.shape, gx.shape, layer.grad_weight.shape, layer.grad_bias.shape
+((2, 8, 5, 5), (2, 3, 5, 5), (8, 3, 3, 3), (8,))
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+from ._normalize import (
+    ConvCall,
+    as_operand,
+    border_mode,
+    cast_host,
+    channels_last,
+    explicit_padding,
+    int_tuple,
+    is_device_array,
+    normalize_conv,
+)
+from .backends import get_backend
+from .backward import run_backward
+from .errors import ArgumentError, DTypeError, ShapeError
+
+__all__ = ["Conv1d", "Conv2d", "Conv3d"]
+
+PARAM_DTYPES = ("float16", "float32", "float64")
+
+
+def _count(value: Any, name: str) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ShapeError(f"{name}={value!r}; expected an int >= 1")
+    return int(value)
+
+
+def _param_dtype(dtype: Any) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.name not in PARAM_DTYPES:
+        raise DTypeError(f"dtype={dtype!r}; expected 'float16', 'float32' or 'float64'")
+    return dt
+
+
+class _ConvNd:
+    """Shared implementation of Conv1d/Conv2d/Conv3d (``ndim`` spatial dims)."""
+
+    ndim: int = 0
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
+                 padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
+                 padding_mode: str = "zeros", *, backend: Any = None, seed: Any = None,
+                 dtype: Any = "float32", data_format: str = "channels_first") -> None:
+        nd = self.ndim
+        self.in_channels = _count(in_channels, "in_channels")
+        self.out_channels = _count(out_channels, "out_channels")
+        self.groups = _count(groups, "groups")
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ShapeError(
+                f"groups={groups} must divide in_channels={in_channels} and "
+                f"out_channels={out_channels}; expected a common divisor")
+        self.kernel_size = int_tuple(kernel_size, nd, "kernel_size", 1)
+        self.stride = int_tuple(stride, nd, "stride", 1)
+        self.dilation = int_tuple(dilation, nd, "dilation", 1)
+        explicit_padding(padding, nd)  # validates; normalize_conv resolves it per input
+        self.padding = padding.lower() if isinstance(padding, str) else padding
+        border_mode(padding_mode)
+        self.padding_mode = padding_mode.lower()
+        channels_last(data_format)
+        self.data_format = data_format.lower()
+        if not isinstance(bias, (bool, np.bool_)):
+            raise ArgumentError(f"bias={bias!r}; expected True or False")
+        self.dtype = _param_dtype(dtype)
+        self.backend = backend
+        if backend is not None:
+            get_backend(backend)  # an unknown or unusable backend fails here, not later
+        try:
+            rng = np.random.default_rng(seed)
+        except (TypeError, ValueError) as exc:
+            raise ArgumentError(f"seed={seed!r}; expected None, an int or a "
+                                f"numpy.random.Generator ({exc})") from None
+
+        self.fan_in = self.in_channels // self.groups * math.prod(self.kernel_size)
+        bound = 1.0 / math.sqrt(self.fan_in)
+        shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+        self.weight: np.ndarray = rng.uniform(-bound, bound, shape).astype(self.dtype)
+        self.bias: np.ndarray | None = (
+            rng.uniform(-bound, bound, self.out_channels).astype(self.dtype) if bias else None)
+        self.grad_weight: Any = None
+        self.grad_bias: Any = None
+        self._call: ConvCall | None = None
+        self._backend_obj: Any = None
+
+    # ------------------------------------------------------------ passes
+
+    def forward(self, x: Any) -> Any:
+        """The convolution of ``x`` (batched or unbatched); keeps what backward needs."""
+        x = as_operand(x, "input")
+        if is_device_array(x):
+            if x.dtype != self.dtype:
+                x = x.astype(self.dtype)
+        else:
+            x = cast_host(x, self.dtype)
+        call = normalize_conv(self.ndim, x, self.weight, self.bias, self.stride, self.padding,
+                              self.dilation, self.groups, self.padding_mode, self.data_format,
+                              False)
+        backend = get_backend(self.backend)
+        y = backend.conv_forward(call.x, call.weight, call.bias, call.spec)
+        self._call, self._backend_obj = call, backend
+        return y[0] if call.unbatched else y
+
+    __call__ = forward
+
+    def backward(self, grad_output: Any) -> Any:
+        """dL/dinput for ``grad_output`` = dL/dy of the last forward pass.
+
+        Sets ``grad_weight`` (the weight's shape) and ``grad_bias`` (``(F,)``,
+        or None without a bias). ``grad_output`` must have the last output's
+        shape, else :class:`~clconv.ShapeError`.
+        """
+        if self._call is None:
+            raise ArgumentError("backward() called before any forward pass; "
+                                "expected layer(x) first")
+        grad_input, self.grad_weight, grad_bias = run_backward(
+            self._call, grad_output, self._backend_obj)
+        self.grad_bias = grad_bias if self.bias is not None else None
+        return grad_input
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """The trainable arrays by name: ``weight`` and, if present, ``bias``."""
+        params = {"weight": self.weight}
+        if self.bias is not None:
+            params["bias"] = self.bias
+        return params
+
+    def gradients(self) -> dict[str, Any]:
+        """The gradients of :meth:`parameters` from the last backward pass, by name."""
+        grads = {"weight": self.grad_weight}
+        if self.bias is not None:
+            grads["bias"] = self.grad_bias
+        return grads
+
+    def __repr__(self) -> str:
+        nd = self.ndim
+        parts = [f"{self.in_channels}", f"{self.out_channels}",
+                 f"kernel_size={self.kernel_size}"]
+        if self.stride != (1,) * nd:
+            parts.append(f"stride={self.stride}")
+        if self.padding != 0:
+            parts.append(f"padding={self.padding!r}")
+        if self.dilation != (1,) * nd:
+            parts.append(f"dilation={self.dilation}")
+        if self.groups != 1:
+            parts.append(f"groups={self.groups}")
+        if self.bias is None:
+            parts.append("bias=False")
+        if self.padding_mode != "zeros":
+            parts.append(f"padding_mode={self.padding_mode!r}")
+        if self.data_format != "channels_first":
+            parts.append(f"data_format={self.data_format!r}")
+        if self.dtype != np.float32:
+            parts.append(f"dtype={self.dtype.name!r}")
+        if self.backend is not None:
+            parts.append(f"backend={getattr(self.backend, 'name', self.backend)!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+_CLASS_DOC = """A {n}-D convolution layer with trainable weight and bias.
+
+    ``{name}(in_channels, out_channels, kernel_size, stride=1, padding=0,
+    dilation=1, groups=1, bias=True, padding_mode="zeros", *, backend=None,
+    seed=None, dtype="float32")``: the arguments of ``torch.nn.{name}``
+    (``padding`` also takes ``(before, after)`` pairs and ``"valid"``,
+    ``"same"``, ``"full"`` as in :func:`clconv.conv{n}d`). ``weight`` is
+    ``(out_channels, in_channels // groups, *kernel_size)``, ``bias``
+    ``(out_channels,)`` or None; both are uniform in
+    ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]``, ``fan_in = in_channels // groups *
+    prod(kernel_size)``, drawn from ``numpy.random.default_rng(seed)``.
+    ``dtype`` is the parameters' dtype; inputs are cast to it.
+    ``data_format="channels_last"`` takes ``(N, {sp}, C)`` inputs.
+    Bad arguments raise at construction.
+
+    ``layer(x)`` runs the forward pass on ``x`` ``(N, C, {sp})`` or unbatched
+    ``(C, {sp})``; ``layer.backward(grad_output)`` returns dL/dx and sets
+    ``layer.grad_weight`` and ``layer.grad_bias`` (None without a bias).
+    """
+
+
+class Conv1d(_ConvNd):
+    ndim = 1
+    __doc__ = _CLASS_DOC.format(n=1, name="Conv1d", sp="L")
+
+
+class Conv2d(_ConvNd):
+    ndim = 2
+    __doc__ = _CLASS_DOC.format(n=2, name="Conv2d", sp="H, W")
+
+
+class Conv3d(_ConvNd):
+    ndim = 3
+    __doc__ = _CLASS_DOC.format(n=3, name="Conv3d", sp="D, H, W")

@@ -12,6 +12,7 @@ np.float32(27.0)
 
 from __future__ import annotations
 
+from . import kernels
 from .backends import (
     Backend,
     available_backends,
@@ -32,6 +33,7 @@ from .errors import (
     KernelBuildError,
     ShapeError,
 )
+from .filters import filter2d
 from .functional import conv1d, conv2d, conv3d
 from .layers import Conv1d, Conv2d, Conv3d
 from .signal import convolve, convolve2d, correlate2d
@@ -61,7 +63,9 @@ __all__ = [
     "convolve2d",
     "correlate2d",
     "devices",
+    "filter2d",
     "get_backend",
+    "kernels",
     "list_backends",
     "register_backend",
     "set_backend",

@@ -1,0 +1,637 @@
+"""Benchmark harness: clconv's backends against PyTorch CPU, SciPy and plain NumPy.
+
+Runs the cases of issue 4's table (plus the NumPy speed targets of issue 2),
+NumPy in and NumPy out, and prints one table with the median milliseconds,
+GFLOP/s (2 x real multiply-accumulates / time) and, for every clconv backend,
+the ratio ``fastest other / clconv`` (above 1 means clconv is faster).
+
+Implementations of one case are timed round-robin (one call each per round,
+after a warm-up call) so that load from other processes on a shared machine
+hits all of them alike. Every implementation's result is checked against the
+reference once; a wrong result is flagged in the table.
+
+Used by ``clconv bench`` (:func:`add_arguments`, :func:`run`) and by
+``benchmarks/run.py`` (:func:`main`). Importing this module is cheap: NumPy,
+SciPy, PyTorch and matplotlib are imported only when a run starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+__all__ = ["CASES", "Case", "add_arguments", "main", "run", "run_cases"]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One convolution to time: channels-first input, symmetric zero padding."""
+
+    name: str
+    title: str
+    batch: int
+    in_channels: int
+    in_size: tuple[int, ...]
+    out_channels: int
+    kernel: tuple[int, ...]
+    stride: int = 1
+    padding: int = 0
+    groups: int = 1
+    dense: bool = False  # one of issue 4's dense-layer rows
+
+    @property
+    def ndim(self) -> int:
+        return len(self.in_size)
+
+    @property
+    def out_size(self) -> tuple[int, ...]:
+        return tuple((n + 2 * self.padding - k) // self.stride + 1
+                     for n, k in zip(self.in_size, self.kernel))
+
+    @property
+    def macs(self) -> int:
+        """Real multiply-accumulates (depthwise counts one input channel per filter)."""
+        return (self.batch * self.out_channels * math.prod(self.out_size)
+                * (self.in_channels // self.groups) * math.prod(self.kernel))
+
+    def quick(self) -> Case:
+        """A tiny version of the case with the same structure (for smoke tests)."""
+        cap = {1: 256, 2: 12, 3: 6}[self.ndim]
+        depthwise = self.groups == self.in_channels and self.groups > 1
+        cin = min(self.in_channels, 4)
+        return replace(self, batch=min(self.batch, 2), in_channels=cin,
+                       out_channels=cin if depthwise else min(self.out_channels, 4),
+                       groups=cin if depthwise else 1,
+                       in_size=tuple(min(n, cap) for n in self.in_size))
+
+
+CASES: tuple[Case, ...] = (
+    Case("conv3x3_64", "1x64x56x56, 64 filters 3x3, pad 1", 1, 64, (56, 56), 64, (3, 3),
+         padding=1, dense=True),
+    Case("conv3x3_batch8", "8x32x64x64, 64 filters 3x3, pad 1", 8, 32, (64, 64), 64, (3, 3),
+         padding=1, dense=True),
+    Case("stem7x7", "1x3x224x224, 64 filters 7x7, stride 2, pad 3", 1, 3, (224, 224), 64,
+         (7, 7), stride=2, padding=3, dense=True),
+    Case("pointwise", "1x256x28x28, 128 filters 1x1", 1, 256, (28, 28), 128, (1, 1),
+         dense=True),
+    Case("conv3x3_s2", "1x64x56x56, 64 filters 3x3, stride 2, pad 1", 1, 64, (56, 56), 64,
+         (3, 3), stride=2, padding=1, dense=True),
+    Case("depthwise", "depthwise 1x128x56x56 3x3, pad 1", 1, 128, (56, 56), 128, (3, 3),
+         padding=1, groups=128),
+    Case("rgb_depthwise", "RGB 1x3x1080x1920, depthwise 3x3, pad 1", 1, 3, (1080, 1920), 3,
+         (3, 3), padding=1, groups=3),
+    Case("rgb_16", "RGB 1x3x1080x1920, 16 filters 3x3, pad 1", 1, 3, (1080, 1920), 16,
+         (3, 3), padding=1),
+    Case("img512_15x15", "1x1x512x512, 15x15 kernel, pad 7", 1, 1, (512, 512), 1, (15, 15),
+         padding=7),
+    Case("signal1d_k101", "1-D 1x1x1,000,000, k=101, pad 50", 1, 1, (1_000_000,), 1, (101,),
+         padding=50),
+    Case("vol3d", "3-D 1x1x64x64x64, 3x3x3, pad 1", 1, 1, (64, 64, 64), 1, (3, 3, 3),
+         padding=1),
+    Case("latency8x8", "1x1x8x8, 3x3, pad 1 (latency)", 1, 1, (8, 8), 1, (3, 3), padding=1),
+    Case("img512_3x3", "1x1x512x512, 3x3 kernel, pad 1 (issue 2)", 1, 1, (512, 512), 1,
+         (3, 3), padding=1),
+)
+
+# Other names accepted by --cases.
+ALIASES = {"issue2_dense": "conv3x3_64", "issue2_image": "img512_3x3"}
+
+# Skip NumPy peers whose temporary arrays would exceed this many bytes.
+PEER_MEMORY_LIMIT = 1 << 30
+
+
+# ---------------------------------------------------------------------------
+# Implementations. Each factory returns a callable ``f() -> ndarray`` for a
+# case and its arrays, or raises _NotApplicable.
+
+class _NotApplicable(Exception):
+    """The implementation does not cover this case (left out of the table)."""
+
+
+def _np():
+    import numpy
+
+    return numpy
+
+
+def _pad(x, case: Case):
+    np = _np()
+    if not case.padding:
+        return x
+    p = case.padding
+    return np.pad(x, [(0, 0), (0, 0)] + [(p, p)] * case.ndim)
+
+
+def _tap_slices(tap: tuple[int, ...], case: Case) -> tuple[slice, ...]:
+    s = case.stride
+    return tuple(slice(t, t + (o - 1) * s + 1, s) for t, o in zip(tap, case.out_size))
+
+
+def _taps(case: Case):
+    from itertools import product
+
+    return product(*(range(k) for k in case.kernel))
+
+
+def _same_mode(case: Case) -> str | None:
+    """The SciPy mode equal to the case's padding at stride 1, else None."""
+    if case.stride != 1:
+        return None
+    if case.padding == 0:
+        return "valid"
+    if all(k % 2 == 1 and case.padding == k // 2 for k in case.kernel):
+        return "same"
+    return None
+
+
+def _per_channel(case: Case) -> None:
+    if case.in_channels // case.groups != 1 or case.out_channels != case.groups:
+        raise _NotApplicable("needs one input channel and one filter per group")
+
+
+def _clconv(backend: str) -> Callable[[Case, Any, Any], Callable[[], Any]]:
+    def factory(case: Case, x, w):
+        import clconv
+
+        np = _np()
+        clconv.get_backend(backend)  # BackendUnavailable -> reported as n/a
+        conv = getattr(clconv, f"conv{case.ndim}d")
+
+        def f():
+            y = conv(x, w, stride=case.stride, padding=case.padding, groups=case.groups,
+                     backend=backend)
+            return y.get() if hasattr(y, "get") and not isinstance(y, np.ndarray) else y
+        return f
+    return factory
+
+
+def _torch(case: Case, x, w):
+    try:
+        import torch
+    except ImportError:
+        raise _NotApplicable("torch is not installed") from None
+    conv = getattr(torch.nn.functional, f"conv{case.ndim}d")
+    wt = torch.from_numpy(w)
+
+    def f():
+        with torch.no_grad():
+            return conv(torch.from_numpy(x), wt, stride=case.stride, padding=case.padding,
+                        groups=case.groups).numpy()
+    return f
+
+
+def _scipy_channels(case: Case, x, w, one: Callable, mode: str):
+    """Loop a single-channel SciPy routine over batch and channels."""
+    np = _np()
+    y = np.empty((case.batch, case.out_channels, *case.out_size), dtype=x.dtype)
+    src = x if mode != "valid" else _pad(x, case)
+    for n in range(case.batch):
+        for c in range(case.out_channels):
+            y[n, c] = one(src[n, c], w[c, 0], mode)
+    return y
+
+
+def _scipy_correlate(case: Case, x, w):
+    _per_channel(case)
+    import scipy.signal
+
+    mode = _same_mode(case)
+    if mode is None:
+        raise _NotApplicable("strided or uneven padding")
+    return lambda: _scipy_channels(case, x, w, lambda a, k, m: scipy.signal.correlate(a, k, m),
+                                   mode)
+
+
+def _scipy_correlate2d(case: Case, x, w):
+    _per_channel(case)
+    if case.ndim != 2:
+        raise _NotApplicable("2-D only")
+    import scipy.signal
+
+    mode = _same_mode(case)
+    if mode is None:
+        raise _NotApplicable("strided or uneven padding")
+    return lambda: _scipy_channels(case, x, w, scipy.signal.correlate2d, mode)
+
+
+def _scipy_fftconvolve(case: Case, x, w):
+    _per_channel(case)
+    import scipy.signal
+
+    mode = _same_mode(case)
+    if mode is None:
+        raise _NotApplicable("strided or uneven padding")
+    axes = tuple(range(2, 2 + case.ndim))
+    flipped = _np().ascontiguousarray(w[(slice(None), 0, *(slice(None, None, -1),) * case.ndim)])
+    wf = flipped.reshape(1, case.out_channels, *case.kernel)
+    src = x if mode == "same" else _pad(x, case)
+    return lambda: scipy.signal.fftconvolve(src, wf, mode=mode, axes=axes)
+
+
+def _scipy_ndimage(case: Case, x, w):
+    _per_channel(case)
+    import scipy.ndimage
+
+    if _same_mode(case) != "same":
+        raise _NotApplicable("needs 'same' padding")
+    return lambda: _scipy_channels(
+        case, x, w, lambda a, k, m: scipy.ndimage.correlate(a, k, mode="constant"), "same")
+
+
+def _numpy_correlate(case: Case, x, w):
+    _per_channel(case)
+    if case.ndim != 1:
+        raise _NotApplicable("1-D only")
+    np = _np()
+    mode = _same_mode(case)
+    if mode is None:
+        raise _NotApplicable("strided or uneven padding")
+    return lambda: _scipy_channels(case, x, w, np.correlate, mode)
+
+
+def _numpy_taps(case: Case, x, w):
+    """Sum over kernel taps of weight x shifted view (one input channel per group)."""
+    if case.in_channels // case.groups != 1:
+        raise _NotApplicable("needs one input channel per group")
+    np = _np()
+    nd = case.ndim
+    fg = case.out_channels // case.groups
+    channel = np.arange(case.out_channels) // fg
+
+    def f():
+        xp = _pad(x, case)
+        if fg != 1:
+            xp = xp[:, channel]
+        y = np.zeros((case.batch, case.out_channels, *case.out_size), dtype=x.dtype)
+        for tap in _taps(case):
+            wt = w[(slice(None), 0, *tap)].reshape(1, -1, *(1,) * nd)
+            y += wt * xp[(slice(None), slice(None), *_tap_slices(tap, case))]
+        return y
+    return f
+
+
+def _numpy_tap_gemm(case: Case, x, w):
+    """Per-tap GEMM: for each tap, (F x C) @ (C x positions) added into the output."""
+    if case.groups != 1:
+        raise _NotApplicable("groups=1 only")
+    np = _np()
+    p = math.prod(case.out_size)
+
+    def f():
+        xp = _pad(x, case)
+        y = np.zeros((case.batch, case.out_channels, p), dtype=x.dtype)
+        for tap in _taps(case):
+            xs = np.ascontiguousarray(xp[(slice(None), slice(None), *_tap_slices(tap, case))])
+            y += np.matmul(w[(slice(None), slice(None), *tap)],
+                           xs.reshape(case.batch, case.in_channels, p))
+        return y.reshape(case.batch, case.out_channels, *case.out_size)
+    return f
+
+
+def _numpy_im2col(case: Case, x, w):
+    """Sliding-window view contracted with the weights by ``tensordot`` (one big copy)."""
+    if case.groups != 1:
+        raise _NotApplicable("groups=1 only")
+    cols = case.batch * case.in_channels * math.prod(case.kernel) * math.prod(case.out_size)
+    if cols * x.itemsize > PEER_MEMORY_LIMIT:
+        raise _NotApplicable("im2col matrix too large")
+    np = _np()
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    nd = case.ndim
+    spatial = tuple(range(2, 2 + nd))
+
+    def f():
+        win = sliding_window_view(_pad(x, case), case.kernel, axis=spatial)
+        win = win[(slice(None), slice(None), *(slice(None, None, case.stride),) * nd)]
+        y = np.tensordot(win, w, axes=((1, *range(2 + nd, 2 + 2 * nd)), (1, *range(2, 2 + nd))))
+        return np.ascontiguousarray(np.moveaxis(y, -1, 1))
+    return f
+
+
+PEERS: dict[str, Callable[[Case, Any, Any], Callable[[], Any]]] = {
+    "torch": _torch,
+    "scipy.correlate": _scipy_correlate,
+    "scipy.correlate2d": _scipy_correlate2d,
+    "scipy.fftconvolve": _scipy_fftconvolve,
+    "scipy.ndimage": _scipy_ndimage,
+    "numpy.correlate": _numpy_correlate,
+    "numpy.taps": _numpy_taps,
+    "numpy.tap_gemm": _numpy_tap_gemm,
+    "numpy.im2col": _numpy_im2col,
+}
+
+
+# ---------------------------------------------------------------------------
+# Running
+
+def default_backends() -> list[str]:
+    """Every usable clconv backend plus one ``opencl:P:D`` name per OpenCL device."""
+    import clconv
+
+    names = list(clconv.available_backends())
+    try:
+        names += [d.backend for d in clconv.devices()]
+    except Exception:  # no OpenCL at all: the registry's names are enough
+        pass
+    return list(dict.fromkeys(names))
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = text if len(text) <= 90 else text[:87] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _close(y, ref) -> bool:
+    np = _np()
+    y = np.asarray(y)
+    if y.shape != ref.shape:
+        return False
+    scale = max(1.0, float(np.max(np.abs(ref))) if ref.size else 1.0)
+    return bool(np.allclose(y, ref, rtol=1e-3, atol=1e-4 * scale))
+
+
+def _time_case(case: Case, backends: list[str], repeat: int, budget: float,
+               use_peers: bool) -> dict[str, Any]:
+    np = _np()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((case.batch, case.in_channels, *case.in_size), dtype=np.float32)
+    w = rng.standard_normal((case.out_channels, case.in_channels // case.groups, *case.kernel),
+                            dtype=np.float32)
+    impls: list[tuple[str, str, Callable]] = [
+        (f"clconv:{b}", "clconv", _clconv(b)) for b in backends]
+    if use_peers:
+        impls += [(name, "peer", fac) for name, fac in PEERS.items()]
+
+    rows: dict[str, dict[str, Any]] = {}
+    runners: dict[str, Callable[[], Any]] = {}
+    outputs: dict[str, Any] = {}
+    for name, kind, factory in impls:
+        row: dict[str, Any] = {"impl": name, "kind": kind, "ms": None, "gflops": None,
+                               "error": None, "correct": None, "times_ms": []}
+        try:
+            fn = factory(case, x, w)
+            t0 = time.perf_counter()
+            outputs[name] = fn()  # warm-up (builds, caches) and the result to check
+            row["warmup_ms"] = (time.perf_counter() - t0) * 1e3
+            runners[name] = fn
+        except _NotApplicable:
+            continue
+        except Exception as exc:  # a failing implementation is reported, never fatal
+            row["error"] = _short(exc)
+        rows[name] = row
+
+    ref_name = next((n for n in ("clconv:numpy", "torch") if n in outputs),
+                    next(iter(outputs), None))
+    for name, y in outputs.items():
+        rows[name]["correct"] = _close(y, outputs[ref_name])
+    outputs.clear()
+
+    # Round-robin timing: every round calls each implementation once.
+    counts = {n: max(1, min(repeat, int(budget * 1e3 / max(rows[n]["warmup_ms"], 1e-3))))
+              for n in runners}
+    for r in range(max(counts.values(), default=0)):
+        for name, fn in runners.items():
+            if r < counts[name]:
+                t0 = time.perf_counter()
+                fn()
+                rows[name]["times_ms"].append((time.perf_counter() - t0) * 1e3)
+    for name in runners:
+        ms = statistics.median(rows[name]["times_ms"])
+        rows[name]["ms"] = ms
+        rows[name]["gflops"] = 2 * case.macs / (ms * 1e6)
+
+    timed = [r for r in rows.values() if r["ms"] is not None and r["correct"] is not False]
+    for row in rows.values():
+        if row["kind"] != "clconv" or row["ms"] is None:
+            continue
+        others = [r for r in timed if r["kind"] == "peer"]
+        _ratio(row, "ratio", others)
+        _ratio(row, "ratio_torch", [r for r in others if r["impl"] == "torch"])
+        _ratio(row, "ratio_non_torch", [r for r in others if r["impl"] != "torch"])
+    return {"name": case.name, "title": case.title, "macs": case.macs, "flops": 2 * case.macs,
+            "dense": case.dense, "results": list(rows.values())}
+
+
+def _ratio(row: dict[str, Any], key: str, others: list[dict[str, Any]]) -> None:
+    """``row[key]`` = fastest other ms / row ms (>1: clconv faster), and who that was."""
+    if not others:
+        row[key], row[key + "_vs"] = None, None
+        return
+    best = min(others, key=lambda r: r["ms"])
+    row[key], row[key + "_vs"] = best["ms"] / row["ms"], best["impl"]
+
+
+def run_cases(cases: list[Case], backends: list[str], repeat: int = 5, budget: float = 3.0,
+              use_peers: bool = True, progress: Callable[[str], None] | None = None
+              ) -> list[dict[str, Any]]:
+    """Time every case; one result dict per case (see the JSON output)."""
+    try:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+    except ImportError:
+        pass
+    results = []
+    for case in cases:
+        if progress:
+            progress(f"  {case.name}: {case.title} ...")
+        results.append(_time_case(case, backends, repeat, budget, use_peers))
+    return results
+
+
+def check_targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The NumPy backend's targets of issues 2 and 4 that the measured cases cover."""
+    by_name = {r["name"]: {x["impl"]: x for x in r["results"]} for r in results}
+    targets = []
+
+    def ms(case: str, impl: str) -> float | None:
+        row = by_name.get(case, {}).get(impl)
+        return row["ms"] if row and row["correct"] is not False else None
+
+    own = ms("conv3x3_64", "clconv:numpy")
+    if own is not None:
+        targets.append({"target": "issue 2: 1x64x56x56, 64 3x3 filters, pad 1 under 500 ms",
+                        "value": f"{own:.1f} ms", "met": own < 500})
+    own, peer = ms("img512_3x3", "clconv:numpy"), ms("img512_3x3", "scipy.correlate2d")
+    if own is not None and peer is not None:
+        targets.append({"target": "issue 2: 512x512 3x3 within 2x scipy.signal.correlate2d",
+                        "value": f"{own:.2f} ms vs {peer:.2f} ms ({own / peer:.2f}x the time)",
+                        "met": own <= 2 * peer})
+    for res in results:
+        row = by_name[res["name"]].get("clconv:numpy")
+        if not res["dense"] or not row or row.get("ratio_non_torch") is None:
+            continue
+        targets.append({
+            "target": f"issue 4: numpy within 1.5x best non-torch other on {res['name']}",
+            "value": f"ratio {row['ratio_non_torch']:.2f} vs {row['ratio_non_torch_vs']}",
+            "met": row["ratio_non_torch"] >= 1 / 1.5})
+    return targets
+
+
+def format_table(results: list[dict[str, Any]]) -> str:
+    """One plain-text table: a line per case and implementation."""
+    head = (f"{'case':<15} {'implementation':<20} {'ms':>10} {'GFLOP/s':>8} "
+            f"{'x fastest other':>26} {'x torch':>8} {'x non-torch':>11}")
+    lines = [head, "-" * len(head)]
+    for res in results:
+        first = True
+        for row in res["results"]:
+            label = res["name"] if first else ""
+            first = False
+            if row["ms"] is None:
+                lines.append(f"{label:<15} {row['impl']:<20} n/a ({row['error']})")
+                continue
+            cells = [f"{label:<15} {row['impl']:<20} {row['ms']:>10.3f} {row['gflops']:>8.2f}"]
+            if row["kind"] == "clconv":
+                best = (f"{row['ratio']:.2f} ({row['ratio_vs']})"
+                        if row.get("ratio") is not None else "-")
+                cells.append(f"{best:>26}")
+                for key, width in (("ratio_torch", 8), ("ratio_non_torch", 11)):
+                    val = row.get(key)
+                    cells.append(f"{val:>{width}.2f}" if val is not None else f"{'-':>{width}}")
+            if row["correct"] is False:
+                cells.append("  WRONG RESULT")
+            lines.append(" ".join(cells))
+    return "\n".join(lines)
+
+
+def plot(results: list[dict[str, Any]], path: str) -> None:
+    """A grouped bar chart of GFLOP/s per case and implementation (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    impls = list(dict.fromkeys(r["impl"] for res in results for r in res["results"]
+                               if r["ms"] is not None))
+    width = 0.8 / max(len(impls), 1)
+    fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(results)), 5))
+    for i, impl in enumerate(impls):
+        xs, ys = [], []
+        for j, res in enumerate(results):
+            row = next((r for r in res["results"] if r["impl"] == impl), None)
+            if row and row["gflops"]:
+                xs.append(j + (i - (len(impls) - 1) / 2) * width)
+                ys.append(row["gflops"])
+        ax.bar(xs, ys, width, label=impl)
+    ax.set_xticks(range(len(results)), [r["name"] for r in results], rotation=40, ha="right")
+    ax.set_yscale("log")
+    ax.set_ylabel("GFLOP/s")
+    ax.set_title("clconv benchmark (NumPy in, NumPy out; higher is better)")
+    ax.legend(fontsize="small", ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _meta(args: argparse.Namespace, backends: list[str]) -> dict[str, Any]:
+    import numpy
+
+    meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "machine": platform.platform(), "processor": platform.processor(),
+            "cpus": os.cpu_count(), "python": platform.python_version(),
+            "numpy": numpy.__version__, "backends": backends, "repeat": args.repeat,
+            "quick": args.quick,
+            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")}
+    for mod in ("scipy", "torch"):
+        try:
+            meta[mod] = __import__(mod).__version__
+        except ImportError:
+            meta[mod] = None
+    return meta
+
+
+def select_cases(names: list[str] | None, quick: bool = False) -> list[Case]:
+    """The cases named (aliases allowed), all by default; tiny versions when ``quick``."""
+    by_name = {c.name: c for c in CASES}
+    if not names:
+        chosen = list(CASES)
+    else:
+        unknown = [n for n in names if ALIASES.get(n, n) not in by_name]
+        if unknown:
+            raise ValueError(f"unknown case(s) {unknown}; expected some of "
+                             f"{sorted(by_name) + sorted(ALIASES)}")
+        chosen = [by_name[ALIASES.get(n, n)] for n in dict.fromkeys(names)]
+    return [c.quick() for c in chosen] if quick else chosen
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the benchmark options to ``parser`` (used by ``clconv bench``)."""
+    parser.add_argument("--backend", action="append", metavar="B",
+                        help="clconv backend to time (repeatable); default: every available "
+                             "backend and one opencl:P:D per OpenCL device")
+    parser.add_argument("--cases", nargs="+", metavar="NAME",
+                        help="cases to run (default all); see --list")
+    parser.add_argument("--list", action="store_true", help="list the cases and exit")
+    parser.add_argument("--repeat", type=int, default=7, metavar="N",
+                        help="timed calls per implementation after a warm-up (default 7)")
+    parser.add_argument("--budget", type=float, default=3.0, metavar="S",
+                        help="cap the timed calls of one implementation to about S seconds")
+    parser.add_argument("--no-peers", action="store_true",
+                        help="time only clconv backends (no PyTorch/SciPy/NumPy peers)")
+    parser.add_argument("--json", metavar="OUT.json", help="write all results as JSON")
+    parser.add_argument("--plot", metavar="OUT.png", help="bar chart of GFLOP/s (matplotlib)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (for tests)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark described by parsed ``args``; print the table; exit status."""
+    if args.list:
+        for case in CASES:
+            print(f"{case.name:<15} {case.title}")
+        for alias, name in ALIASES.items():
+            print(f"{alias:<15} alias of {name}")
+        return 0
+    try:
+        cases = select_cases(args.cases, args.quick)
+    except ValueError as exc:
+        print(f"clconv bench: {exc}", file=sys.stderr)
+        return 2
+    if args.repeat < 1:
+        print(f"clconv bench: --repeat {args.repeat}; expected at least 1", file=sys.stderr)
+        return 2
+    backends = args.backend or default_backends()
+    print(f"clconv bench: {len(cases)} case(s), backends {backends}, "
+          f"repeat {args.repeat}{', quick' if args.quick else ''}", file=sys.stderr)
+    results = run_cases(cases, backends, args.repeat, args.budget, not args.no_peers,
+                        progress=lambda s: print(s, file=sys.stderr, flush=True))
+    print(format_table(results))
+    targets = check_targets(results)
+    if targets:
+        print("\nTargets" + (" (meaningless with --quick)" if args.quick else "") + ":")
+        for t in targets:
+            print(f"  [{'met' if t['met'] else 'MISSED'}] {t['target']}: {t['value']}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"meta": _meta(args, backends), "cases": results, "targets": targets},
+                      fh, indent=1)
+    if args.plot:
+        try:
+            plot(results, args.plot)
+        except ImportError as exc:
+            print(f"clconv bench: --plot needs matplotlib: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point (``python benchmarks/run.py``)."""
+    parser = argparse.ArgumentParser(prog="clconv-bench", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

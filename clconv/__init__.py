@@ -69,6 +69,7 @@ __all__ = [
     "list_backends",
     "register_backend",
     "set_backend",
+    "to_device",
     "use_backend",
 ]
 
@@ -78,3 +79,16 @@ def devices() -> list[DeviceInfo]:
     from .backends.opencl.devices import list_devices
 
     return list_devices()
+
+
+def to_device(x, backend: str | None = None):
+    """Upload host array ``x`` to an OpenCL backend's queue; returns a ``pyopencl.array.Array``.
+
+    ``backend`` names an OpenCL backend (default: the current default backend,
+    which must be an OpenCL one). Device arrays of that backend pass through.
+    """
+    be = get_backend(backend)
+    if not hasattr(be, "to_device"):
+        raise ArgumentError(f"backend {be.name!r} has no device memory; expected an OpenCL "
+                            "backend such as 'opencl' or 'opencl:cpu'")
+    return be.to_device(x)

@@ -1,0 +1,192 @@
+"""The OpenCL backend object: operands in, kernels launched, results out.
+
+Host operands (NumPy) are uploaded once per call and the result comes back
+as NumPy; a device input (``pyopencl.array.Array``) gives a device result on
+the input's own queue with no host round trip. Host inputs whose buffers
+would not fit the device are split into pieces (see :mod:`.tiling`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..._normalize import is_device_array
+from ..._spec import ConvSpec
+from ...errors import AllocationError, ArgumentError, BackendUnavailable
+from .context import DeviceContext
+from .conv import Operand, acc_dtype, choose_path
+from .limits import current_limits
+from .tiling import plan_pieces, take_piece
+
+
+class OpenCLBackend:
+    """The :class:`clconv.Backend` protocol on one OpenCL device."""
+
+    def __init__(self, name: str, dctx: DeviceContext) -> None:
+        self.name = name
+        self.dctx = dctx
+
+    def __repr__(self) -> str:
+        info = self.dctx.info
+        return f"<clconv OpenCLBackend {self.name}: {info.name} ({info.platform})>"
+
+    @property
+    def queue(self) -> Any:
+        """The backend's own command queue (host inputs run here)."""
+        return self.dctx.queue
+
+    @property
+    def context(self) -> Any:
+        return self.dctx.context
+
+    # ------------------------------------------------------------ helpers
+
+    def to_device(self, array: Any) -> Any:
+        """Upload a host array to this backend's queue (device arrays on it pass through)."""
+        import pyopencl.array as cla
+
+        if is_device_array(array):
+            self._check_device_array(array, "array")
+            return array
+        host = np.ascontiguousarray(np.asarray(array))
+        return cla.to_device(self.queue, host)
+
+    def _check_device_array(self, array: Any, name: str) -> None:
+        if array.context != self.context:
+            raise ArgumentError(
+                f"{name} is a pyopencl array from another OpenCL context; expected an array "
+                f"created on backend {self.name!r}'s context (use clconv.to_device(x, "
+                f"backend={self.name!r}) or get_backend({self.name!r}).queue)")
+        if array.queue is not None and array.queue.device != self.dctx.device:
+            raise ArgumentError(
+                f"{name} lives on device {array.queue.device.name.strip()!r}; backend "
+                f"{self.name!r} runs on {self.dctx.info.name!r}")
+
+    def _check_dtype(self, spec: ConvSpec) -> None:
+        if spec.dtype == "float64" and not self.dctx.info.fp64:
+            raise BackendUnavailable(
+                f"backend {self.name!r}: device {self.dctx.info.name!r} has no cl_khr_fp64, so "
+                "it cannot compute float64; use float32 input or the 'numpy' backend")
+
+    # ------------------------------------------------------------ forward
+
+    def conv_forward(self, x: Any, weight: Any, bias: Any, spec: ConvSpec) -> Any:
+        """The convolution (cross-correlation unless ``spec.flip``) plus bias."""
+        self._check_dtype(spec)
+        on_device = is_device_array(x)
+        for name, operand in (("input", x), ("weight", weight), ("bias", bias)):
+            if is_device_array(operand):
+                self._check_device_array(operand, name)
+        if on_device:
+            return self._forward_device(x, weight, bias, spec)
+        return self._forward_host(np.asarray(x), weight, bias, spec)
+
+    def _empty(self, spec: ConvSpec) -> bool:
+        return spec.batch == 0 or spec.out_channels == 0
+
+    def _forward_device(self, x: Any, weight: Any, bias: Any, spec: ConvSpec) -> Any:
+        import pyopencl.array as cla
+
+        queue = x.queue if x.queue is not None else self.queue
+        own_queue = queue == self.queue
+        # Pooled buffers are recycled in queue order, which holds only on our queue.
+        allocator = (lambda n: self.dctx.allocate(n)) if own_queue else None
+        if self._empty(spec):
+            return cla.zeros(queue, spec.output_shape, np.dtype(spec.dtype), allocator=allocator)
+        limits = current_limits(self.dctx.info)
+        out_bytes = math.prod(spec.output_shape) * np.dtype(spec.dtype).itemsize
+        if out_bytes > self.dctx.info.max_alloc:
+            raise AllocationError(
+                f"the result {spec.output_shape} ({out_bytes} bytes) of a device-array input "
+                f"exceeds device {self.dctx.info.name!r}'s largest buffer "
+                f"({self.dctx.info.max_alloc} bytes); pass a host array to have it tiled")
+        allocate = allocator or self._plain_allocator(queue)
+        with _allocation_errors(spec):
+            state, path = self._prepare(queue, weight, bias, spec, limits, allocate)
+            y = cla.empty(queue, spec.output_shape, np.dtype(spec.dtype), allocator=allocator)
+            path.launch(self.dctx, queue, state, Operand.of(x), Operand.of(y), spec, limits)
+        return y
+
+    def _forward_host(self, x: np.ndarray, weight: Any, bias: Any, spec: ConvSpec) -> Any:
+        import pyopencl.array as cla
+
+        if self._empty(spec):
+            return np.zeros(spec.output_shape, dtype=spec.dtype)
+        limits = current_limits(self.dctx.info)
+        queue = self.queue
+        allocate = self.dctx.allocate
+        y = np.empty(spec.output_shape, dtype=spec.dtype)
+        with _allocation_errors(spec):
+            pieces = plan_pieces(spec, limits, weight_bytes=self._packed_weight_bytes(spec))
+            state, path = self._prepare(queue, weight, bias, spec, limits, allocate)
+            for piece in pieces:
+                x_piece = np.ascontiguousarray(take_piece(x, spec, piece))
+                x_dev = cla.to_device(queue, x_piece, allocator=allocate)
+                y_dev = cla.empty(queue, piece.spec.output_shape, np.dtype(spec.dtype),
+                                  allocator=allocate)
+                path.launch(self.dctx, queue, state, Operand.of(x_dev), Operand.of(y_dev),
+                            piece.spec, limits)
+                y[piece.out_index] = y_dev.get(queue)
+        return y
+
+    def _packed_weight_bytes(self, spec: ConvSpec) -> int:
+        # Upper bound over the paths: filters rounded up to a block of 16.
+        fg = -(-spec.out_per_group // 16) * 16
+        return (spec.groups * fg * spec.in_per_group * math.prod(spec.kernel_size)
+                * acc_dtype(spec).itemsize)
+
+    def _plain_allocator(self, queue: Any) -> Any:
+        import pyopencl as cl
+
+        return lambda n: cl.Buffer(self.context, cl.mem_flags.READ_WRITE, size=max(int(n), 1))
+
+    def _prepare(self, queue: Any, weight: Any, bias: Any, spec: ConvSpec, limits: Any,
+                 allocate: Any) -> tuple[Any, Any]:
+        import pyopencl.array as cla
+
+        path = choose_path(spec, self.dctx, limits)
+        if not is_device_array(weight):
+            # Freed pooled buffers are reused only by later commands of the same
+            # in-order queue, so the upload may be dropped right after packing.
+            weight = cla.to_device(queue, np.ascontiguousarray(weight), allocator=allocate)
+        bias_op = None
+        if bias is not None:
+            bias_op = Operand.of(bias) if is_device_array(bias) else np.asarray(bias)
+        state = path.prepare(self.dctx, queue, Operand.of(weight), bias_op, spec, limits,
+                             allocate)
+        return state, path
+
+    def conv_backward(self, x: Any, weight: Any, grad_output: Any, spec: ConvSpec,
+                      ) -> tuple[Any, Any, Any]:
+        """Not implemented on OpenCL yet."""
+        raise NotImplementedError("the OpenCL backend's backward pass is not implemented yet")
+
+
+class _allocation_errors:
+    """Turn the driver's out-of-memory errors into :class:`clconv.AllocationError`."""
+
+    def __init__(self, spec: ConvSpec) -> None:
+        self.spec = spec
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None:
+            return False
+        import pyopencl as cl
+
+        out_of_memory = isinstance(exc, cl.MemoryError) or (
+            isinstance(exc, cl.Error) and getattr(exc, "code", None) in (
+                cl.status_code.MEM_OBJECT_ALLOCATION_FAILURE, cl.status_code.OUT_OF_RESOURCES,
+                cl.status_code.OUT_OF_HOST_MEMORY))
+        if out_of_memory:
+            s = self.spec
+            raise AllocationError(
+                f"the device ran out of memory for input {s.input_shape}, kernel "
+                f"{s.kernel_size}, output {s.output_shape}: {exc}") from None
+        return False
+

@@ -1,0 +1,57 @@
+"""One OpenCL context, queue and memory pool per device per process.
+
+Created lazily on first use and shared by every backend object that selects
+the same device (``opencl`` and ``opencl:0:0`` may be the same device).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from .devices import DeviceInfo, describe
+from .program import BuiltProgram, get_program
+
+_contexts: dict[tuple[int, int], DeviceContext] = {}
+_lock = threading.Lock()
+
+
+class DeviceContext:
+    """The per-device OpenCL state: context, in-order queue, pooled allocator."""
+
+    def __init__(self, p: int, d: int, platform: Any, device: Any) -> None:
+        import pyopencl as cl
+        import pyopencl.tools as cl_tools
+
+        self.info: DeviceInfo = describe(p, d, platform, device)
+        self.device = device
+        self.context = cl.Context([device])
+        self.queue = cl.CommandQueue(self.context, device)
+        self._pool = cl_tools.MemoryPool(cl_tools.ImmediateAllocator(self.queue))
+        self._pool_lock = threading.Lock()
+
+    def allocate(self, nbytes: int) -> Any:
+        """A pooled buffer of ``nbytes`` (for arrays used on :attr:`queue` only)."""
+        with self._pool_lock:
+            return self._pool.allocate(max(int(nbytes), 1))
+
+    def free_pool(self) -> None:
+        """Give cached pool buffers back to the driver."""
+        with self._pool_lock:
+            self._pool.free_held()
+
+    def program(self, filename: str, defines: Mapping[str, Any],
+                extra_options: tuple[str, ...] = ()) -> BuiltProgram:
+        """``filename`` built for this device with ``defines`` (cached)."""
+        return get_program(self.context, self.device, filename, defines, extra_options)
+
+
+def device_context(p: int, d: int, platform: Any, device: Any) -> DeviceContext:
+    """The process-wide :class:`DeviceContext` of platform ``p``, device ``d``."""
+    with _lock:
+        ctx = _contexts.get((p, d))
+        if ctx is None:
+            ctx = DeviceContext(p, d, platform, device)
+            _contexts[(p, d)] = ctx
+        return ctx

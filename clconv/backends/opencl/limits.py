@@ -1,0 +1,71 @@
+"""Device limits for launch planning and tiling, with the environment overrides.
+
+Both variables are read at call time:
+
+* ``CLCONV_MAX_ALLOC`` (bytes): lowers the largest single buffer, so tests
+  can exercise tiling on small arrays.
+* ``CLCONV_STRICT_LIMITS=1``: caps work-groups at :data:`STRICT_WORK_GROUP`
+  items and local memory at :data:`STRICT_LOCAL_MEM` bytes, like a small GPU,
+  even on devices (PoCL) that report far larger limits.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ...errors import ArgumentError
+from .devices import DeviceInfo
+
+STRICT_WORK_GROUP = 256
+STRICT_LOCAL_MEM = 32 * 1024
+# Share of global memory one piece of work may use: leaves room for the
+# caller's own arrays and the driver.
+MEMORY_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one launch / one piece of work may use on a device."""
+
+    max_alloc: int
+    memory_budget: int
+    max_work_group: int
+    local_mem: int
+    strict: bool
+
+
+def strict_mode() -> bool:
+    """True when ``CLCONV_STRICT_LIMITS`` asks for GPU-sized limits."""
+    return os.environ.get("CLCONV_STRICT_LIMITS", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _env_bytes(name: str) -> int | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(float(raw))
+    except ValueError:
+        raise ArgumentError(f"environment variable {name}={raw!r}; expected a number of bytes"
+                            ) from None
+    if value < 1:
+        raise ArgumentError(f"environment variable {name}={raw!r}; expected a positive size")
+    return value
+
+
+def current_limits(info: DeviceInfo) -> Limits:
+    """The device's limits, lowered by ``CLCONV_MAX_ALLOC`` and strict mode."""
+    max_alloc = info.max_alloc
+    budget = int(info.global_mem * MEMORY_FRACTION)
+    override = _env_bytes("CLCONV_MAX_ALLOC")
+    if override is not None:
+        max_alloc = min(max_alloc, override)
+    strict = strict_mode()
+    wg = info.max_work_group_size or 1
+    local = info.local_mem
+    if strict:
+        wg = min(wg, STRICT_WORK_GROUP)
+        local = min(local, STRICT_LOCAL_MEM)
+    return Limits(max_alloc=max_alloc, memory_budget=budget,
+                  max_work_group=wg, local_mem=local, strict=strict)

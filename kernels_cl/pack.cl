@@ -1,0 +1,79 @@
+/* Operand preparation on the device: weights into the blocked layout that
+ * conv_direct.cl reads, and bias vectors into the accumulator type. The
+ * source operand may be any numeric type (W_T) and any strides. */
+#include "common.h"
+
+#ifndef FB
+#define FB 8
+#endif
+#ifndef W_T
+#define W_T OUT_T
+#endif
+#ifndef W_HALF
+#define W_HALF (ELEM_KIND == 2)
+#endif
+/* ROUND_HALF=1: the result dtype is float16 but the operand is not half, so
+ * round it to half first (the contract converts weights to the input dtype). */
+#ifndef ROUND_HALF
+#define ROUND_HALF 0
+#endif
+#ifndef WG_PACK
+#define WG_PACK 64
+#endif
+
+inline ACC_T load_operand(__global const W_T *p, long i)
+{
+#if W_HALF
+    return (ACC_T)vload_half(0, p + i);
+#else
+    ACC_T v = (ACC_T)p[i];
+#if ROUND_HALF
+    ushort bits;
+    vstore_half_rte((float)v, 0, (__private half *)&bits);
+    v = vload_half(0, (__private const half *)&bits);
+#endif
+    return v;
+#endif
+}
+
+/* out[g][fblk][c][kd][kh][kw][j] = w[g*FG + fblk*FB + j][c][taps] (flipped taps when flip). */
+__kernel __attribute__((reqd_work_group_size(WG_PACK, 1, 1)))
+void pack_weights(__global const W_T *restrict w, const long w_off,
+                  const long ws_f, const long ws_c, const long ws_d, const long ws_h,
+                  const long ws_w,
+                  __global ACC_T *restrict out, const long total,
+                  const int G, const int CG, const int FG, const int NFB,
+                  const int KD, const int KH, const int KW, const int flip)
+{
+    const long i = get_global_id(0);
+    if (i >= total)
+        return;
+    long t = i;
+    const int j = (int)(t % FB); t /= FB;
+    const int kw = (int)(t % KW); t /= KW;
+    const int kh = (int)(t % KH); t /= KH;
+    const int kd = (int)(t % KD); t /= KD;
+    const int c = (int)(t % CG); t /= CG;
+    const int fblk = (int)(t % NFB);
+    const int g = (int)(t / NFB);
+    const int f = fblk * FB + j;
+    if (f >= FG) {
+        out[i] = (ACC_T)(0);
+        return;
+    }
+    const int sd = flip ? KD - 1 - kd : kd;
+    const int sh = flip ? KH - 1 - kh : kh;
+    const int sw = flip ? KW - 1 - kw : kw;
+    out[i] = load_operand(w, w_off + (long)(g * FG + f) * ws_f + c * ws_c + sd * ws_d
+                                 + sh * ws_h + sw * ws_w);
+}
+
+/* out[i] = v[i * stride] in the accumulator type. */
+__kernel __attribute__((reqd_work_group_size(WG_PACK, 1, 1)))
+void pack_vector(__global const W_T *restrict v, const long v_off, const long vs,
+                 __global ACC_T *restrict out, const long total)
+{
+    const long i = get_global_id(0);
+    if (i < total)
+        out[i] = load_operand(v, v_off + i * vs);
+}

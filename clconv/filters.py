@@ -27,17 +27,21 @@ from ._normalize import (
     resolve_padding,
     result_dtype,
 )
+from .backends import get_backend
 from .errors import ArgumentError, ShapeError
 from .functional import conv2d
 
 __all__ = ["filter2d"]
 
-# The two-pass path runs when a rank-1 kernel has at least this many taps.
-# Measured (NumPy backend, 512x512x3 float32, best of 5, box kernels): 3x3 one
-# pass 16 ms / two passes 29 ms; 5x5 38 / 37; 7x7 41 / 30; 9x9 57 / 32. The
-# second pass's extra memory traffic eats the saving below 7x7. To re-measure
-# on the OpenCL backend once it lands (one launch vs two).
-SEPARABLE_MIN_TAPS = 49
+# Backend (name before ":") -> the fewest kernel taps at which a rank-1 kernel
+# runs as two 1-D passes; backends not listed always run one pass. Measured
+# with box kernels, float32, best of 5 on a loaded 2-core machine:
+#   numpy, 1024x1024x3: 3x3 162 / 152 ms (one pass / two), 5x5 290 / 136,
+#     9x9 814 / 246, 15x15 1735 / 320; at 512x512x3 5x5 is break-even.
+#   opencl (PoCL CPU), device arrays, 1024x1024x3: one pass wins at every size
+#     (3x3 116 / 200 ms, 9x9 116 / 276, 15x15 108 / 316): the second launch
+#     and the intermediate buffer cost more than the saved taps.
+SEPARABLE_MIN_TAPS: dict[str, int] = {"numpy": 25}
 
 
 def _host_kernel(kernel: Any) -> np.ndarray:
@@ -149,7 +153,8 @@ def filter2d(image: Any, kernel: Any, *, stride: Any = 1, padding: Any = "same",
 
     dtype = result_dtype(x.dtype, "image")
     factors = None
-    if k.size >= SEPARABLE_MIN_TAPS and dtype.itemsize >= 4:
+    threshold = SEPARABLE_MIN_TAPS.get(get_backend(backend).name.partition(":")[0])
+    if threshold is not None and k.size >= threshold and dtype.itemsize >= 4:
         # float16 results keep the one-pass path: two passes would round twice.
         factors = rank1_factors(k, dtype)
     if factors is None:

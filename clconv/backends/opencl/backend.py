@@ -17,7 +17,7 @@ from ..._normalize import is_device_array
 from ..._spec import ConvSpec
 from ...errors import AllocationError, ArgumentError, BackendUnavailable
 from .context import DeviceContext
-from .conv import Operand, acc_dtype, choose_path
+from .conv import Operand, choose_path
 from .limits import current_limits
 from .tiling import plan_pieces, take_piece
 
@@ -105,7 +105,8 @@ class OpenCLBackend:
                 f"({self.dctx.info.max_alloc} bytes); pass a host array to have it tiled")
         allocate = allocator or self._plain_allocator(queue)
         with _allocation_errors(spec):
-            state, path = self._prepare(queue, weight, bias, spec, limits, allocate)
+            path = choose_path(spec, self.dctx, limits)
+            state = self._prepare(path, queue, weight, bias, spec, limits, allocate)
             y = cla.empty(queue, spec.output_shape, np.dtype(spec.dtype), allocator=allocator)
             path.launch(self.dctx, queue, state, Operand.of(x), Operand.of(y), spec, limits)
         return y
@@ -120,8 +121,9 @@ class OpenCLBackend:
         allocate = self.dctx.allocate
         y = np.empty(spec.output_shape, dtype=spec.dtype)
         with _allocation_errors(spec):
-            pieces = plan_pieces(spec, limits, weight_bytes=self._packed_weight_bytes(spec))
-            state, path = self._prepare(queue, weight, bias, spec, limits, allocate)
+            path = choose_path(spec, self.dctx, limits)
+            pieces = plan_pieces(spec, limits, weight_bytes=path.packed_bytes(spec, limits))
+            state = self._prepare(path, queue, weight, bias, spec, limits, allocate)
             for piece in pieces:
                 x_piece = np.ascontiguousarray(take_piece(x, spec, piece))
                 x_dev = cla.to_device(queue, x_piece, allocator=allocate)
@@ -132,22 +134,15 @@ class OpenCLBackend:
                 y[piece.out_index] = y_dev.get(queue)
         return y
 
-    def _packed_weight_bytes(self, spec: ConvSpec) -> int:
-        # Upper bound over the paths: filters rounded up to a block of 16.
-        fg = -(-spec.out_per_group // 16) * 16
-        return (spec.groups * fg * spec.in_per_group * math.prod(spec.kernel_size)
-                * acc_dtype(spec).itemsize)
-
     def _plain_allocator(self, queue: Any) -> Any:
         import pyopencl as cl
 
         return lambda n: cl.Buffer(self.context, cl.mem_flags.READ_WRITE, size=max(int(n), 1))
 
-    def _prepare(self, queue: Any, weight: Any, bias: Any, spec: ConvSpec, limits: Any,
-                 allocate: Any) -> tuple[Any, Any]:
+    def _prepare(self, path: Any, queue: Any, weight: Any, bias: Any, spec: ConvSpec,
+                 limits: Any, allocate: Any) -> Any:
         import pyopencl.array as cla
 
-        path = choose_path(spec, self.dctx, limits)
         if not is_device_array(weight):
             # Freed pooled buffers are reused only by later commands of the same
             # in-order queue, so the upload may be dropped right after packing.
@@ -157,7 +152,7 @@ class OpenCLBackend:
             bias_op = Operand.of(bias) if is_device_array(bias) else np.asarray(bias)
         state = path.prepare(self.dctx, queue, Operand.of(weight), bias_op, spec, limits,
                              allocate)
-        return state, path
+        return state
 
     def conv_backward(self, x: Any, weight: Any, grad_output: Any, spec: ConvSpec,
                       ) -> tuple[Any, Any, Any]:

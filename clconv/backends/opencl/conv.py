@@ -114,6 +114,10 @@ class ForwardPath(Protocol):
         """Whether this path handles ``spec`` on this device within ``limits``."""
         ...
 
+    def packed_bytes(self, spec: ConvSpec, limits: Limits) -> int:
+        """Device bytes of the prepared weight and bias."""
+        ...
+
     def prepare(self, dctx: DeviceContext, queue: Any, weight: Operand, bias: Any,
                 spec: ConvSpec, limits: Limits, allocate: Any) -> Any:
         """Pack weight and bias (``Operand`` or ``None``) on the device; returns a state."""
@@ -147,6 +151,8 @@ class DirectPath:
     def config(spec: ConvSpec, limits: Limits) -> DirectConfig:
         fg = spec.out_per_group
         fb = 8 if fg >= 8 else 4 if fg >= 4 else 2 if fg >= 2 else 1
+        if spec.dtype == "float64":
+            fb = min(fb, 4)  # double4 fills one AVX2 register; wider vectors spill
         ob = 4 if fb >= 4 else 8
         rows = math.prod(spec.out_size[:-1])
         wg_x, wg_y = (8, 4) if rows > 1 else (32, 1)
@@ -156,6 +162,12 @@ class DirectPath:
             else:
                 wg_x //= 2
         return DirectConfig(fb, ob, wg_x, wg_y)
+
+    def packed_bytes(self, spec: ConvSpec, limits: Limits) -> int:
+        fb = self.config(spec, limits).fb
+        filters = spec.groups * -(-spec.out_per_group // fb) * fb
+        return ((filters * spec.in_per_group * math.prod(spec.kernel_size) + spec.out_channels)
+                * acc_dtype(spec).itemsize)
 
     def prepare(self, dctx: DeviceContext, queue: Any, weight: Operand, bias: Any,
                 spec: ConvSpec, limits: Limits, allocate: Any) -> Any:

@@ -72,8 +72,7 @@ def plan_pieces(spec: ConvSpec, limits: Limits, weight_bytes: int) -> list[Piece
 
     axis = _spatial_axis(spec)
     lead = (slice(None),) * axis
-    per_piece = max((nb for nb in _candidates(spec.batch) if fits(nb * in_sample,
-                                                                  nb * out_sample)), default=0)
+    per_piece = _largest(spec.batch, lambda nb: fits(nb * in_sample, nb * out_sample))
     if per_piece:
         return [Piece(spec.replace(batch=min(per_piece, spec.batch - n0)),
                       slice(n0, n0 + per_piece), None, (slice(n0, n0 + per_piece),))
@@ -83,10 +82,8 @@ def plan_pieces(spec: ConvSpec, limits: Limits, weight_bytes: int) -> list[Piece
     extent = (k - 1) * d + 1
     in_row = in_sample // n
     out_row = out_sample // spec.out_size[0]
-    rows = 0
-    for r in _candidates(spec.out_size[0]):
-        if fits(((r - 1) * s + extent) * in_row, r * out_row):
-            rows = max(rows, r)
+    rows = _largest(spec.out_size[0],
+                    lambda r: fits(((r - 1) * s + extent) * in_row, r * out_row))
     if rows == 0:
         raise AllocationError(
             f"one output row of input {spec.input_shape} (kernel {spec.kernel_size}, output "
@@ -119,13 +116,16 @@ def plan_pieces(spec: ConvSpec, limits: Limits, weight_bytes: int) -> list[Piece
     return pieces
 
 
-def _candidates(total: int) -> list[int]:
-    """Piece sizes to try: every size up to ``total`` (searched by halving)."""
-    sizes, size = [], total
-    while size >= 1:
-        sizes.append(size)
-        size = size // 2 if size > 1 else 0
-    return sizes
+def _largest(total: int, ok) -> int:
+    """The largest size in ``1..total`` that ``ok`` accepts (``ok`` is monotone), else 0."""
+    lo, hi = 0, total
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def take_piece(x: np.ndarray, spec: ConvSpec, piece: Piece) -> np.ndarray:

@@ -1,0 +1,360 @@
+"""The OpenCL backend's own behaviour: device arrays, program cache, build errors,
+tiling, strict limits, threads, dtypes and the device table.
+
+Every test runs for real on each OpenCL device (CI has PoCL); numerical
+agreement over the full feature grid lives in tests/test_conv_oracle.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import threading
+import types
+
+import numpy as np
+import pytest
+from conftest import tolerance
+
+import clconv
+from clconv._normalize import normalize_conv
+from clconv.functional import run_conv
+
+cl = pytest.importorskip("pyopencl")
+cla = pytest.importorskip("pyopencl.array")
+
+
+def reference(fn, x, w, b=None, **kw):
+    """The NumPy backend in float64: the oracle."""
+    def as64(a):
+        return (None if a is None else np.asarray(a, dtype=np.float64))
+    return fn(as64(x), as64(w), as64(b), backend="numpy", **kw)
+
+
+def assert_close(y, ref, dtype, reduction):
+    np.testing.assert_allclose(np.asarray(y, dtype=np.float64), ref,
+                               **tolerance(dtype, reduction))
+
+
+@pytest.fixture
+def be(cl_backend):
+    return clconv.get_backend(cl_backend)
+
+
+# ------------------------------------------------------------ device arrays
+
+def test_device_array_round_trip(cl_backend, be, rng):
+    x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+    w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
+    xd = clconv.to_device(x, backend=cl_backend)
+    assert isinstance(xd, cla.Array) and xd.queue == be.queue
+    y = clconv.conv2d(xd, clconv.to_device(w, backend=cl_backend), padding=1,
+                      backend=cl_backend)
+    assert isinstance(y, cla.Array)
+    assert y.queue == xd.queue and y.shape == (2, 5, 9, 8) and y.dtype == np.float32
+    assert_close(y.get(), reference(clconv.conv2d, x, w, padding=1), np.float32, 27)
+
+
+def test_device_result_on_callers_queue(cl_backend, be, rng):
+    queue = cl.CommandQueue(be.context, be.dctx.device)
+    x = rng.standard_normal((1, 2, 7)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 3)).astype(np.float32)
+    y = clconv.conv1d(cla.to_device(queue, x), w, backend=cl_backend)
+    assert y.queue == queue
+    assert_close(y.get(), reference(clconv.conv1d, x, w), np.float32, 6)
+
+
+@pytest.mark.parametrize("where", ["x", "w", "b", "wb"])
+def test_mixed_host_and_device_operands(cl_backend, where, rng):
+    x = rng.standard_normal((2, 4, 6, 7)).astype(np.float32)
+    w = rng.standard_normal((6, 2, 3, 2)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    def dev(a, name):
+        return (clconv.to_device(a, cl_backend) if name in where else a)
+    y = clconv.conv2d(dev(x, "x"), dev(w, "w"), dev(b, "b"), padding=(1, 0), groups=2,
+                      backend=cl_backend)
+    assert isinstance(y, cla.Array) == ("x" in where)
+    y = y.get() if isinstance(y, cla.Array) else y
+    ref = reference(clconv.conv2d, x, w, b, padding=(1, 0), groups=2)
+    assert_close(y, ref, np.float32, 12)
+
+
+def test_device_weight_of_another_dtype_is_cast_on_device(cl_backend, rng):
+    x = rng.standard_normal((1, 3, 6, 6)).astype(np.float32)
+    w = rng.integers(-3, 4, (4, 3, 3, 3)).astype(np.int16)
+    b = np.arange(4, dtype=np.float64)
+    y = clconv.conv2d(x, clconv.to_device(w, cl_backend), clconv.to_device(b, cl_backend),
+                      backend=cl_backend)
+    assert y.dtype == np.float32
+    assert_close(y, reference(clconv.conv2d, x, w, b), np.float32, 27)
+
+
+def test_non_contiguous_and_channels_last_device_input(cl_backend, rng):
+    x = rng.standard_normal((2, 6, 10, 4)).astype(np.float32)
+    w = rng.standard_normal((3, 4, 3, 3)).astype(np.float32)
+    xd = clconv.to_device(x, cl_backend)
+    y = clconv.conv2d(xd, w, padding=1, data_format="channels_last", backend=cl_backend)
+    ref = reference(clconv.conv2d, x, w, padding=1, data_format="channels_last")
+    assert_close(y.get(), ref, np.float32, 36)
+    # An offset view (batch 1 of 2) with channels-first strides.
+    y1 = clconv.conv2d(xd[1], w, padding=1, data_format="channels_last", backend=cl_backend)
+    assert_close(y1.get(), ref[1], np.float32, 36)
+
+
+def test_array_from_another_context_is_an_argument_error(be, cl_backend, rng):
+    other = cl.Context([be.dctx.device])
+    xo = cla.to_device(cl.CommandQueue(other), np.ones((1, 2, 5, 5), np.float32))
+    with pytest.raises(clconv.ArgumentError, match="another OpenCL context"):
+        clconv.conv2d(xo, np.ones((1, 2, 3, 3), np.float32), backend=cl_backend)
+    wo = cla.to_device(cl.CommandQueue(other), np.ones((1, 2, 3, 3), np.float32))
+    with pytest.raises(clconv.ArgumentError, match="weight"):
+        clconv.conv2d(np.ones((1, 2, 5, 5), np.float32), wo, backend=cl_backend)
+
+
+def test_to_device_needs_an_opencl_backend():
+    with pytest.raises(clconv.ArgumentError, match="OpenCL backend"):
+        clconv.to_device(np.ones(3), backend="numpy")
+
+
+@pytest.mark.parametrize("device_input", [False, True])
+def test_empty_batch_and_zero_filters(cl_backend, device_input):
+    def put(a):
+        return clconv.to_device(a, cl_backend) if device_input else a
+
+    y = clconv.conv2d(put(np.ones((0, 3, 5, 5), np.float32)), np.ones((4, 3, 3, 3), np.float32),
+                      backend=cl_backend)
+    assert y.shape == (0, 4, 3, 3)
+    y = clconv.conv2d(put(np.ones((2, 3, 5, 5), np.float32)), np.ones((0, 3, 3, 3), np.float32),
+                      padding=1, backend=cl_backend)
+    assert y.shape == (2, 0, 5, 5)
+    assert isinstance(y, cla.Array) == device_input
+
+
+# ------------------------------------------------------------ programs
+
+def test_second_call_does_not_rebuild(cl_backend, rng):
+    from clconv.backends.opencl import program
+
+    x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    first = clconv.conv2d(x, w, padding=1, padding_mode="circular", backend=cl_backend)
+    builds = program.build_count()
+    second = clconv.conv2d(x, w, padding=1, padding_mode="circular", backend=cl_backend)
+    assert program.build_count() == builds
+    np.testing.assert_array_equal(first, second)
+    info = program.cache_info()
+    assert 0 < info["size"] <= info["max_size"] == program.CACHE_SIZE
+
+
+def test_build_failure_raises_kernel_build_error_with_log(be, cl_backend, rng):
+    with pytest.raises(clconv.KernelBuildError) as err:
+        be.dctx.program("conv_direct.cl", {"FB": 3})
+    exc = err.value
+    assert "FB" in exc.log and "-DFB=3" in exc.options
+    assert exc.device == be.dctx.info.name
+    assert isinstance(exc, RuntimeError)
+    # The backend still works afterwards.
+    x = rng.standard_normal((1, 2, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    assert_close(clconv.conv2d(x, w, backend=cl_backend), reference(clconv.conv2d, x, w),
+                 np.float32, 18)
+
+
+def test_kernel_sources_found_and_not_in_python():
+    from clconv.backends.opencl import program
+
+    folder = program.kernels_dir()
+    assert (folder / "common.h").is_file() and (folder / "conv_direct.cl").is_file()
+
+
+# ------------------------------------------------------------ tiling
+
+def _pieces(cl_backend, spec_args):
+    from clconv.backends.opencl.limits import current_limits
+    from clconv.backends.opencl.tiling import plan_pieces
+
+    call = normalize_conv(*spec_args)
+    be = clconv.get_backend(cl_backend)
+    return plan_pieces(call.spec, current_limits(be.dctx.info), weight_bytes=0)
+
+
+TILE_CASES = [
+    # (ndim, x shape, w shape, kwargs)
+    (2, (5, 3, 12, 9), (4, 3, 3, 3), dict(padding=1)),
+    (2, (1, 2, 23, 9), (3, 2, 3, 2), dict(padding=((2, 7), 1), stride=(2, 1), dilation=(3, 1),
+                                          padding_mode="reflect")),
+    (2, (1, 2, 30, 12), (3, 2, 3, 3), dict(padding=(14, 2), padding_mode="circular")),
+    (2, (1, 2, 30, 12), (3, 2, 3, 3), dict(padding=(14, 2), padding_mode="replicate", stride=3)),
+    (2, (1, 2, 30, 12), (2, 2, 2, 3), dict(padding=((11, 13), 0), padding_mode="zeros")),
+    (2, (1, 40, 17, 3), (5, 3, 3, 3), dict(padding="same", data_format="channels_last",
+                                          stride=2, flip=True)),
+    (1, (2, 3, 60), (4, 3, 5), dict(padding="full", dilation=2, padding_mode="reflect")),
+    (3, (1, 2, 11, 4, 5), (4, 1, 3, 2, 2), dict(padding=(6, 1, 0), groups=2, stride=(2, 1, 1),
+                                                padding_mode="circular")),
+]
+
+
+@pytest.mark.parametrize("case", TILE_CASES, ids=lambda c: f"{c[0]}d-{sorted(c[3])}")
+@pytest.mark.parametrize("parts", [2, 5])
+def test_tiled_execution_equals_one_piece(cl_backend, monkeypatch, rng, case, parts):
+    nd, xs, ws, kw = case
+    fn = getattr(clconv, f"conv{nd}d")
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[0]).astype(np.float32)
+    whole = fn(x, w, b, backend=cl_backend, **kw)
+    limit = max(x.nbytes, whole.nbytes) // parts
+    monkeypatch.setenv("CLCONV_MAX_ALLOC", str(max(limit, 4 * 16 * int(np.prod(ws[1:])))))
+    args = (nd, x, w, b, kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1),
+            kw.get("groups", 1), kw.get("padding_mode", "zeros"),
+            kw.get("data_format", "channels_first"), kw.get("flip", False))
+    assert len(_pieces(cl_backend, args)) > 1
+    tiled = fn(x, w, b, backend=cl_backend, **kw)
+    np.testing.assert_array_equal(tiled, whole)
+    assert_close(tiled, reference(fn, x, w, b, **kw), np.float32, int(np.prod(ws[1:])))
+
+
+def test_batch_split_is_used_first(cl_backend, monkeypatch):
+    x = np.ones((6, 3, 8, 8), np.float32)
+    monkeypatch.setenv("CLCONV_MAX_ALLOC", str(3 * 8 * 8 * 4 * 2))
+    pieces = _pieces(cl_backend, (2, x, np.ones((2, 3, 3, 3), np.float32), None, 1, 1, 1, 1,
+                                  "zeros", "channels_first", False))
+    assert len(pieces) == 3 and all(p.rows is None and p.spec.batch == 2 for p in pieces)
+
+
+def test_symmetric_and_fill_value_tiles_match_numpy_pad(cl_backend, monkeypatch, rng):
+    x = rng.standard_normal((1, 1, 7, 5)).astype(np.float32)
+    w = np.zeros((1, 1, 1, 1), np.float32)
+    w[0, 0, 0, 0] = 1
+    for mode, fill in (("symmetric", 0.0), ("constant", 2.5)):
+        pads = ((0, 0), (0, 0), (16, 9), (6, 11))
+        want = (np.pad(x, pads, mode=mode) if mode != "constant"
+                else np.pad(x, pads, constant_values=fill))
+        call = normalize_conv(2, x, w, None, 1, ((16, 9), (6, 11)), 1, 1, mode,
+                              "channels_first", False, fill_value=fill)
+        np.testing.assert_array_equal(run_conv(call, cl_backend), want)
+        monkeypatch.setenv("CLCONV_MAX_ALLOC", "200")
+        np.testing.assert_array_equal(run_conv(call, cl_backend), want)
+        monkeypatch.delenv("CLCONV_MAX_ALLOC")
+
+
+def test_untileable_allocation_is_an_allocation_error(cl_backend, monkeypatch):
+    monkeypatch.setenv("CLCONV_MAX_ALLOC", "64")
+    with pytest.raises(clconv.AllocationError):
+        clconv.conv2d(np.ones((1, 3, 40, 40), np.float32), np.ones((2, 3, 3, 3), np.float32),
+                      backend=cl_backend)
+
+
+def test_bad_max_alloc_setting(cl_backend, monkeypatch):
+    monkeypatch.setenv("CLCONV_MAX_ALLOC", "lots")
+    with pytest.raises(clconv.ArgumentError, match="CLCONV_MAX_ALLOC"):
+        clconv.conv1d(np.ones((1, 1, 5), np.float32), np.ones((1, 1, 3), np.float32),
+                      backend=cl_backend)
+
+
+# ------------------------------------------------------------ limits
+
+def test_strict_mode_caps_limits_and_still_computes(be, cl_backend, monkeypatch, rng):
+    from clconv.backends.opencl.conv import DirectPath
+    from clconv.backends.opencl.limits import current_limits
+
+    monkeypatch.setenv("CLCONV_STRICT_LIMITS", "1")
+    limits = current_limits(be.dctx.info)
+    assert limits.strict and limits.max_work_group <= 256 and limits.local_mem <= 32 * 1024
+    x = rng.standard_normal((2, 8, 13, 11)).astype(np.float32)
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    y = clconv.conv2d(x, w, padding=2, dilation=2, backend=cl_backend)
+    assert_close(y, reference(clconv.conv2d, x, w, padding=2, dilation=2), np.float32, 72)
+    spec = normalize_conv(2, x, w, None, 1, 1, 1, 1, "zeros", "channels_first", False).spec
+    cfg = DirectPath.config(spec, limits)
+    assert cfg.wg_x * cfg.wg_y <= 256
+
+
+def test_launch_respects_small_device_work_group(be, rng):
+    from clconv.backends.opencl.conv import DirectPath
+    from clconv.backends.opencl.limits import current_limits
+
+    small = dataclasses.replace(be.dctx.info, max_work_group_size=4)
+    x = rng.standard_normal((1, 2, 9, 9)).astype(np.float32)
+    spec = normalize_conv(2, x, np.ones((3, 2, 3, 3), np.float32), None, 1, 0, 1, 1, "zeros",
+                          "channels_first", False).spec
+    cfg = DirectPath.config(spec, current_limits(small))
+    assert cfg.wg_x * cfg.wg_y <= 4
+
+
+def test_float64_without_fp64_is_backend_unavailable(be):
+    from clconv.backends.opencl.backend import OpenCLBackend
+
+    no_fp64 = types.SimpleNamespace(info=dataclasses.replace(be.dctx.info, fp64=False))
+    fake = OpenCLBackend("opencl:test", no_fp64)
+    call = normalize_conv(1, np.ones((1, 1, 4)), np.ones((1, 1, 2)), None, 1, 0, 1, 1, "zeros",
+                          "channels_first", False)
+    with pytest.raises(clconv.BackendUnavailable, match=be.dctx.info.name):
+        fake.conv_forward(call.x, call.weight, call.bias, call.spec)
+
+
+# ------------------------------------------------------------ threads and dtypes
+
+def test_eight_threads_at_once(cl_backend, rng):
+    xs = [rng.standard_normal((2, 4, 17, 15)).astype(np.float32) for _ in range(8)]
+    w = rng.standard_normal((8, 4, 3, 3)).astype(np.float32)
+    modes = ["zeros", "reflect", "replicate", "circular"] * 2
+    results: list = [None] * 8
+    barrier = threading.Barrier(8)
+
+    def work(i):
+        barrier.wait()
+        for _ in range(3):
+            results[i] = clconv.conv2d(xs[i], w, padding=2, padding_mode=modes[i],
+                                       backend=cl_backend)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    for i in range(8):
+        ref = reference(clconv.conv2d, xs[i], w, padding=2, padding_mode=modes[i])
+        assert_close(results[i], ref, np.float32, 36)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float64", "uint8", "int32", "bool"])
+@pytest.mark.parametrize("device_input", [False, True])
+def test_dtypes(cl_backend, be, rng, dtype, device_input):
+    if dtype == "float64" and not be.dctx.info.fp64:
+        with pytest.raises(clconv.BackendUnavailable):
+            clconv.conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2)), backend=cl_backend)
+        return
+    x = (rng.standard_normal((2, 3, 10, 9)) * 4).astype(dtype)
+    if dtype in ("uint8", "int32"):
+        x = rng.integers(0, 256, (2, 3, 10, 9)).astype(dtype)
+    w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+    xin = clconv.to_device(x, cl_backend) if device_input else x
+    y = clconv.conv2d(xin, w, b, padding=1, padding_mode="reflect", backend=cl_backend)
+    y = y.get() if device_input else y
+    expect = {"float16": np.float16, "float64": np.float64}.get(dtype, np.float32)
+    assert y.dtype == expect
+    cast = (lambda a: a.astype(np.float16)) if dtype == "float16" else (lambda a: a)
+    ref = reference(clconv.conv2d, x, cast(w), cast(b), padding=1, padding_mode="reflect")
+    scale = 1 + np.abs(ref).max()
+    assert_close(y / scale, ref / scale, expect, 27)
+
+
+def test_nan_and_inf_propagate(cl_backend):
+    x = np.zeros((1, 1, 9), np.float32)
+    x[0, 0, 2], x[0, 0, 7] = np.nan, np.inf
+    y = clconv.conv1d(x, np.ones((1, 1, 3), np.float32), backend=cl_backend)
+    ref = clconv.conv1d(x, np.ones((1, 1, 3), np.float32), backend="numpy")
+    np.testing.assert_array_equal(y, ref)
+
+
+# ------------------------------------------------------------ command line
+
+def test_devices_command_prints_the_table(be):
+    out = subprocess.run([sys.executable, "-m", "clconv", "devices"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "backend" in out.stdout and be.dctx.info.name in out.stdout
+    assert be.dctx.info.backend in out.stdout

@@ -19,14 +19,13 @@ from itertools import product
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from .._normalize import is_device_array
 from .._spec import ConvSpec
 from ..errors import AllocationError, BackendUnavailable
 
 # Bytes of one im2col chunk; bounds the memory of big convolutions.
-IM2COL_CHUNK_BYTES = 64 * 2**20
+IM2COL_CHUNK_BYTES = 16 * 2**20
 # Groups with one input channel and at most this many filters use the tap path.
 TAP_PATH_MAX_FILTERS = 4
 
@@ -47,8 +46,11 @@ def pad_input(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
     pads = [(0, 0), (0, 0), *zip(spec.pad_before, spec.pad_after)]
     if not any(spec.pad_before) and not any(spec.pad_after):
         return x
-    if spec.border == "constant":
-        return np.pad(x, pads, mode="constant", constant_values=spec.fill_value)
+    if spec.border == "constant":  # what np.pad does, without its per-call overhead
+        out = np.full((*x.shape[:2], *spec.padded_size), spec.fill_value, dtype=x.dtype)
+        out[(slice(None), slice(None),
+             *(slice(b, b + n) for b, n in zip(spec.pad_before, spec.in_size)))] = x
+        return out
     return np.pad(x, pads, mode=spec.border)
 
 
@@ -63,43 +65,65 @@ def _correlate_taps(xp: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray
     n, g, fg, nd = spec.batch, spec.groups, spec.out_per_group, spec.ndim
     xg = xp.reshape(n, g, 1, *xp.shape[2:])
     wg = w.reshape(g, fg, *spec.kernel_size)
-    y = np.zeros((n, g, fg, *spec.out_size), dtype=xp.dtype)
-    term = np.empty_like(y)
+    y = np.empty((n, g, fg, *spec.out_size), dtype=xp.dtype)
+    term = None
     lead = (slice(None), slice(None), slice(None))
     for tap in product(*(range(k) for k in spec.kernel_size)):
         wt = wg[(slice(None), slice(None), *tap)].reshape(1, g, fg, *(1,) * nd)
+        if term is None:  # the first tap initialises the sum
+            np.multiply(wt, xg[lead + _tap_slices(tap, spec)], out=y)
+            term = np.empty_like(y)
+            continue
         np.multiply(wt, xg[lead + _tap_slices(tap, spec)], out=term)
         y += term
     return y.reshape(n, g * fg, *spec.out_size)
 
 
 def _correlate_im2col(xp: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
-    """Dense path: im2col chunks (over batch and first output axis) times the weights."""
-    n, g, cg, fg, nd = spec.batch, spec.groups, spec.in_per_group, spec.out_per_group, spec.ndim
-    taps = math.prod(spec.kernel_size)
-    wmat = w.reshape(g, fg, cg * taps)
-    extent = tuple((k - 1) * d + 1 for k, d in zip(spec.kernel_size, spec.dilation))
-    windows = sliding_window_view(xp, extent, axis=tuple(range(2, 2 + nd)))
-    windows = windows[(slice(None), slice(None))
-                      + tuple(slice(None, None, s) for s in spec.stride)
-                      + tuple(slice(None, None, d) for d in spec.dilation)]
-    windows = windows.reshape(n, g, cg, *windows.shape[2:])  # (N, G, Cg, *out, *k)
-    to_cols = (0, 1, 2, *range(3 + nd, 3 + 2 * nd), *range(3, 3 + nd))
+    """Dense path: im2col chunks (over batch and first output axis) times the weights.
 
-    rows, rest = spec.out_size[0], math.prod(spec.out_size[1:])
-    row_bytes = g * cg * taps * rest * xp.dtype.itemsize
+    The column matrix of a chunk is ``(N, G, Cg, taps, rows, *rest)``: it is
+    filled by one strided copy per kernel tap (each a plain shifted view of
+    the padded input), then contracted with the ``(G, Fg, Cg * taps)``
+    weights by one batched BLAS ``matmul``. A 1x1 kernel at stride 1 needs no
+    column matrix at all: the input is already one.
+    """
+    n, g, cg, fg = spec.batch, spec.groups, spec.in_per_group, spec.out_per_group
+    taps = list(product(*(range(k) for k in spec.kernel_size)))
+    wmat = w.reshape(g, fg, cg * len(taps))
+    xg = xp.reshape(n, g, cg, *xp.shape[2:])
+    lead = (slice(None), slice(None), slice(None))
+    out_size, pixels = spec.out_size, math.prod(spec.out_size)
+
+    if len(taps) == 1 and all(s == 1 for s in spec.stride):
+        cols = xg[lead + _tap_slices(taps[0], spec)].reshape(n, g, cg, pixels)
+        return np.matmul(wmat, cols).reshape(n, g * fg, *out_size)
+
+    rows, rest = out_size[0], math.prod(out_size[1:])
+    row_bytes = g * cg * len(taps) * rest * xp.dtype.itemsize
     rows_per_chunk = max(1, min(rows, IM2COL_CHUNK_BYTES // max(row_bytes, 1)))
     batch_per_chunk = max(1, min(n, IM2COL_CHUNK_BYTES // max(row_bytes * rows, 1)))
-    y = np.empty((n, g, fg, *spec.out_size), dtype=xp.dtype)
+    cols = np.empty((batch_per_chunk, g, cg, len(taps), rows_per_chunk, *out_size[1:]),
+                    dtype=xp.dtype)
+    s0, d0 = spec.stride[0], spec.dilation[0]
+    chunked = batch_per_chunk < n or rows_per_chunk < rows
+    y = np.empty((n, g, fg, *out_size), dtype=xp.dtype) if chunked else None
     for n0 in range(0, n, batch_per_chunk):
         nb = min(batch_per_chunk, n - n0)
         for r0 in range(0, rows, rows_per_chunk):
             rb = min(rows_per_chunk, rows - r0)
-            cols = windows[n0:n0 + nb, :, :, r0:r0 + rb].transpose(to_cols)
-            cols = cols.reshape(nb, g, cg * taps, rb * rest)
-            y[n0:n0 + nb, :, :, r0:r0 + rb] = np.matmul(wmat, cols).reshape(
-                nb, g, fg, rb, *spec.out_size[1:])
-    return y.reshape(n, g * fg, *spec.out_size)
+            part = (cols[:nb] if rb == rows_per_chunk else
+                    np.empty((nb, g, cg, len(taps), rb, *out_size[1:]), dtype=xp.dtype))
+            for i, tap in enumerate(taps):
+                first = tap[0] * d0 + r0 * s0
+                window = (slice(first, first + (rb - 1) * s0 + 1, s0),
+                          *_tap_slices(tap, spec)[1:])
+                part[:, :, :, i] = xg[(slice(n0, n0 + nb), slice(None), slice(None), *window)]
+            res = np.matmul(wmat, part.reshape(nb, g, cg * len(taps), rb * rest))
+            if not chunked:
+                return res.reshape(n, g * fg, *out_size)
+            y[n0:n0 + nb, :, :, r0:r0 + rb] = res.reshape(nb, g, fg, rb, *out_size[1:])
+    return y.reshape(n, g * fg, *out_size)
 
 
 def correlate(xp: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:

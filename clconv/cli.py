@@ -126,6 +126,7 @@ def _plan_outputs(inputs: list[Path], out: Path, many: bool) -> list[Path]:
 def _cmd_filter(args: argparse.Namespace) -> int:
     from . import filter2d, get_backend, kernels
     from ._images import ImageModeError, read_image, to_pixels, write_image
+    from ._normalize import border_mode, explicit_padding, int_tuple
 
     params: dict[str, Any] = {}
     if args.size is not None:
@@ -135,6 +136,9 @@ def _cmd_filter(args: argparse.Namespace) -> int:
     kernel = kernels.get(args.kernel, **params)          # ArgumentError -> exit 2
     backend = get_backend(args.backend).name             # BackendUnavailable -> exit 2
     padding = _parse_padding(args.padding)
+    border_mode(args.padding_mode)                       # option errors before any file
+    explicit_padding(padding, 2)
+    int_tuple(args.stride, 2, "stride", 1)
     inputs = _collect_inputs(args.images)
     many = len(inputs) > 1 or len(args.images) > 1 or Path(args.images[0]).is_dir()
     outputs = _plan_outputs(inputs, Path(args.output), many)
@@ -271,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         _error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         return EXIT_USAGE if isinstance(exc, (ArgumentError, BackendUnavailable)) \
             else EXIT_FAILED
+    except BrokenPipeError:   # e.g. `clconv bench --list | head`: not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        return 0
     except KeyboardInterrupt:
         _error("interrupted")
         return 130

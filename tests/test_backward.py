@@ -115,6 +115,8 @@ FEATURES = {
     "stride-dilation-same": dict(stride=2, dilation=2, padding="same", padding_mode="circular"),
     "groups": dict(groups=2, padding=1, padding_mode="replicate"),
     "depthwise": dict(groups=4, filters=8, padding=2, padding_mode="reflect"),
+    "one-channel-many-filters": dict(groups=2, channels=2, filters=12, padding=1,
+                                     padding_mode="reflect"),
     "depthwise-multiplier1": dict(groups=4, filters=4, padding="same", padding_mode="symmetric"),
     "flip": dict(flip=True, padding=(1, 2), padding_mode="reflect"),
     "flip-groups-stride": dict(flip=True, groups=2, stride=2, padding="full"),
@@ -165,6 +167,20 @@ def test_fd_elementwise_wide_padding(rng, mode):
         numeric[i] = (np.vdot(forward(x + d, w, b, kw), gy)
                       - np.vdot(forward(x - d, w, b, kw), gy)) / 2e-3
     np.testing.assert_allclose(gx, numeric, rtol=1e-9, atol=1e-9)
+
+
+def test_chunked_im2col_matches_one_chunk(rng, monkeypatch):
+    """Tiny im2col chunks (over batch and output rows) give the same gradients."""
+    from clconv.backends import numpy_backward
+
+    x, w, b, kw = make_case(rng, size=(9, 7), batch=3, padding=2, padding_mode="reflect",
+                            stride=(2, 1), groups=2)
+    gy = rng.standard_normal(forward(x, w, b, kw).shape)
+    whole = backward(x, w, gy, kw)
+    monkeypatch.setattr(numpy_backward, "IM2COL_CHUNK_BYTES", 64)
+    chunked = backward(x, w, gy, kw)
+    for a, c in zip(whole, chunked):
+        np.testing.assert_allclose(c, a, rtol=1e-13, atol=1e-13)
 
 
 def test_padding_gradient_matches_numpy_pad_adjoint(rng):

@@ -4,16 +4,19 @@ For the forward ``y = correlate(pad(x), w) + b`` (see :mod:`.numpy_`):
 
 * ``grad_bias`` is ``grad_output`` summed over batch and positions;
 * ``grad_weight[f, c, t]`` sums ``grad_output[n, f, o] * pad(x)[n, c, o*s + t*d]``
-  over batch and positions: one BLAS product per kernel tap;
+  over batch and positions: ``grad_output @ cols^T`` on bounded im2col chunks;
 * ``grad_input`` is first the gradient with respect to the *padded* input
-  (each tap scatters ``w[:, :, t]^T @ grad_output`` into its strided slice),
+  (``w^T @ grad_output`` on the same chunks, scattered back tap by tap into
+  strided slices: col2im),
   then folded back through the padding with the adjoint of ``numpy.pad``'s
   index map: every padded pixel is a copy of one source pixel (or a
   constant), so its gradient is added to that source pixel. The index map is
   taken from ``numpy.pad`` itself, so the fold is exact for every border mode
   and any padding width, also wider than the input.
 
-Loops run over kernel taps and spatial axes, never over pixels. Half
+Groups with a single input channel (depthwise layers) use elementwise
+products per tap instead, like the forward. Loops run over kernel taps,
+chunks and spatial axes, never over pixels. Half
 precision accumulates in float32; every other dtype in its own precision.
 """
 
@@ -27,7 +30,14 @@ import numpy as np
 
 from .._spec import ConvSpec
 from ..errors import AllocationError
-from .numpy_ import accumulator_dtype, flip_kernel, pad_input, to_host
+from .numpy_ import (
+    IM2COL_CHUNK_BYTES,
+    TAP_PATH_MAX_FILTERS,
+    accumulator_dtype,
+    flip_kernel,
+    pad_input,
+    to_host,
+)
 
 __all__ = ["backward_host", "conv_backward", "unpad_adjoint"]
 
@@ -61,10 +71,71 @@ def unpad_adjoint(grad_padded: np.ndarray, spec: ConvSpec, first_axis: int) -> n
     return g
 
 
-def _tap_slices(tap: tuple[int, ...], spec: ConvSpec) -> tuple[slice, ...]:
-    """The strided slice of the padded input that kernel tap ``tap`` reads."""
-    return tuple(slice(t * d, t * d + (o - 1) * s + 1, s)
-                 for t, d, o, s in zip(tap, spec.dilation, spec.out_size, spec.stride))
+def _tap_slices(tap: tuple[int, ...], spec: ConvSpec, rows: tuple[int, int] | None = None,
+                ) -> tuple[slice, ...]:
+    """The strided slice of the padded input that kernel tap ``tap`` reads.
+
+    ``rows=(r0, r1)`` restricts the first output axis to positions ``r0:r1``.
+    """
+    starts = [0] * spec.ndim
+    ends = list(spec.out_size)
+    if rows is not None:
+        starts[0], ends[0] = rows
+    return tuple(slice(t * d + r0 * s, t * d + (r1 - 1) * s + 1, s)
+                 for t, d, r0, r1, s in zip(tap, spec.dilation, starts, ends, spec.stride))
+
+
+def _taps(spec: ConvSpec) -> list[tuple[int, ...]]:
+    return list(product(*(range(k) for k in spec.kernel_size)))
+
+
+def _backward_taps(xp_g, w_g, gy_g, spec, grad_xp, grad_w) -> None:
+    """One input channel per group: elementwise products per tap (depthwise layers)."""
+    every = (slice(None),) * 2
+    x1, gx1 = xp_g[:, 0], grad_xp[:, 0]                         # (G, N, *padded)
+    reduce_axes = tuple(range(1, 2 + spec.ndim))
+    for tap in _taps(spec):
+        window = every + _tap_slices(tap, spec)
+        view = x1[window]                                       # (G, N, *out)
+        w_t = w_g[(slice(None), slice(None), 0, *tap)]          # (G, Fg)
+        for f in range(spec.out_per_group):
+            gy_f = gy_g[:, f]                                   # (G, N, *out)
+            grad_w[(slice(None), f, 0, *tap)] = (gy_f * view).sum(axis=reduce_axes)
+            gx1[window] += w_t[:, f].reshape(-1, *(1,) * (1 + spec.ndim)) * gy_f
+
+
+def _backward_im2col(xp_g, w_g, gy_g, spec, grad_xp, grad_w) -> None:
+    """Dense groups: im2col chunks (over batch and the first output axis), two matmuls each.
+
+    grad_w += grad_output @ cols^T and cols_grad = w^T @ grad_output, then
+    cols_grad is scattered back tap by tap (col2im).
+    """
+    g, cg, fg, n = spec.groups, spec.in_per_group, spec.out_per_group, spec.batch
+    taps = _taps(spec)
+    ntaps = len(taps)
+    w_t = w_g.reshape(g, fg, cg * ntaps).swapaxes(1, 2)        # (G, Cg*K, Fg)
+    gw = np.zeros((g, fg, cg * ntaps), dtype=grad_w.dtype)
+    rows, rest = spec.out_size[0], math.prod(spec.out_size[1:])
+    row_bytes = g * cg * ntaps * rest * gy_g.dtype.itemsize
+    rows_per_chunk = max(1, min(rows, IM2COL_CHUNK_BYTES // max(row_bytes, 1)))
+    batch_per_chunk = max(1, min(n, IM2COL_CHUNK_BYTES // max(row_bytes * rows, 1)))
+    every = (slice(None),) * 2
+    for n0 in range(0, n, batch_per_chunk):
+        nb = min(batch_per_chunk, n - n0)
+        lead = every + (slice(n0, n0 + nb),)
+        for r0 in range(0, rows, rows_per_chunk):
+            rb = min(rows_per_chunk, rows - r0)
+            chunk_out = (nb, rb, *spec.out_size[1:])
+            cols = np.empty((g, cg, ntaps, *chunk_out), dtype=gy_g.dtype)
+            for i, tap in enumerate(taps):
+                cols[:, :, i] = xp_g[lead + _tap_slices(tap, spec, (r0, r0 + rb))]
+            gy_c = gy_g[lead + (slice(r0, r0 + rb),)].reshape(g, fg, -1)
+            gw += np.matmul(gy_c, cols.reshape(g, cg * ntaps, -1).swapaxes(1, 2))
+            cols_grad = np.matmul(w_t, gy_c).reshape(g, cg, ntaps, *chunk_out)
+            for i, tap in enumerate(taps):
+                # Within one tap the strided slice has no repeated positions: += is exact.
+                grad_xp[lead + _tap_slices(tap, spec, (r0, r0 + rb))] += cols_grad[:, :, i]
+    grad_w[...] = gw.reshape(grad_w.shape)
 
 
 def conv_backward(xp: np.ndarray, w: np.ndarray, gy: np.ndarray, spec: ConvSpec,
@@ -78,27 +149,19 @@ def conv_backward(xp: np.ndarray, w: np.ndarray, gy: np.ndarray, spec: ConvSpec,
     """
     n, g, cg, fg = spec.batch, spec.groups, spec.in_per_group, spec.out_per_group
     out, padded = spec.out_size, spec.padded_size
-    positions = n * math.prod(out)
     acc = gy.dtype
 
     grad_b = gy.sum(axis=(0, *range(2, 2 + spec.ndim)))
-    # Group-major layouts so that each tap is one batched (over groups) matmul.
-    gy_g = np.ascontiguousarray(
-        gy.reshape(n, g, fg, *out).swapaxes(0, 1).swapaxes(1, 2)).reshape(g, fg, positions)
-    xp_g = xp.reshape(n, g, cg, *padded).swapaxes(0, 1).swapaxes(1, 2)  # (G, Cg, N, *padded)
+    # Group-major layouts (G, channels, N, *spatial): every group is one matmul batch.
+    gy_g = np.ascontiguousarray(gy.reshape(n, g, fg, *out).swapaxes(0, 1).swapaxes(1, 2))
+    xp_g = xp.reshape(n, g, cg, *padded).swapaxes(0, 1).swapaxes(1, 2)
     w_g = w.reshape(g, fg, cg, *spec.kernel_size)
-
     grad_xp = np.zeros((g, cg, n, *padded), dtype=acc)
     grad_w = np.empty((g, fg, cg, *spec.kernel_size), dtype=acc)
-    lead = (slice(None),) * 3
-    for tap in product(*(range(k) for k in spec.kernel_size)):
-        window = lead + _tap_slices(tap, spec)
-        cols = xp_g[window].reshape(g, cg, positions)              # copies the strided view
-        grad_w[(slice(None),) * 3 + tap] = np.matmul(gy_g, cols.swapaxes(1, 2))
-        w_t = w_g[(slice(None),) * 3 + tap]                          # (G, Fg, Cg)
-        # Within one tap the strided slice has no repeated positions, so += is exact.
-        grad_xp[window] += np.matmul(w_t.swapaxes(1, 2), gy_g).reshape(g, cg, n, *out)
-
+    if cg == 1 and fg <= TAP_PATH_MAX_FILTERS:
+        _backward_taps(xp_g, w_g, gy_g, spec, grad_xp, grad_w)
+    else:
+        _backward_im2col(xp_g, w_g, gy_g, spec, grad_xp, grad_w)
     grad_xp = grad_xp.swapaxes(1, 2).swapaxes(0, 1).reshape(n, g * cg, *padded)
     return grad_xp, grad_w.reshape(g * fg, cg, *spec.kernel_size), grad_b
 

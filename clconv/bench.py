@@ -363,7 +363,7 @@ def _close(y, ref) -> bool:
 
 
 def _time_case(case: Case, backends: list[str], repeat: int, budget: float,
-               use_peers: bool) -> dict[str, Any]:
+               peers: list[str]) -> dict[str, Any]:
     np = _np()
     rng = np.random.default_rng(0)
     x = rng.standard_normal((case.batch, case.in_channels, *case.in_size), dtype=np.float32)
@@ -371,8 +371,7 @@ def _time_case(case: Case, backends: list[str], repeat: int, budget: float,
                             dtype=np.float32)
     impls: list[tuple[str, str, Callable]] = [
         (f"clconv:{b}", "clconv", _clconv(b)) for b in backends]
-    if use_peers:
-        impls += [(name, "peer", fac) for name, fac in PEERS.items()]
+    impls += [(name, "peer", PEERS[name]) for name in peers]
 
     rows: dict[str, dict[str, Any]] = {}
     runners: dict[str, Callable[[], Any]] = {}
@@ -433,21 +432,26 @@ def _ratio(row: dict[str, Any], key: str, others: list[dict[str, Any]]) -> None:
     row[key], row[key + "_vs"] = best["ms"] / row["ms"], best["impl"]
 
 
-def run_cases(cases: list[Case], backends: list[str], repeat: int = 5, budget: float = 3.0,
-              use_peers: bool = True, progress: Callable[[str], None] | None = None
+def run_cases(cases: list[Case], backends: list[str], repeat: int = 7, budget: float = 3.0,
+              peers: list[str] | None = None, progress: Callable[[str], None] | None = None
               ) -> list[dict[str, Any]]:
-    """Time every case; one result dict per case (see the JSON output)."""
-    try:
-        import torch
+    """Time every case; one result dict per case (see the JSON output).
 
-        torch.set_num_threads(os.cpu_count() or 1)
-    except ImportError:
-        pass
+    ``peers`` names entries of :data:`PEERS` (default: all of them).
+    """
+    peers = list(PEERS) if peers is None else peers
+    if "torch" in peers:
+        try:
+            import torch
+
+            torch.set_num_threads(os.cpu_count() or 1)
+        except ImportError:
+            pass
     results = []
     for case in cases:
         if progress:
             progress(f"  {case.name}: {case.title} ...")
-        results.append(_time_case(case, backends, repeat, budget, use_peers))
+        results.append(_time_case(case, backends, repeat, budget, peers))
     return results
 
 
@@ -579,6 +583,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="timed calls per implementation after a warm-up (default 7)")
     parser.add_argument("--budget", type=float, default=3.0, metavar="S",
                         help="cap the timed calls of one implementation to about S seconds")
+    parser.add_argument("--peers", nargs="+", metavar="PREFIX",
+                        help="time only the peers whose names start with one of these "
+                             f"(default all of {list(PEERS)})")
     parser.add_argument("--no-peers", action="store_true",
                         help="time only clconv backends (no PyTorch/SciPy/NumPy peers)")
     parser.add_argument("--json", metavar="OUT.json", help="write all results as JSON")
@@ -603,9 +610,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"clconv bench: --repeat {args.repeat}; expected at least 1", file=sys.stderr)
         return 2
     backends = args.backend or default_backends()
+    peers = [] if args.no_peers else [
+        name for name in PEERS if not args.peers or name.startswith(tuple(args.peers))]
     print(f"clconv bench: {len(cases)} case(s), backends {backends}, "
           f"repeat {args.repeat}{', quick' if args.quick else ''}", file=sys.stderr)
-    results = run_cases(cases, backends, args.repeat, args.budget, not args.no_peers,
+    results = run_cases(cases, backends, args.repeat, args.budget, peers,
                         progress=lambda s: print(s, file=sys.stderr, flush=True))
     print(format_table(results))
     targets = check_targets(results)

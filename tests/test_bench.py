@@ -1,0 +1,69 @@
+"""Smoke test of the benchmark harness (clconv.bench) in --quick mode on the NumPy backend."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+import pytest
+
+from clconv import bench
+
+
+def _args(tmp_path, *extra: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    return parser.parse_args(["--quick", "--backend", "numpy", "--repeat", "2",
+                              "--json", str(tmp_path / "out.json"), *extra])
+
+
+def test_quick_run_reports_gflops_and_ratios(tmp_path, capsys):
+    # torch and scipy.signal are left out: importing them alone takes seconds
+    args = _args(tmp_path, "--cases", "conv3x3_64", "depthwise", "--peers", "numpy",
+                 "--backend", "nosuchbackend")
+    assert bench.run(args) == 0
+    table = capsys.readouterr().out
+    assert "clconv:numpy" in table and "GFLOP/s" in table
+    assert "n/a (BackendUnavailable" in table  # a failing backend is reported, not fatal
+
+    data = json.loads((tmp_path / "out.json").read_text())
+    assert [c["name"] for c in data["cases"]] == ["conv3x3_64", "depthwise"]
+    for case in data["cases"]:
+        assert case["flops"] > 0
+        rows = {r["impl"]: r for r in case["results"]}
+        own = rows["clconv:numpy"]
+        assert own["correct"] is True
+        assert own["ms"] > 0 and own["gflops"] > 0
+        assert own["ratio"] > 0 and own["ratio_vs"] in rows
+        peers = [r for r in rows.values() if r["kind"] == "peer" and r["ms"] is not None]
+        assert peers and all(r["correct"] for r in peers), peers
+        assert rows["clconv:nosuchbackend"]["ms"] is None
+
+
+def test_unknown_case_is_an_error(tmp_path, capsys):
+    assert bench.run(_args(tmp_path, "--cases", "nope")) == 2
+    assert "unknown case" in capsys.readouterr().err
+
+
+def test_quick_cases_are_valid_convolutions():
+    for case in bench.select_cases(None, quick=True):
+        assert case.macs > 0 and all(o >= 1 for o in case.out_size)
+    assert bench.select_cases(["issue2_dense"])[0].name == "conv3x3_64"
+
+
+def test_import_is_light():
+    code = ("import sys, clconv.bench; "
+            "print(any(m in sys.modules for m in ('torch', 'scipy', 'matplotlib')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_plot_writes_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    args = _args(tmp_path, "--cases", "latency8x8", "--no-peers",
+                 "--plot", str(tmp_path / "out.png"))
+    assert bench.run(args) == 0
+    assert (tmp_path / "out.png").stat().st_size > 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._dask import conv_dask, is_dask_array
 from ._normalize import ConvCall, normalize_conv
 from .backends import get_backend
 
@@ -22,6 +23,9 @@ def run_conv(call: ConvCall, backend: Any = None) -> Any:
 
 def _convnd(ndim: int, input, weight, bias, stride, padding, dilation, groups, padding_mode,
             data_format, flip, backend):
+    if is_dask_array(input):
+        return conv_dask(ndim, input, weight, bias, stride, padding, dilation, groups,
+                         padding_mode, data_format, flip, backend)
     call = normalize_conv(ndim, input, weight, bias, stride, padding, dilation, groups,
                           padding_mode, data_format, flip)
     return run_conv(call, backend)

@@ -69,12 +69,13 @@ void conv_direct(__global const IN_T *restrict x, const long x_off,
     if (wb * OB >= OW || row >= OD * OH)
         return;
 
-    const int fblk = (int)(z % NFB);
-    const long ng = z / NFB;
-    const int g = (int)(ng % G);
+    /* 32-bit divisions: much cheaper, and these counts are far below 2^31. */
+    const int fblk = (int)z % NFB;
+    const int ng = (int)z / NFB;
+    const int g = ng % G;
     const long n = ng / G;
-    const long od = row / OH;
-    const long oh = row % OH;
+    const long od = (int)row / (int)OH;
+    const long oh = (int)row % (int)OH;
     const long ow0 = wb * OB;
 
     const long id0 = od * SD - PD;
@@ -152,3 +153,101 @@ void conv_direct(__global const IN_T *restrict x, const long x_off,
         }
     }
 }
+
+#if FB == 1 && (OB == 2 || OB == 4 || OB == 8 || OB == 16)
+/* Depthwise / single-filter variant: one filter, OB output columns held in one
+ * vector (ACC_T##OB), so the multiply-adds are vector wide even with FB == 1.
+ * Same work-item mapping, same accumulation order as conv_direct. */
+#define VOB_T CLCONV_CAT(ACC_T, OB)
+#define VLOAD_OB(p) CLCONV_CAT(vload, OB)(0, (p))
+#if IN_HALF
+#define LOAD_IN_OB(p) CLCONV_CAT(vload_half, OB)(0, (p))
+#else
+#define LOAD_IN_OB(p) CLCONV_CAT(convert_, VOB_T)(CLCONV_CAT(vload, OB)(0, (p)))
+#endif
+
+__kernel __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
+void conv_direct_ow(__global const IN_T *restrict x, const long x_off,
+                 const long xs_n, const long xs_c, const long xs_d, const long xs_h,
+                 const long xs_w,
+                 __global const ACC_T *restrict wp,
+                 __global const ACC_T *restrict bias, const int has_bias,
+                 __global OUT_T *restrict y, const long y_off,
+                 const long ys_n, const long ys_c, const long ys_d, const long ys_h,
+                 const long ys_w,
+                 const long ID, const long IH, const long IW,
+                 const long OD, const long OH, const long OW,
+                 const int KD, const int KH, const int KW,
+                 const int SD, const int SH, const int SW,
+                 const int DD, const int DH, const int DW,
+                 const long PD, const long PH, const long PW,
+                 const int G, const int CG, const int FG, const int NFB,
+                 const ACC_T fill)
+{
+    const long wb = get_global_id(0);
+    const long row = get_global_id(1);
+    const long z = get_global_id(2);
+    if (wb * OB >= OW || row >= OD * OH)
+        return;
+
+    const int g = (int)z % G;
+    const long n = (int)z / G;
+    const long od = (int)row / (int)OH;
+    const long oh = (int)row % (int)OH;
+    const long ow0 = wb * OB;
+    const long id0 = od * SD - PD;
+    const long ih0 = oh * SH - PH;
+    const long iw0 = ow0 * SW - PW;
+    const long step = (long)SW * xs_w;
+
+    __global const IN_T *xg = x + x_off + n * xs_n + (long)g * CG * xs_c;
+    __global const ACC_T *w = wp + (long)g * CG * KD * KH * KW;
+    VOB_T acc = (VOB_T)(0);
+    ACC_T gather[OB];
+
+    const bool inside = id0 >= 0 && id0 + (long)(KD - 1) * DD < ID
+                     && ih0 >= 0 && ih0 + (long)(KH - 1) * DH < IH
+                     && iw0 >= 0 && iw0 + (long)(OB - 1) * SW + (long)(KW - 1) * DW < IW;
+    if (inside && step == 1) {
+        for (int c = 0; c < CG; ++c)
+            for (int kd = 0; kd < KD; ++kd)
+                for (int kh = 0; kh < KH; ++kh) {
+                    __global const IN_T *xh = xg + c * xs_c + (id0 + (long)kd * DD) * xs_d
+                                            + (ih0 + (long)kh * DH) * xs_h + iw0;
+                    for (int kw = 0; kw < KW; ++kw) {
+                        const ACC_T wv = *w++;
+                        acc = LOAD_IN_OB(xh + (long)kw * DW) * (VOB_T)(wv) + acc;
+                    }
+                }
+    } else {
+        for (int c = 0; c < CG; ++c)
+            for (int kd = 0; kd < KD; ++kd) {
+                const long id = inside ? id0 + (long)kd * DD : map_border(id0 + (long)kd * DD, ID);
+                for (int kh = 0; kh < KH; ++kh) {
+                    const long ih = inside ? ih0 + (long)kh * DH
+                                           : map_border(ih0 + (long)kh * DH, IH);
+                    const bool row_ok = id >= 0 && ih >= 0;
+                    __global const IN_T *xh = xg + c * xs_c + (row_ok ? id * xs_d + ih * xs_h : 0);
+                    for (int kw = 0; kw < KW; ++kw) {
+                        const ACC_T wv = *w++;
+                        for (int ob = 0; ob < OB; ++ob) {
+                            const long iw = inside ? iw0 + (long)ob * SW + (long)kw * DW
+                                : map_border(iw0 + (long)ob * SW + (long)kw * DW, IW);
+                            gather[ob] = (row_ok && iw >= 0) ? LOAD_IN(xh, iw * xs_w) : fill;
+                        }
+                        acc = VLOAD_OB(gather) * (VOB_T)(wv) + acc;
+                    }
+                }
+            }
+    }
+
+    __global OUT_T *yo = y + y_off + n * ys_n + (long)g * FG * ys_c + od * ys_d + oh * ys_h;
+    CLCONV_CAT(vstore, OB)(acc, 0, gather);
+    for (int ob = 0; ob < OB && ow0 + ob < OW; ++ob) {
+        ACC_T v = gather[ob];
+        if (has_bias)
+            v += bias[g * FG];
+        STORE_OUT(yo, (ow0 + ob) * ys_w, v);
+    }
+}
+#endif

@@ -154,6 +154,8 @@ class DirectPath:
         if spec.dtype == "float64":
             fb = min(fb, 4)  # double4 fills one AVX2 register; wider vectors spill
         ob = 4 if fb >= 4 else 8
+        if fb == 1 and spec.dtype == "float64":
+            ob = 4  # one filter: OB columns form the vector (double4 = one AVX2 register)
         rows = math.prod(spec.out_size[:-1])
         wg_x, wg_y = (8, 4) if rows > 1 else (32, 1)
         while wg_x * wg_y > limits.max_work_group:
@@ -228,7 +230,9 @@ class DirectPath:
                        round_up(out_d * out_h, cfg.wg_y),
                        spec.batch * spec.groups * nfb)
         i64, i32 = np.int64, np.int32
-        enqueue(prg, "conv_direct", queue, global_size, (cfg.wg_x, cfg.wg_y, 1),
+        # One filter per group: the variant that vectorises along output columns.
+        kernel = "conv_direct_ow" if cfg.fb == 1 and cfg.ob in (2, 4, 8, 16) else "conv_direct"
+        enqueue(prg, kernel, queue, global_size, (cfg.wg_x, cfg.wg_y, 1),
                 x.buffer, i64(x.offset), *(i64(s) for s in layout_strides(x.strides, spec)),
                 packed, packed_bias, i32(packed_bias is not None),
                 y.buffer, i64(y.offset), *(i64(s) for s in layout_strides(y.strides, spec)),

@@ -90,6 +90,22 @@ def test_device_weight_of_another_dtype_is_cast_on_device(cl_backend, rng):
     assert_close(y, reference(clconv.conv2d, x, w, b), np.float32, 27)
 
 
+def test_float16_input_rounds_a_float32_device_weight_to_half(cl_backend, rng):
+    x = rng.standard_normal((1, 2, 7, 7)).astype(np.float16)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    y = clconv.conv2d(x, clconv.to_device(w, cl_backend), backend=cl_backend)
+    y_host_w = clconv.conv2d(x, w, backend=cl_backend)  # host weight: cast by the contract
+    assert y.dtype == np.float16
+    np.testing.assert_array_equal(y, y_host_w)
+
+
+def test_import_clconv_does_not_import_pyopencl():
+    code = "import sys, clconv; print('pyopencl' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip() == "False", out.stderr
+
+
 def test_non_contiguous_and_channels_last_device_input(cl_backend, rng):
     x = rng.standard_normal((2, 6, 10, 4)).astype(np.float32)
     w = rng.standard_normal((3, 4, 3, 3)).astype(np.float32)
@@ -223,20 +239,33 @@ def test_batch_split_is_used_first(cl_backend, monkeypatch):
     assert len(pieces) == 3 and all(p.rows is None and p.spec.batch == 2 for p in pieces)
 
 
-def test_symmetric_and_fill_value_tiles_match_numpy_pad(cl_backend, monkeypatch, rng):
-    x = rng.standard_normal((1, 1, 7, 5)).astype(np.float32)
-    w = np.zeros((1, 1, 1, 1), np.float32)
-    w[0, 0, 0, 0] = 1
-    for mode, fill in (("symmetric", 0.0), ("constant", 2.5)):
-        pads = ((0, 0), (0, 0), (16, 9), (6, 11))
-        want = (np.pad(x, pads, mode=mode) if mode != "constant"
-                else np.pad(x, pads, constant_values=fill))
-        call = normalize_conv(2, x, w, None, 1, ((16, 9), (6, 11)), 1, 1, mode,
-                              "channels_first", False, fill_value=fill)
-        np.testing.assert_array_equal(run_conv(call, cl_backend), want)
-        monkeypatch.setenv("CLCONV_MAX_ALLOC", "200")
-        np.testing.assert_array_equal(run_conv(call, cl_backend), want)
-        monkeypatch.delenv("CLCONV_MAX_ALLOC")
+@pytest.mark.parametrize("mode,fill", [("constant", 0.0), ("constant", 2.5), ("edge", 0.0),
+                                       ("wrap", 0.0), ("reflect", 0.0), ("symmetric", 0.0)])
+@pytest.mark.parametrize("size", [(7, 5), (1, 2), (2, 1)])
+def test_borders_equal_numpy_pad_for_any_overhang(cl_backend, monkeypatch, rng, mode, fill,
+                                                  size):
+    """An identity kernel returns the padded input: exactly numpy.pad, tiled or not."""
+    x = rng.standard_normal((1, 1, *size)).astype(np.float32)
+    w = np.ones((1, 1, 1, 1), np.float32)
+    pads = ((16, 9), (6, 11))
+    want = np.pad(x, ((0, 0), (0, 0), *pads), mode=mode,
+                  **({"constant_values": fill} if mode == "constant" else {}))
+    call = normalize_conv(2, x, w, None, 1, pads, 1, 1, mode, "channels_first", False,
+                          fill_value=fill)
+    np.testing.assert_array_equal(run_conv(call, cl_backend), want)
+    monkeypatch.setenv("CLCONV_MAX_ALLOC", "300")
+    np.testing.assert_array_equal(run_conv(call, cl_backend), want)
+
+
+@pytest.mark.parametrize("mode", ["constant", "edge", "wrap", "reflect", "symmetric"])
+def test_host_border_map_equals_numpy_pad(mode):
+    from clconv.backends.opencl.tiling import map_border
+
+    for n in (1, 2, 3, 6):
+        idx = np.arange(n)
+        want = np.pad(idx, (25, 25), mode=mode,
+                      **({"constant_values": -1} if mode == "constant" else {}))
+        np.testing.assert_array_equal(map_border(np.arange(-25, n + 25), n, mode), want)
 
 
 def test_untileable_allocation_is_an_allocation_error(cl_backend, monkeypatch):

@@ -13,6 +13,7 @@ one piece (a batch slice or spatial tile) with the prepared operands.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -215,10 +216,19 @@ class DirectPath:
     def launch(self, dctx: DeviceContext, queue: Any, state: Any, x: Operand, y: Operand,
                spec: ConvSpec, limits: Limits) -> None:
         cfg, nfb, packed, packed_bias = state
-        defines = type_defines(spec, x.dtype, "IN")
-        defines.update(BORDER=BORDER_CODES[spec.border], FB=cfg.fb, OB=cfg.ob,
-                       WG_X=cfg.wg_x, WG_Y=cfg.wg_y)
-        prg = dctx.program("conv_direct.cl", defines)
+        # One filter per group: the variant that vectorises along output columns.
+        kernel = "conv_direct_ow" if cfg.fb == 1 and cfg.ob in (2, 4, 8, 16) else "conv_direct"
+        while True:
+            defines = type_defines(spec, x.dtype, "IN")
+            defines.update(BORDER=BORDER_CODES[spec.border], FB=cfg.fb, OB=cfg.ob,
+                           WG_X=cfg.wg_x, WG_Y=cfg.wg_y)
+            prg = dctx.program("conv_direct.cl", defines)
+            # A kernel may allow less than the device maximum (registers on GPUs).
+            if cfg.wg_x * cfg.wg_y <= prg.max_work_group(kernel, dctx.device) or (
+                    cfg.wg_x * cfg.wg_y == 1):
+                break
+            cfg = dataclasses.replace(cfg, wg_x=max(cfg.wg_x // 2, 1) if cfg.wg_y == 1
+                                      else cfg.wg_x, wg_y=cfg.wg_y // 2 or 1)
         acc = acc_dtype(spec).type
         in_d, in_h, in_w = spatial3(spec.in_size, 1)
         out_d, out_h, out_w = spatial3(spec.out_size, 1)
@@ -230,8 +240,6 @@ class DirectPath:
                        round_up(out_d * out_h, cfg.wg_y),
                        spec.batch * spec.groups * nfb)
         i64, i32 = np.int64, np.int32
-        # One filter per group: the variant that vectorises along output columns.
-        kernel = "conv_direct_ow" if cfg.fb == 1 and cfg.ob in (2, 4, 8, 16) else "conv_direct"
         enqueue(prg, kernel, queue, global_size, (cfg.wg_x, cfg.wg_y, 1),
                 x.buffer, i64(x.offset), *(i64(s) for s in layout_strides(x.strides, spec)),
                 packed, packed_bias, i32(packed_bias is not None),

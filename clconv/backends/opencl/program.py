@@ -88,6 +88,15 @@ class BuiltProgram:
         self._kernels: dict[str, tuple[Any, threading.Lock]] = {}
         self._lock = threading.Lock()
 
+    def max_work_group(self, name: str, device: Any) -> int:
+        """The largest work-group this build of kernel ``name`` can run on ``device``."""
+        import pyopencl as cl
+
+        kernel, lock = self.kernel(name)
+        with lock:
+            return int(kernel.get_work_group_info(cl.kernel_work_group_info.WORK_GROUP_SIZE,
+                                                  device))
+
     def kernel(self, name: str) -> tuple[Any, threading.Lock]:
         """``(pyopencl.Kernel, lock)`` for kernel ``name``."""
         with self._lock:

@@ -142,20 +142,31 @@ def _cmd_filter(args: argparse.Namespace) -> int:
     inputs = _collect_inputs(args.images)
     many = len(inputs) > 1 or len(args.images) > 1 or Path(args.images[0]).is_dir()
     outputs = _plan_outputs(inputs, Path(args.output), many)
-    if outputs[0].parent != Path(args.output).parent or many:
+    try:
         outputs[0].parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the output folder {str(outputs[0].parent)!r}: "
+                         f"{exc.strerror or exc}") from None
 
     show = sys.stderr.isatty() if args.progress is None else args.progress
     progress = _Progress(len(inputs), sys.stderr, enabled=many and show and not args.quiet)
     failed: list[str] = []
     for done, (src, dst) in enumerate(zip(inputs, outputs), start=1):
+        stage = "read"
         try:
             pixels, maxval = read_image(src)
+            stage = "filter"
             values = filter2d(pixels, kernel, stride=args.stride, padding=padding,
                               padding_mode=args.padding_mode, backend=backend)
+            stage = "write"
             write_image(dst, to_pixels(values, maxval, args.scale))
         except (OSError, ImageModeError, ClconvError) as exc:
-            reason = str(exc) if not isinstance(exc, FileNotFoundError) else "no such file"
+            if isinstance(exc, FileNotFoundError) and stage == "read":
+                reason = "no such file"
+            elif stage == "write":
+                reason = f"cannot write {dst}: {exc}"
+            else:
+                reason = str(exc)
             progress.update(done, src.name)
             progress.end_line()
             _error(f"{src}: {reason.splitlines()[0] if reason else type(exc).__name__}")

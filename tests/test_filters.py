@@ -285,6 +285,15 @@ def test_device_array_in_device_array_out(cl_backend, rgb):
     assert type(y).__module__.startswith("pyopencl") and y.shape == rgb.shape[:2]
 
 
+def test_dask_image_gives_a_lazy_result(backend, rgb):
+    da = pytest.importorskip("dask.array")
+    for image, k in ((rgb, "sobel_x"), (rgb[..., 0], clconv.kernels.get("box", size=9))):
+        lazy = clconv.filter2d(da.from_array(image, chunks=8), k, backend=backend)
+        assert isinstance(lazy, da.Array)
+        check_close(np.asarray(lazy), clconv.filter2d(image, k, backend="numpy"),
+                    clconv.kernels.get(k) if isinstance(k, str) else k)
+
+
 # ---------------------------------------------------------------- errors
 
 @pytest.mark.parametrize("image,kernel,kwargs,error", [

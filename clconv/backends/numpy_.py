@@ -26,6 +26,8 @@ from ..errors import AllocationError, BackendUnavailable
 
 # Bytes of one im2col chunk; bounds the memory of big convolutions.
 IM2COL_CHUNK_BYTES = 16 * 2**20
+# Output bytes summed at a time on the tap path (partial sums stay in cache).
+TAP_CHUNK_BYTES = 2 * 2**20
 # Groups with one input channel and at most this many filters use the tap path.
 TAP_PATH_MAX_FILTERS = 4
 
@@ -61,22 +63,36 @@ def _tap_slices(tap, spec: ConvSpec) -> tuple[slice, ...]:
 
 
 def _correlate_taps(xp: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
-    """One input channel per group: sum over taps of weight * shifted view."""
+    """One input channel per group: sum over taps of weight * shifted view.
+
+    Big outputs are summed in blocks of output rows of about
+    ``TAP_CHUNK_BYTES`` so that the partial sums stay in cache across taps.
+    """
     n, g, fg, nd = spec.batch, spec.groups, spec.out_per_group, spec.ndim
     xg = xp.reshape(n, g, 1, *xp.shape[2:])
     wg = w.reshape(g, fg, *spec.kernel_size)
-    y = np.empty((n, g, fg, *spec.out_size), dtype=xp.dtype)
-    term = None
+    taps = list(product(*(range(k) for k in spec.kernel_size)))
+    out_size = spec.out_size
+    y = np.empty((n, g, fg, *out_size), dtype=xp.dtype)
+    rows = out_size[0]
+    row_bytes = n * g * fg * math.prod(out_size[1:]) * xp.dtype.itemsize
+    rows_per_chunk = max(1, min(rows, TAP_CHUNK_BYTES // max(row_bytes, 1)))
+    term = np.empty((n, g, fg, rows_per_chunk, *out_size[1:]), dtype=xp.dtype)
+    s0, d0 = spec.stride[0], spec.dilation[0]
     lead = (slice(None), slice(None), slice(None))
-    for tap in product(*(range(k) for k in spec.kernel_size)):
-        wt = wg[(slice(None), slice(None), *tap)].reshape(1, g, fg, *(1,) * nd)
-        if term is None:  # the first tap initialises the sum
-            np.multiply(wt, xg[lead + _tap_slices(tap, spec)], out=y)
-            term = np.empty_like(y)
-            continue
-        np.multiply(wt, xg[lead + _tap_slices(tap, spec)], out=term)
-        y += term
-    return y.reshape(n, g * fg, *spec.out_size)
+    for r0 in range(0, rows, rows_per_chunk):
+        rb = min(rows_per_chunk, rows - r0)
+        block, partial = y[:, :, :, r0:r0 + rb], term[:, :, :, :rb]
+        for i, tap in enumerate(taps):
+            wt = wg[(slice(None), slice(None), *tap)].reshape(1, g, fg, *(1,) * nd)
+            first = tap[0] * d0 + r0 * s0
+            window = (slice(first, first + (rb - 1) * s0 + 1, s0), *_tap_slices(tap, spec)[1:])
+            if i == 0:  # the first tap initialises the sum
+                np.multiply(wt, xg[lead + window], out=block)
+            else:
+                np.multiply(wt, xg[lead + window], out=partial)
+                block += partial
+    return y.reshape(n, g * fg, *out_size)
 
 
 def _correlate_im2col(xp: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:

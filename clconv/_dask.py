@@ -6,7 +6,9 @@ from kernel extent, stride and dilation) is gathered from the whole input
 with the same border rule as one-piece execution, so border pixels come from
 the array's outer border only, never from an inner chunk boundary, and the
 stitched result equals the one-piece result exactly. Output chunk boundaries
-follow the input's chunk boundaries divided by the stride.
+are the input's chunk boundaries divided by the stride (rounded up), so any
+chunking works and chunk sizes that are multiples of the stride give regular
+output chunks.
 
 Each block runs as an ordinary clconv call on the worker that computes it,
 with the backend *name* given by the caller (or the worker's own default), so
@@ -57,12 +59,15 @@ def source_index(start: int, stop: int, n: int, before: int, after: int, mode: s
 
 
 def _output_bounds(in_chunks: tuple[int, ...], spec: ConvSpec, axis: int) -> list[int]:
-    """Output chunk boundaries along a spatial axis, aligned to the input chunks / stride."""
-    stride, before, out = spec.stride[axis], spec.pad_before[axis], spec.out_size[axis]
+    """Output chunk boundaries along a spatial axis: ``ceil(edge / stride)`` for each
+    inner input chunk edge, so stride 1 keeps the input's chunks and stride s
+    divides them by s (regular chunks stay regular when s divides the chunk size).
+    """
+    stride, out = spec.stride[axis], spec.out_size[axis]
     edges = np.cumsum((0, *in_chunks))[1:-1]
     bounds = {0, out}
     for edge in edges:
-        bounds.add(min(max(-(-(int(edge) + before) // stride), 0), out))
+        bounds.add(min(-(-int(edge) // stride), out))
     return sorted(bounds)
 
 

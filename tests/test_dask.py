@@ -128,3 +128,31 @@ def test_distributed_local_cluster(backend):
                                  padding_mode="circular", backend=backend)
             out = client.compute(lazy).result()
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_output_chunks_follow_input_chunks_over_stride():
+    x = da.ones((1, 2, 48, 40), chunks=(1, 2, 16, 8), dtype=np.float32)
+    w = np.ones((3, 2, 3, 3), dtype=np.float32)
+    assert clconv.conv2d(x, w, padding="same").chunks[2:] == ((16,) * 3, (8,) * 5)
+    assert clconv.conv2d(x, w, padding="same", stride=2).chunks[2:] == ((8,) * 3, (4,) * 5)
+
+
+def test_huge_image_example_stays_below_its_budget(tmp_path):
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "huge_image.py"
+    done = subprocess.run(
+        [sys.executable, str(example), "--budget-mb", "192", "--chunk", "512",
+         "--out", str(tmp_path / "huge"), "--backend", "numpy"],
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    peak, before, image = map(float, re.search(
+        r"peak resident memory (\d+) MB \(before filtering (\d+) MB\); image (\d+) MB",
+        done.stdout).groups())
+    assert image > 192
+    assert peak - before < 0.6 * image, done.stdout
+    assert "corner tile matches" in done.stdout
+    assert (tmp_path / "huge" / "output.zarr").exists()

@@ -116,6 +116,14 @@ def test_non_contiguous_and_channels_last_device_input(cl_backend, rng):
     # An offset view (batch 1 of 2) with channels-first strides.
     y1 = clconv.conv2d(xd[1], w, padding=1, data_format="channels_last", backend=cl_backend)
     assert_close(y1.get(), ref[1], np.float32, 36)
+    # Stepped, offset and negatively strided device views, read in place.
+    xc = rng.standard_normal((2, 4, 10, 12)).astype(np.float32)
+    xcd = clconv.to_device(xc, cl_backend)
+    wc = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    for view in ((slice(None), slice(1, 3), slice(None, None, 2)),
+                 (slice(None), slice(None, None, 2), slice(None, None, -1), slice(1, None, 3))):
+        y = clconv.conv2d(xcd[view], wc, padding=1, backend=cl_backend)
+        assert_close(y.get(), reference(clconv.conv2d, xc[view], wc, padding=1), np.float32, 18)
 
 
 def test_array_from_another_context_is_an_argument_error(be, cl_backend, rng):

@@ -197,6 +197,22 @@ def output_size(in_size, kernel_size, stride, dilation, pads) -> tuple[int, ...]
     return tuple(out)
 
 
+def canonical_steps(in_size, kernel_size, stride, dilation, pads):
+    """Equivalent small strides and dilations for values that cannot matter.
+
+    A stride larger than the padded input leaves one output position, whatever
+    its value, and the dilation of a size-1 kernel axis is never used. Both are
+    valid (any int >= 1), so they are replaced by the smallest equivalent value
+    (padded size, 1): same output size, same numbers, and no backend has to
+    carry integers wider than the arrays themselves.
+    """
+    strides, dilations = [], []
+    for n, k, s, d, (b, a) in zip(in_size, kernel_size, stride, dilation, pads):
+        strides.append(min(s, n + b + a))
+        dilations.append(1 if k == 1 else d)
+    return tuple(strides), tuple(dilations)
+
+
 # ---------------------------------------------------------------- conv
 
 @dataclass(frozen=True)
@@ -275,6 +291,7 @@ def normalize_conv(ndim: int, input: Any, weight: Any, bias: Any, stride: Any, p
     pads = resolve_padding(explicit_padding(padding, ndim), in_size, kernel_size, strides,
                            dilations)
     out = output_size(in_size, kernel_size, strides, dilations, pads)
+    strides, dilations = canonical_steps(in_size, kernel_size, strides, dilations, pads)
 
     padded_elems = batch * channels * math.prod(n + a + c for n, (a, c) in zip(in_size, pads))
     out_elems = batch * filters * math.prod(out)

@@ -308,3 +308,33 @@ def test_nan_in_weight_and_bias(backend):
     np.testing.assert_array_equal(y[0], 4.0)
     assert np.all(np.isnan(y[1]))
     assert np.all(np.isposinf(y[2]))
+
+
+# ---------------------------------------------------------------- huge but valid values
+
+@pytest.mark.parametrize("kw", [
+    dict(stride=2**31), dict(stride=(2**40, 1)), dict(stride=2**70),
+    dict(dilation=(2**31, 1), kernel=(1, 3)), dict(dilation=2**40, stride=2**40, kernel=(1, 1)),
+], ids=["stride-2^31", "stride-2^40-one-axis", "stride-2^70", "dilation-2^31-k1",
+        "dilation-and-stride-2^40-k1"])
+def test_huge_stride_and_dilation_are_valid_on_every_backend(backend, kw):
+    """A stride beyond the padded input leaves one output; a dilation of a size-1 kernel
+    axis changes nothing. Both are valid values (>= 1) and must give the same numbers
+    on every backend, not an integer overflow inside one of them."""
+    kw = dict(kw)
+    kernel = kw.pop("kernel", (3, 3))
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((1, 2, 6, 5)).astype(np.float32)
+    w = rng.standard_normal((3, 2, *kernel)).astype(np.float32)
+    y = clconv.conv2d(x, w, padding=1, backend=backend, **kw)
+    stride = kw.get("stride", 1)
+    stride = stride if isinstance(stride, tuple) else (stride, stride)
+    dil = kw.get("dilation", 1)
+    dil = dil if isinstance(dil, tuple) else (dil, dil)
+    # same numbers as the equivalent small arguments
+    small_stride = tuple(min(s, 99) for s in stride)
+    small_dil = tuple(1 if k == 1 else d for k, d in zip(kernel, dil))
+    want = clconv.conv2d(x.astype(np.float64), w.astype(np.float64), padding=1,
+                         stride=small_stride, dilation=small_dil, backend="numpy")
+    assert y.shape == want.shape
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..._normalize import is_device_array
+from ..._normalize import check_numeric, is_device_array
 from ..._spec import ConvSpec
 from ...errors import AllocationError, ArgumentError, BackendUnavailable
 from .context import DeviceContext
@@ -52,6 +52,7 @@ class OpenCLBackend:
             self._check_device_array(array, "array")
             return array
         host = np.ascontiguousarray(np.asarray(array))
+        check_numeric(host.dtype, "array")
         return cla.to_device(self.queue, host)
 
     def _check_device_array(self, array: Any, name: str) -> None:

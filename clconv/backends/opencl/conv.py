@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..._spec import ConvSpec
+from ...errors import ArgumentError
 from .context import DeviceContext
 from .limits import Limits
 
@@ -52,7 +53,9 @@ class Operand:
         """Describe a ``pyopencl.array.Array`` (any strides, offset, dtype)."""
         size = array.dtype.itemsize
         if array.offset % size or any(s % size for s in array.strides):
-            raise ValueError("device array with strides or offset not a multiple of its itemsize")
+            raise ArgumentError(
+                f"device array with strides {array.strides} / offset {array.offset} bytes; "
+                f"expected multiples of its itemsize {size}")
         return cls(array.base_data, array.offset // size,
                    tuple(s // size for s in array.strides), tuple(array.shape),
                    np.dtype(array.dtype))

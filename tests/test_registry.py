@@ -43,6 +43,7 @@ def isolated_registry(monkeypatch):
     monkeypatch.setattr(registry, "_factories", dict(registry._factories))
     monkeypatch.setattr(registry, "_instances", dict(registry._instances))
     monkeypatch.setattr(registry, "_process_default", None)
+    monkeypatch.setattr(registry, "_implicit_fallback", False)
     monkeypatch.delenv("CLCONV_BACKEND", raising=False)
     yield
 
@@ -285,6 +286,25 @@ def test_implicit_default_falls_back_to_numpy_and_logs(caplog):
         clconv.get_backend("opencl")
     with pytest.raises(BackendUnavailable, match="no OpenCL platform"):
         clconv.set_backend("opencl")
+
+
+def test_implicit_fallback_probes_and_logs_once(caplog):
+    calls = []
+
+    def no_opencl(option):
+        calls.append(option)
+        raise BackendUnavailable("no OpenCL platform found")
+
+    registry._factories["opencl"] = no_opencl
+    registry._instances.pop("opencl", None)
+    with caplog.at_level(logging.INFO, logger="clconv"):
+        for _ in range(3):
+            clconv.conv2d(X, W)
+    assert calls == [None]
+    assert sum("falling back" in r.getMessage() for r in caplog.records) == 1
+    # a newly registered opencl backend is tried again
+    clconv.register_backend("opencl", fake_factory("opencl"), replace=True)
+    assert clconv.get_backend().name == "opencl"
 
 
 def test_named_default_does_not_fall_back(monkeypatch):

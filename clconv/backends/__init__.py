@@ -55,6 +55,10 @@ _factories: dict[str, str | Callable[[str | None], Any]] = dict(_BUILTINS)
 _entry_points_loaded = False
 _instances: dict[str, Any] = {}
 _process_default: str | None = None
+# True once the implicit default found OpenCL unusable: probing (and logging)
+# again on every call would cost each convolution a platform query.
+# Registering a backend named "opencl" clears it.
+_implicit_fallback = False
 _scoped: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "clconv_backend", default=None)
 
@@ -119,6 +123,7 @@ def register_backend(name: str, factory: Callable[[str | None], Any], *,
     >>> "mine" in clconv.list_backends()
     True
     """
+    global _implicit_fallback
     if not isinstance(name, str) or not name or ":" in name:
         raise ArgumentError(f"name={name!r}; expected a non-empty string without ':'")
     if not callable(factory):
@@ -129,6 +134,8 @@ def register_backend(name: str, factory: Callable[[str | None], Any], *,
             raise ArgumentError(
                 f"backend {name!r} is already registered; pass replace=True to replace it")
         _factories[name] = factory
+        if name == "opencl":
+            _implicit_fallback = False
         for key in [k for k in _instances if _split(k)[0] == name]:
             del _instances[key]
 
@@ -161,10 +168,16 @@ def _forget(name: str) -> None:
 
 
 def _implicit_default() -> Any:
+    """OpenCL when it starts, else NumPy; the failed probe is logged and remembered once."""
+    global _implicit_fallback
+    if _implicit_fallback:
+        return _create("numpy")
     try:
         return _create("opencl")
     except BackendUnavailable as exc:
         log.info("clconv: no usable OpenCL device, falling back to NumPy: %s", exc)
+        with _lock:
+            _implicit_fallback = True
         return _create("numpy")
 
 

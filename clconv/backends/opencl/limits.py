@@ -3,7 +3,9 @@
 Both variables are read at call time:
 
 * ``CLCONV_MAX_ALLOC`` (bytes): lowers the largest single buffer, so tests
-  can exercise tiling on small arrays.
+  can exercise tiling on small arrays. It applies to host inputs, which are
+  the ones that can be tiled; a device-array input is already resident and
+  is checked only against the device's real limit for its result.
 * ``CLCONV_STRICT_LIMITS=1``: caps work-groups at :data:`STRICT_WORK_GROUP`
   items and local memory at :data:`STRICT_LOCAL_MEM` bytes, like a small GPU,
   even on devices (PoCL) that report far larger limits.

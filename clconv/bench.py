@@ -497,7 +497,7 @@ def format_table(results: list[dict[str, Any]]) -> str:
             if row["ms"] is None:
                 lines.append(f"{label:<15} {row['impl']:<20} n/a ({row['error']})")
                 continue
-            cells = [f"{label:<15} {row['impl']:<20} {row['ms']:>10.3f} {row['gflops']:>8.2f}"]
+            cells = [f"{label:<15} {row['impl']:<20} {row['ms']:>10.3f} {row['gflops']:>8.3g}"]
             if row["kind"] == "clconv":
                 best = (f"{row['ratio']:.2f} ({row['ratio_vs']})"
                         if row.get("ratio") is not None else "-")

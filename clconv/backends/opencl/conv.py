@@ -154,12 +154,14 @@ class DirectPath:
     @staticmethod
     def config(spec: ConvSpec, limits: Limits) -> DirectConfig:
         fg = spec.out_per_group
-        fb = 8 if fg >= 8 else 4 if fg >= 4 else 2 if fg >= 2 else 1
+        fb = 16 if fg >= 16 else 8 if fg >= 8 else 4 if fg >= 4 else 2 if fg >= 2 else 1
         if spec.dtype == "float64":
             fb = min(fb, 4)  # double4 fills one AVX2 register; wider vectors spill
-        # Measured on PoCL/AVX2: 8 independent vector accumulators per work-item
-        # hide the multiply-add latency; one-filter groups vectorise OB columns.
-        ob = 8
+        # Measured on PoCL/AVX2: about 8-12 independent vector accumulators per
+        # work-item hide the multiply-add latency while fitting 16 registers;
+        # 16 filters x 6 columns needs the fewest loads per multiply-add.
+        # One-filter groups vectorise OB columns instead.
+        ob = 6 if fb == 16 else 8
         if fb == 1:
             ob = 8 if spec.dtype == "float64" else 16
         rows = math.prod(spec.out_size[:-1])

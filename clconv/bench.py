@@ -521,7 +521,8 @@ def plot(results: list[dict[str, Any]], path: str) -> None:
     impls = list(dict.fromkeys(r["impl"] for res in results for r in res["results"]
                                if r["ms"] is not None))
     width = 0.8 / max(len(impls), 1)
-    fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(results)), 5))
+    fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(results)) + 3, 5))
+    colors = plt.get_cmap("tab20").colors
     for i, impl in enumerate(impls):
         xs, ys = [], []
         for j, res in enumerate(results):
@@ -529,12 +530,12 @@ def plot(results: list[dict[str, Any]], path: str) -> None:
             if row and row["gflops"]:
                 xs.append(j + (i - (len(impls) - 1) / 2) * width)
                 ys.append(row["gflops"])
-        ax.bar(xs, ys, width, label=impl)
+        ax.bar(xs, ys, width, label=impl, color=colors[i % len(colors)])
     ax.set_xticks(range(len(results)), [r["name"] for r in results], rotation=40, ha="right")
     ax.set_yscale("log")
     ax.set_ylabel("GFLOP/s")
     ax.set_title("clconv benchmark (NumPy in, NumPy out; higher is better)")
-    ax.legend(fontsize="small", ncol=2)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -192,8 +192,11 @@ def get_backend(name: str | None = None) -> Any:
     One object is cached per full name. Raises ``BackendUnavailable`` when a
     named backend is unknown or cannot run.
     """
-    if isinstance(name, Backend) and not isinstance(name, str):
-        return name
+    if name is not None and not isinstance(name, str):
+        # A backend object passed through (duck-typed: isinstance on a Protocol is slow).
+        if callable(getattr(name, "conv_forward", None)):
+            return name
+        raise BackendUnavailable(f"backend={name!r}; expected a backend name or object")
     if name is not None:
         return _create(name)
     chosen = default_backend_name()

@@ -45,8 +45,9 @@ def backend(request) -> str:
     return request.param
 
 
-@pytest.fixture(params=OPENCL_BACKENDS or [pytest.param(None, marks=pytest.mark.skip(
-    reason="no OpenCL device on this machine (CI sets CLCONV_REQUIRE_OPENCL=1)"))])
+# Without any OpenCL device the list is empty and pytest reports the tests that
+# use it as not run; CI sets CLCONV_REQUIRE_OPENCL=1, which fails instead.
+@pytest.fixture(params=OPENCL_BACKENDS)
 def cl_backend(request) -> str:
     """The name of every OpenCL device under test."""
     return request.param

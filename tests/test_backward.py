@@ -5,8 +5,7 @@ The loss is ``L = <conv(x, w, b), gy>``. It is bilinear in ``(x, w)``, so a
 central difference along a random direction is exact up to rounding: the
 finite-difference checks are tight (float64, rtol 1e-7), not loose.
 
-The ``backend`` comparisons also run on every OpenCL device; they fail until
-the OpenCL backend implements ``conv_backward`` (by design: not skipped).
+The ``backend`` comparisons also run on every OpenCL device.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """Conv1d / Conv2d / Conv3d layers (API.md section 4).
 
-The ``backend`` / ``cl_backend`` tests also run on every OpenCL device; they
-fail until the OpenCL backend implements ``conv_backward`` (not skipped).
+The ``backend`` / ``cl_backend`` tests also run on every OpenCL device.
 """
 
 from __future__ import annotations

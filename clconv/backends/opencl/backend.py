@@ -42,6 +42,15 @@ class OpenCLBackend:
     def context(self) -> Any:
         return self.dctx.context
 
+    def stats(self) -> dict[str, int]:
+        """Live and cached device buffers (:meth:`DeviceContext.memory_stats`) and the
+        program cache's ``cache_size`` / ``cache_max_size`` / ``builds``."""
+        from .program import cache_info
+
+        info = cache_info()
+        return {**self.dctx.memory_stats(), "cache_size": info["size"],
+                "cache_max_size": info["max_size"], "builds": info["builds"]}
+
     # ------------------------------------------------------------ helpers
 
     def to_device(self, array: Any) -> Any:

@@ -36,6 +36,23 @@ class DeviceContext:
         with self._pool_lock:
             return self._pool.allocate(max(int(nbytes), 1))
 
+    def memory_stats(self) -> dict[str, int]:
+        """The memory pool's counters: live buffers and cached (held) ones.
+
+        ``active_blocks`` / ``active_bytes``: pooled buffers in use right now
+        (back to their earlier value once every result and temporary of a call
+        is released); ``held_blocks`` / ``held_bytes``: freed buffers the pool
+        keeps for reuse (returned to the driver by :meth:`free_pool`).
+        Buffers of device-array calls on a caller's own queue are not pooled
+        and not counted.
+        """
+        with self._pool_lock:
+            pool = self._pool
+            return {"active_blocks": int(pool.active_blocks),
+                    "active_bytes": int(pool.active_bytes),
+                    "held_blocks": int(pool.held_blocks),
+                    "held_bytes": int(pool.managed_bytes) - int(pool.active_bytes)}
+
     def free_pool(self) -> None:
         """Give cached pool buffers back to the driver."""
         with self._pool_lock:

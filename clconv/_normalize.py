@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,9 @@ PADDING_STRINGS = ("valid", "same", "full")
 # No machine holds an array this large; refusing it here turns a hopeless
 # request into a clear error instead of a MemoryError deep inside a backend.
 MAX_ELEMENTS = 2**46
+# Overrides the host memory (bytes) a convolution may plan to use; default:
+# the machine's physical memory.
+HOST_MEMORY_ENV = "CLCONV_MAX_HOST_BYTES"
 
 
 def _short(value: Any) -> str:
@@ -213,6 +217,40 @@ def canonical_steps(in_size, kernel_size, stride, dilation, pads):
     return tuple(strides), tuple(dilations)
 
 
+def host_memory_limit() -> int:
+    """Bytes of host memory one convolution may need: ``CLCONV_MAX_HOST_BYTES``, else the
+    machine's physical memory (2**49 when the platform does not say)."""
+    raw = os.environ.get(HOST_MEMORY_ENV, "").strip()
+    if raw:
+        try:
+            value = int(float(raw))
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ArgumentError(f"environment variable {HOST_MEMORY_ENV}={raw!r}; expected a "
+                                "positive number of bytes")
+        return value
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such key
+        return 2**49
+
+
+def check_host_memory(padded_elems: int, out_elems: int, dtype: np.dtype, detail: str) -> None:
+    """AllocationError, before anything is allocated, when the padded input plus the output
+    (in the accumulator precision, as the NumPy reference holds them) exceed
+    :func:`host_memory_limit`: such a request could only fail or swap the machine to death."""
+    item = 8 if dtype == np.float64 else 4
+    need = (padded_elems + out_elems) * item
+    limit = host_memory_limit()
+    if need > limit:
+        raise AllocationError(
+            f"the convolution needs about {need / 2**30:.3g} GiB of host memory for the padded "
+            f"input ({padded_elems} elements) and the output ({out_elems} elements) ({detail}); "
+            f"expected at most {limit / 2**30:.3g} GiB (physical memory, or "
+            f"{HOST_MEMORY_ENV}); use less padding, a smaller input or a dask array")
+
+
 # ---------------------------------------------------------------- conv
 
 @dataclass(frozen=True)
@@ -232,8 +270,13 @@ def _rank_error(name: str, value_shape, expected: str) -> ShapeError:
 
 def normalize_conv(ndim: int, input: Any, weight: Any, bias: Any, stride: Any, padding: Any,
                    dilation: Any, groups: Any, padding_mode: Any, data_format: Any,
-                   flip: Any, *, fill_value: float = 0.0) -> ConvCall:
-    """Validate conv{ndim}d arguments and build the :class:`ConvSpec`."""
+                   flip: Any, *, fill_value: float = 0.0,
+                   check_memory: bool = True) -> ConvCall:
+    """Validate conv{ndim}d arguments and build the :class:`ConvSpec`.
+
+    ``check_memory=False`` skips the host-memory check (for lazy dask inputs,
+    which never hold the whole input or output at once).
+    """
     last = channels_last(data_format)
     border = border_mode(padding_mode)
     if not isinstance(flip, (bool, np.bool_)):
@@ -300,6 +343,9 @@ def normalize_conv(ndim: int, input: Any, weight: Any, bias: Any, stride: Any, p
             f"the convolution needs {max(padded_elems, out_elems)} elements "
             f"(input {tuple(x.shape)}, padding {pads}, output {out}); expected at most "
             f"{MAX_ELEMENTS}")
+    if check_memory:
+        check_host_memory(padded_elems, out_elems, dtype,
+                          f"input {tuple(x.shape)}, padding {pads}, output {out}")
 
     spec = ConvSpec(
         batch=batch, in_channels=channels, out_channels=filters, groups=groups,

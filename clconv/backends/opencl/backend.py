@@ -166,25 +166,18 @@ class OpenCLBackend:
 
     def conv_backward(self, x: Any, weight: Any, grad_output: Any, spec: ConvSpec,
                       ) -> tuple[Any, Any, Any]:
-        """Interim: the NumPy reference computes the gradients on the host.
+        """Gradients computed by the kernels of kernels_cl/conv_backward.cl (see .backward).
 
-        Correct numbers in the forward's form (device arrays back for a device
-        input) until OpenCL backward kernels exist.
+        Host operands give NumPy results; a device input gives device results
+        on its own queue.
         """
-        import pyopencl.array as cla
-
-        from ..numpy_ import NumpyBackend
+        from .backward import run_backward
 
         self._check_dtype(spec)
         for name, operand in (("input", x), ("weight", weight), ("grad_output", grad_output)):
             if is_device_array(operand):
                 self._check_device_array(operand, name)
-        grads = NumpyBackend().conv_backward(x, weight, grad_output, spec)
-        if not is_device_array(x):
-            return grads
-        return tuple(None if g is None else cla.to_device(x.queue or self.queue,
-                                                          np.ascontiguousarray(g))
-                     for g in grads)
+        return run_backward(self, x, weight, grad_output, spec)
 
 
 class _allocation_errors:

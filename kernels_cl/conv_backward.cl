@@ -1,0 +1,484 @@
+/* Backward pass of the convolution y = correlate(pad(x), w) + b, 1/2/3-D.
+ *
+ * Every problem is seen as 3-D (D, H, W), missing leading axes of size 1.
+ * No kernel uses atomics and every sum runs in a fixed order, so the same
+ * inputs give bit-identical gradients on a device.
+ *
+ *   pack_weights_t    w -> [G][NCB][FG][KD][KH][KW][CB] in ACC_T (flipped taps
+ *                     when the forward flips, zero for channels >= CG)
+ *   pack_gy           gy -> [N][G][NFB][OD][OH][OW][FB] in ACC_T (zero lanes
+ *                     for filters >= FG)
+ *   grad_input        gradient w.r.t. the padded input over a box of padded
+ *                     positions: a gather over the filters and the taps whose
+ *                     windows contain each position. It writes either the
+ *                     result directly (constant border: only the interior box
+ *                     has a source pixel) or a padded ACC_T temporary
+ *   fold_border       adjoint of the border map: each source pixel sums the
+ *                     padded positions that copy it, in ascending order; the
+ *                     host passes the preimage lists per axis (CSR tables)
+ *   grad_weight_partial, grad_bias_partial
+ *                     sums over a fixed block of (n, od, oh) rows each
+ *   reduce_weight, reduce_bias
+ *                     sum the partial blocks in ascending order, unflip, store
+ *
+ * Operands are addressed by element strides (channels-first, channels-last,
+ * non-contiguous). All index arithmetic is 64-bit; the kernels have no
+ * barrier, so padded work-items simply return. */
+#include "common.h"
+
+#ifndef W_T
+#define W_T OUT_T
+#endif
+#ifndef W_HALF
+#define W_HALF (ELEM_KIND == 2)
+#endif
+#ifndef GY_T
+#define GY_T OUT_T
+#endif
+#ifndef GY_HALF
+#define GY_HALF (ELEM_KIND == 2)
+#endif
+#ifndef CB
+#define CB 8
+#endif
+#if CB != 1 && CB != 2 && CB != 4 && CB != 8 && CB != 16
+#error "CB (input channels per grad-input work-item) must be 1, 2, 4, 8 or 16"
+#endif
+#ifndef PB
+#define PB 4
+#endif
+#if PB < 1 || PB > 16
+#error "PB (padded columns per grad-input work-item) must be in 1..16"
+#endif
+#ifndef FB
+#define FB 8
+#endif
+#if FB != 1 && FB != 2 && FB != 4 && FB != 8 && FB != 16
+#error "FB (filters per grad-weight work-item) must be 1, 2, 4, 8 or 16"
+#endif
+#ifndef KWB
+#define KWB 4
+#endif
+#if KWB < 1 || KWB > 8
+#error "KWB (taps along W per grad-weight work-item) must be in 1..8"
+#endif
+#ifndef WG
+#define WG 64
+#endif
+#ifndef WG_X
+#define WG_X 8
+#endif
+#ifndef WG_Y
+#define WG_Y 4
+#endif
+
+/* Derived: non-constant borders write the padded gradient to a temporary
+ * that fold_border reduces; the host passes BORDER=0 when nothing is padded. */
+#define GX_TEMP (BORDER != BORDER_CONSTANT)
+
+#if W_HALF
+#define LOAD_W(p, i) ((ACC_T)vload_half(0, (p) + (i)))
+#else
+#define LOAD_W(p, i) ((ACC_T)((p)[i]))
+#endif
+#if GY_HALF
+#define LOAD_GY(p, i) ((ACC_T)vload_half(0, (p) + (i)))
+#else
+#define LOAD_GY(p, i) ((ACC_T)((p)[i]))
+#endif
+
+/* Vectors of CB channels (grad-input) and FB filters (grad-weight). */
+#if CB == 1
+#define CVEC_T ACC_T
+#define CVLOAD(p) (*(p))
+#define CVSTORE(v, p) ((p)[0] = (v))
+#else
+#define CVEC_T CLCONV_CAT(ACC_T, CB)
+#define CVLOAD(p) CLCONV_CAT(vload, CB)(0, (p))
+#define CVSTORE(v, p) CLCONV_CAT(vstore, CB)((v), 0, (p))
+#endif
+#if FB == 1
+#define FVEC_T ACC_T
+#define FVLOAD(p) (*(p))
+#define FVSTORE(v, p) ((p)[0] = (v))
+#else
+#define FVEC_T CLCONV_CAT(ACC_T, FB)
+#define FVLOAD(p) CLCONV_CAT(vload, FB)(0, (p))
+#define FVSTORE(v, p) CLCONV_CAT(vstore, FB)((v), 0, (p))
+#endif
+
+#if GX_TEMP
+#define GX_T ACC_T
+#define STORE_GX(p, i, v) ((p)[i] = (v))
+#else
+#define GX_T OUT_T
+#define STORE_GX(p, i, v) STORE_OUT(p, i, v)
+#endif
+
+/* ---- operand packing ---------------------------------------------------- */
+
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void pack_weights_t(__global const W_T *restrict w, const long w_off,
+                    const long ws_f, const long ws_c, const long ws_d, const long ws_h,
+                    const long ws_w,
+                    __global ACC_T *restrict out, const long total,
+                    const int CG, const int FG, const int NCB,
+                    const int KD, const int KH, const int KW, const int flip)
+{
+    const long i = get_global_id(0);
+    if (i >= total)
+        return;
+    long t = i;
+    const int j = (int)(t % CB); t /= CB;
+    const int kw = (int)(t % KW); t /= KW;
+    const int kh = (int)(t % KH); t /= KH;
+    const int kd = (int)(t % KD); t /= KD;
+    const int f = (int)(t % FG); t /= FG;
+    const int cblk = (int)(t % NCB);
+    const long g = t / NCB;
+    const int c = cblk * CB + j;
+    if (c >= CG) {
+        out[i] = (ACC_T)(0);
+        return;
+    }
+    const int sd = flip ? KD - 1 - kd : kd;
+    const int sh = flip ? KH - 1 - kh : kh;
+    const int sw = flip ? KW - 1 - kw : kw;
+    out[i] = LOAD_W(w, w_off + (g * FG + f) * ws_f + c * ws_c + sd * ws_d + sh * ws_h
+                           + sw * ws_w);
+}
+
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void pack_gy(__global const GY_T *restrict gy, const long gy_off,
+             const long gs_n, const long gs_c, const long gs_d, const long gs_h,
+             const long gs_w,
+             __global ACC_T *restrict out, const long total,
+             const long OD, const long OH, const long OW,
+             const int G, const int FG, const int NFB)
+{
+    const long i = get_global_id(0);
+    if (i >= total)
+        return;
+    long t = i;
+    const int j = (int)(t % FB); t /= FB;
+    const long ow = t % OW; t /= OW;
+    const long oh = t % OH; t /= OH;
+    const long od = t % OD; t /= OD;
+    const int fblk = (int)(t % NFB); t /= NFB;
+    const long g = t % G;
+    const long n = t / G;
+    const int f = fblk * FB + j;
+    out[i] = f < FG ? LOAD_GY(gy, gy_off + n * gs_n + (g * FG + f) * gs_c + od * gs_d
+                                  + oh * gs_h + ow * gs_w)
+                    : (ACC_T)(0);
+}
+
+/* ---- grad-input ------------------------------------------------------------
+ * One work-item: CB input channels x PB consecutive padded columns of one
+ * padded row (pd, ph) of one sample and group, inside the box
+ * [R0D, R0D + RD) x [R0H, R0H + RH) x [R0W, R0W + RW) of padded positions:
+ *   global id 0: block of PB columns, id 1: row of the box, id 2:
+ *   (n * G + g) * NCB + channel block.
+ * Position p receives gy[o] * w[t] for every tap t with p = o*S + t*D and
+ * 0 <= o < O: along each axis p - t*D must be a non-negative multiple of S.
+ * Sums run over (kd, kh, f, kw) in that order in both branches. */
+__kernel __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
+void grad_input(__global const GY_T *restrict gy, const long gy_off,
+                const long gs_n, const long gs_c, const long gs_d, const long gs_h,
+                const long gs_w,
+                __global const ACC_T *restrict wt,
+                __global GX_T *restrict gx, const long gx_off,
+                const long gxs_n, const long gxs_c, const long gxs_d, const long gxs_h,
+                const long gxs_w,
+                const long R0D, const long R0H, const long R0W,
+                const long RD, const long RH, const long RW,
+                const long OD, const long OH, const long OW,
+                const int KD, const int KH, const int KW,
+                const int SD, const int SH, const int SW,
+                const int DD, const int DH, const int DW,
+                const int G, const int CG, const int FG, const int NCB)
+{
+    const long wb = get_global_id(0);
+    const long row = get_global_id(1);
+    const long z = get_global_id(2);
+    if (wb * PB >= RW || row >= RD * RH)
+        return;
+    const int cblk = (int)(z % NCB);
+    const long ng = z / NCB;
+    const long g = ng % G;
+    const long n = ng / G;
+    const long pd = R0D + row / RH;
+    const long ph = R0H + row % RH;
+    const long pw0 = R0W + wb * PB;
+
+    __global const GY_T *gyb = gy + gy_off + n * gs_n + g * FG * gs_c;
+    const long taps = (long)KD * KH * KW;
+    __global const ACC_T *wg = wt + (g * NCB + cblk) * FG * taps * CB;
+
+    CVEC_T acc[PB];
+    for (int pb = 0; pb < PB; ++pb)
+        acc[pb] = (CVEC_T)(0);
+
+    /* Stride 1 and every (column, tap) pair inside [0, OW): no checks. */
+    const bool inside = SW == 1 && pw0 - (long)(KW - 1) * DW >= 0 && pw0 + PB - 1 < OW;
+
+    for (int kd = 0; kd < KD; ++kd) {
+        const long qd = pd - (long)kd * DD;
+        if (qd < 0 || qd % SD != 0 || qd / SD >= OD)
+            continue;
+        const long od = qd / SD;
+        for (int kh = 0; kh < KH; ++kh) {
+            const long qh = ph - (long)kh * DH;
+            if (qh < 0 || qh % SH != 0 || qh / SH >= OH)
+                continue;
+            const long oh = qh / SH;
+            __global const GY_T *gr = gyb + od * gs_d + oh * gs_h;
+            __global const ACC_T *wk = wg + ((long)kd * KH + kh) * KW * CB;
+            for (int f = 0; f < FG; ++f) {
+                __global const GY_T *gf = gr + f * gs_c;
+                __global const ACC_T *wf = wk + f * taps * CB;
+                if (inside) {
+                    for (int kw = 0; kw < KW; ++kw) {
+                        const CVEC_T wv = CVLOAD(wf + kw * CB);
+                        const long q0 = pw0 - (long)kw * DW;
+                        for (int pb = 0; pb < PB; ++pb)
+                            acc[pb] = (CVEC_T)(LOAD_GY(gf, (q0 + pb) * gs_w)) * wv + acc[pb];
+                    }
+                } else {
+                    for (int kw = 0; kw < KW; ++kw) {
+                        const CVEC_T wv = CVLOAD(wf + kw * CB);
+                        for (int pb = 0; pb < PB; ++pb) {
+                            const long q = pw0 + pb - (long)kw * DW;
+                            if (q >= 0 && q % SW == 0 && q / SW < OW)
+                                acc[pb] = (CVEC_T)(LOAD_GY(gf, (q / SW) * gs_w)) * wv + acc[pb];
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    const int c0 = cblk * CB;
+    const int nc = min(CB, CG - c0);
+    __global GX_T *out = gx + gx_off + n * gxs_n + (g * CG + c0) * gxs_c
+                       + (pd - R0D) * gxs_d + (ph - R0H) * gxs_h;
+    ACC_T lanes[CB];
+    for (int pb = 0; pb < PB; ++pb) {
+        const long pw = pw0 + pb;
+        if (pw >= R0W + RW)
+            break;
+        CVSTORE(acc[pb], lanes);
+        for (int j = 0; j < nc; ++j)
+            STORE_GX(out, j * gxs_c + (pw - R0W) * gxs_w, lanes[j]);
+    }
+}
+
+/* ---- border fold -------------------------------------------------------------
+ * tmp is the contiguous padded gradient [N][C][PDS][PHS][PWS]. The table holds,
+ * per axis, CSR lists of the padded positions that copy each source index:
+ * offsets at tab[off_X + i .. off_X + i + 1] into positions at tab[pos_X + k].
+ * One work-item per source element (flat n, c, id, ih, iw). */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void fold_border(__global const ACC_T *restrict tmp, __global const int *restrict tab,
+                 const int off_d, const int off_h, const int off_w,
+                 const int pos_d, const int pos_h, const int pos_w,
+                 __global OUT_T *restrict gx, const long gx_off,
+                 const long gxs_n, const long gxs_c, const long gxs_d, const long gxs_h,
+                 const long gxs_w,
+                 const long C, const long ID, const long IH, const long IW,
+                 const long PDS, const long PHS, const long PWS, const long total)
+{
+    const long i = get_global_id(0);
+    if (i >= total)
+        return;
+    long t = i;
+    const long iw = t % IW; t /= IW;
+    const long ih = t % IH; t /= IH;
+    const long id = t % ID; t /= ID;
+    const long c = t % C;
+    const long n = t / C;
+    __global const ACC_T *src = tmp + (n * C + c) * PDS * PHS * PWS;
+    ACC_T s = (ACC_T)(0);
+    for (int a = tab[off_d + id]; a < tab[off_d + id + 1]; ++a) {
+        __global const ACC_T *sd = src + (long)tab[pos_d + a] * PHS * PWS;
+        for (int b = tab[off_h + ih]; b < tab[off_h + ih + 1]; ++b) {
+            __global const ACC_T *sh = sd + (long)tab[pos_h + b] * PWS;
+            for (int e = tab[off_w + iw]; e < tab[off_w + iw + 1]; ++e)
+                s += sh[tab[pos_w + e]];
+        }
+    }
+    STORE_OUT(gx, gx_off + n * gxs_n + c * gxs_c + id * gxs_d + ih * gxs_h + iw * gxs_w, s);
+}
+
+/* ---- grad-weight -------------------------------------------------------------
+ * global id 0: item = (((((g * NFB + fblk) * CG + c) * KD + kd) * KH + kh) * NKWB
+ * + kwb), owning FB filters x KWB taps (kw0 = kwb * KWB ..) of one channel and
+ * (kd, kh); global id 1: split s, the rows [s * RPS, (s + 1) * RPS) of the flat
+ * (n, od, oh) row range. Sums run over rows, then ascending ow. Taps beyond KW
+ * are computed (their reads are mapped like any other) but never reduced.
+ * part[s][item][tb][j]. */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void grad_weight_partial(__global const IN_T *restrict x, const long x_off,
+                         const long xs_n, const long xs_c, const long xs_d, const long xs_h,
+                         const long xs_w,
+                         __global const ACC_T *restrict gyp,
+                         __global ACC_T *restrict part, const long items,
+                         const long ID, const long IH, const long IW,
+                         const long OD, const long OH, const long OW,
+                         const int KD, const int KH, const int NKWB,
+                         const int SD, const int SH, const int SW,
+                         const int DD, const int DH, const int DW,
+                         const long PD, const long PH, const long PW,
+                         const int G, const int CG, const int NFB,
+                         const long RPS, const long ROWS, const ACC_T fill)
+{
+    const long item = get_global_id(0);
+    const long s = get_global_id(1);
+    if (item >= items)
+        return;
+    long t = item;
+    const int kwb = (int)(t % NKWB); t /= NKWB;
+    const int kh = (int)(t % KH); t /= KH;
+    const int kd = (int)(t % KD); t /= KD;
+    const int c = (int)(t % CG); t /= CG;
+    const int fblk = (int)(t % NFB);
+    const long g = t / NFB;
+
+    long toff[KWB];
+    for (int tb = 0; tb < KWB; ++tb)
+        toff[tb] = (long)(kwb * KWB + tb) * DW - PW;
+    /* Columns whose every tap reads inside [0, IW): [lo, hi). */
+    long lo = toff[0] >= 0 ? 0 : (-toff[0] + SW - 1) / SW;
+    const long top = IW - 1 - toff[KWB - 1];
+    long hi = top < 0 ? 0 : top / SW + 1;
+    lo = min(lo, OW);
+    hi = clamp(hi, lo, OW);
+
+    FVEC_T acc[KWB];
+    for (int tb = 0; tb < KWB; ++tb)
+        acc[tb] = (FVEC_T)(0);
+
+    const long r0 = s * RPS;
+    const long r1 = min(r0 + RPS, ROWS);
+    __global const IN_T *xc = x + x_off + (g * CG + c) * xs_c;
+    for (long r = r0; r < r1; ++r) {
+        const long n = r / (OD * OH);
+        const long rem = r % (OD * OH);
+        const long od = rem / OH;
+        const long oh = rem % OH;
+        __global const ACC_T *gr = gyp + (((n * G + g) * NFB + fblk) * OD * OH + rem) * OW * FB;
+        const long id = map_border(od * SD + (long)kd * DD - PD, ID);
+        const long ih = map_border(oh * SH + (long)kh * DH - PH, IH);
+        if (id < 0 || ih < 0) {
+            for (long ow = 0; ow < OW; ++ow) {
+                const FVEC_T gv = FVLOAD(gr + ow * FB);
+                for (int tb = 0; tb < KWB; ++tb)
+                    acc[tb] = (FVEC_T)(fill) * gv + acc[tb];
+            }
+            continue;
+        }
+        __global const IN_T *xr = xc + n * xs_n + id * xs_d + ih * xs_h;
+        for (long ow = 0; ow < lo; ++ow) {
+            const FVEC_T gv = FVLOAD(gr + ow * FB);
+            for (int tb = 0; tb < KWB; ++tb) {
+                const long iw = map_border(ow * SW + toff[tb], IW);
+                const ACC_T v = iw >= 0 ? LOAD_IN(xr, iw * xs_w) : fill;
+                acc[tb] = (FVEC_T)(v) * gv + acc[tb];
+            }
+        }
+        for (long ow = lo; ow < hi; ++ow) {
+            const FVEC_T gv = FVLOAD(gr + ow * FB);
+            for (int tb = 0; tb < KWB; ++tb)
+                acc[tb] = (FVEC_T)(LOAD_IN(xr, (ow * SW + toff[tb]) * xs_w)) * gv + acc[tb];
+        }
+        for (long ow = hi; ow < OW; ++ow) {
+            const FVEC_T gv = FVLOAD(gr + ow * FB);
+            for (int tb = 0; tb < KWB; ++tb) {
+                const long iw = map_border(ow * SW + toff[tb], IW);
+                const ACC_T v = iw >= 0 ? LOAD_IN(xr, iw * xs_w) : fill;
+                acc[tb] = (FVEC_T)(v) * gv + acc[tb];
+            }
+        }
+    }
+    __global ACC_T *p = part + (s * items + item) * KWB * FB;
+    for (int tb = 0; tb < KWB; ++tb)
+        FVSTORE(acc[tb], p + tb * FB);
+}
+
+/* gw[f][c][kd][kh][kw] (contiguous, OUT_T) = sum over s of the partial of the
+ * forward's tap: the flipped one when the forward flips. One item per element. */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void reduce_weight(__global const ACC_T *restrict part, const long items, const long S,
+                   __global OUT_T *restrict gw, const long total,
+                   const int CG, const int FG, const int NFB,
+                   const int KD, const int KH, const int KW, const int NKWB, const int flip)
+{
+    const long i = get_global_id(0);
+    if (i >= total)
+        return;
+    long t = i;
+    int kw = (int)(t % KW); t /= KW;
+    int kh = (int)(t % KH); t /= KH;
+    int kd = (int)(t % KD); t /= KD;
+    const int c = (int)(t % CG); t /= CG;
+    const int f = (int)(t % FG);
+    const long g = t / FG;
+    if (flip) {
+        kw = KW - 1 - kw;
+        kh = KH - 1 - kh;
+        kd = KD - 1 - kd;
+    }
+    const int fblk = f / FB;
+    const int j = f % FB;
+    const long item = ((((g * NFB + fblk) * CG + c) * KD + kd) * KH + kh) * NKWB + kw / KWB;
+    __global const ACC_T *p = part + (item * KWB + kw % KWB) * FB + j;
+    const long step = items * KWB * FB;
+    ACC_T s = (ACC_T)(0);
+    for (long k = 0; k < S; ++k)
+        s += p[k * step];
+    STORE_OUT(gw, i, s);
+}
+
+/* ---- grad-bias -----------------------------------------------------------------
+ * global id 0: g * NFB + fblk, global id 1: split s (the rows of
+ * grad_weight_partial). partb[s][g][fblk][j]. */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void grad_bias_partial(__global const ACC_T *restrict gyp, __global ACC_T *restrict partb,
+                       const long OD, const long OH, const long OW,
+                       const int G, const int NFB, const long RPS, const long ROWS)
+{
+    const long item = get_global_id(0);
+    const long s = get_global_id(1);
+    if (item >= (long)G * NFB)
+        return;
+    const long g = item / NFB;
+    const long fblk = item % NFB;
+    const long r0 = s * RPS;
+    const long r1 = min(r0 + RPS, ROWS);
+    FVEC_T acc = (FVEC_T)(0);
+    for (long r = r0; r < r1; ++r) {
+        const long n = r / (OD * OH);
+        const long rem = r % (OD * OH);
+        __global const ACC_T *gr = gyp + (((n * G + g) * NFB + fblk) * OD * OH + rem) * OW * FB;
+        for (long ow = 0; ow < OW; ++ow)
+            acc += FVLOAD(gr + ow * FB);
+    }
+    FVSTORE(acc, partb + (s * G * NFB + item) * FB);
+}
+
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void reduce_bias(__global const ACC_T *restrict partb, const long S,
+                 __global OUT_T *restrict gb, const int G, const int FG, const int NFB)
+{
+    const long f = get_global_id(0);
+    if (f >= (long)G * FG)
+        return;
+    const long g = f / FG;
+    const int fl = (int)(f % FG);
+    __global const ACC_T *p = partb + (g * NFB + fl / FB) * FB + fl % FB;
+    const long step = (long)G * NFB * FB;
+    ACC_T s = (ACC_T)(0);
+    for (long k = 0; k < S; ++k)
+        s += p[k * step];
+    STORE_OUT(gb, f, s);
+}

@@ -7,6 +7,11 @@
 #define CLCONV_CAT_(a, b) a##b
 #define CLCONV_CAT(a, b) CLCONV_CAT_(a, b)
 
+/* Integer min/max as plain expressions: on PoCL 3.0 the min()/max() builtins
+ * (like vloadN/vstoreN) are out-of-line calls, expensive in inner loops. */
+#define CLCONV_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define CLCONV_MAX(a, b) ((a) > (b) ? (a) : (b))
+
 /* ---- precision ------------------------------------------------------------
  * ELEM_KIND selects the result/compute dtype:
  *   0: float32 storage, float accumulation

@@ -109,6 +109,53 @@ def round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
+def pack_operands(dctx: DeviceContext, queue: Any, weight: Operand, bias: Any, spec: ConvSpec,
+                  fb: int, allocate: Any) -> tuple[int, Any, Any]:
+    """Pack weight (and bias) on the device: ``(nfb, packed weight, packed bias or None)``.
+
+    The weight becomes ``[G][NFB][CG][KD][KH][KW][FB]`` in the accumulator type
+    (flipped taps when the convolution flips, zero filters past ``FG``), the
+    layout every forward kernel reads; the bias becomes a plain accumulator
+    vector of ``F`` values.
+    """
+    acc = acc_dtype(spec)
+    fg, g, cg = spec.out_per_group, spec.groups, spec.in_per_group
+    nfb = -(-fg // fb)
+    kd, kh, kw = spatial3(spec.kernel_size, 1)
+    total = g * nfb * cg * kd * kh * kw * fb
+    packed = allocate(total * acc.itemsize)
+    ws = (weight.strides[0], weight.strides[1], *spatial3(weight.strides[2:], 0))
+    prg = _pack_program(dctx, spec, weight.dtype, fb)
+    enqueue(prg, "pack_weights", queue, (round_up(total, WG_PACK),), (WG_PACK,),
+            weight.buffer, np.int64(weight.offset), *(np.int64(s) for s in ws),
+            packed, np.int64(total), np.int32(g), np.int32(cg), np.int32(fg),
+            np.int32(nfb), np.int32(kd), np.int32(kh), np.int32(kw),
+            np.int32(int(spec.flip)))
+    packed_bias = None
+    if bias is not None:
+        if isinstance(bias, Operand):
+            packed_bias = allocate(spec.out_channels * acc.itemsize)
+            prg = _pack_program(dctx, spec, bias.dtype, fb)
+            enqueue(prg, "pack_vector", queue,
+                    (round_up(spec.out_channels, WG_PACK),), (WG_PACK,),
+                    bias.buffer, np.int64(bias.offset), np.int64(bias.strides[0]),
+                    packed_bias, np.int64(spec.out_channels))
+        else:  # host bias, already of the spec's dtype: exact in the accumulator type
+            import pyopencl as cl
+
+            host = np.ascontiguousarray(bias, dtype=acc)
+            packed_bias = allocate(host.nbytes)
+            cl.enqueue_copy(queue, packed_bias, host, is_blocking=True)
+    return nfb, packed, packed_bias
+
+
+def _pack_program(dctx: DeviceContext, spec: ConvSpec, dtype: np.dtype, fb: int) -> Any:
+    defines = type_defines(spec, dtype, "W")
+    defines.update(FB=fb, WG_PACK=WG_PACK,
+                   ROUND_HALF=int(spec.dtype == "float16" and dtype.name != "float16"))
+    return dctx.program("pack.cl", defines)
+
+
 class ForwardPath(Protocol):
     """One way of computing the forward convolution on a device."""
 
@@ -182,43 +229,7 @@ class DirectPath:
     def prepare(self, dctx: DeviceContext, queue: Any, weight: Operand, bias: Any,
                 spec: ConvSpec, limits: Limits, allocate: Any) -> Any:
         cfg = self.config(spec, limits)
-        acc = acc_dtype(spec)
-        fg, g, cg = spec.out_per_group, spec.groups, spec.in_per_group
-        nfb = -(-fg // cfg.fb)
-        kd, kh, kw = spatial3(spec.kernel_size, 1)
-        total = g * nfb * cg * kd * kh * kw * cfg.fb
-        packed = allocate(total * acc.itemsize)
-        ws = (weight.strides[0], weight.strides[1], *spatial3(weight.strides[2:], 0))
-        prg = self._pack_program(dctx, spec, weight.dtype, cfg.fb, limits)
-        enqueue(prg, "pack_weights", queue, (round_up(total, WG_PACK),), (WG_PACK,),
-                weight.buffer, np.int64(weight.offset), *(np.int64(s) for s in ws),
-                packed, np.int64(total), np.int32(g), np.int32(cg), np.int32(fg),
-                np.int32(nfb), np.int32(kd), np.int32(kh), np.int32(kw),
-                np.int32(int(spec.flip)))
-        packed_bias = None
-        if bias is not None:
-            if isinstance(bias, Operand):
-                packed_bias = allocate(spec.out_channels * acc.itemsize)
-                prg = self._pack_program(dctx, spec, bias.dtype, cfg.fb, limits)
-                enqueue(prg, "pack_vector", queue,
-                        (round_up(spec.out_channels, WG_PACK),), (WG_PACK,),
-                        bias.buffer, np.int64(bias.offset), np.int64(bias.strides[0]),
-                        packed_bias, np.int64(spec.out_channels))
-            else:  # host bias, already of the spec's dtype: exact in the accumulator type
-                import pyopencl as cl
-
-                host = np.ascontiguousarray(bias, dtype=acc)
-                packed_bias = allocate(host.nbytes)
-                cl.enqueue_copy(queue, packed_bias, host, is_blocking=True)
-        return (cfg, nfb, packed, packed_bias)
-
-    @staticmethod
-    def _pack_program(dctx: DeviceContext, spec: ConvSpec, dtype: np.dtype, fb: int,
-                      limits: Limits) -> Any:
-        defines = type_defines(spec, dtype, "W")
-        defines.update(FB=fb, WG_PACK=WG_PACK,
-                       ROUND_HALF=int(spec.dtype == "float16" and dtype.name != "float16"))
-        return dctx.program("pack.cl", defines)
+        return (cfg, *pack_operands(dctx, queue, weight, bias, spec, cfg.fb, allocate))
 
     def launch(self, dctx: DeviceContext, queue: Any, state: Any, x: Operand, y: Operand,
                spec: ConvSpec, limits: Limits) -> None:
@@ -258,11 +269,341 @@ class DirectPath:
                 acc(spec.fill_value))
 
 
-FORWARD_PATHS: list[ForwardPath] = [DirectPath()]
+# ---------------------------------------------------------------- fast paths
+#
+# The paths below run only border-free kernels (kernels_cl/conv_gemm.cl,
+# conv_rows.cl): the input is either the caller's buffer, when nothing needs
+# padding and it is already in the accumulator type, or a scratch copy that
+# kernels_cl/pad.cl writes with the padding applied (any border mode, dtype,
+# layout and strides). When that scratch would not fit the device, a fast
+# path hands the piece to the direct kernel with the same packed weights.
+
+INT32_MAX = 2**31 - 1
+WG_PAD = 64
+
+
+@dataclass(frozen=True)
+class Source:
+    """A border-free input for the fast kernels: buffer, offset, (n, c, d, h) strides."""
+
+    buffer: Any
+    offset: int
+    strides: tuple[int, int, int, int]
+    pitch: int
+
+
+def border_free_input(dctx: DeviceContext, queue: Any, x: Operand, spec: ConvSpec,
+                      pitch: int, limits: Limits, allocate: Any) -> Source | None:
+    """The input with padding applied and unit stride along W, or ``None`` if too big.
+
+    ``pitch`` is the smallest row length (elements) the caller's kernel may
+    read. The caller's own buffer is used in place when it is already in the
+    accumulator type, needs no padding, is contiguous along W with
+    non-negative strides, and its rows are at least ``pitch`` long.
+    """
+    acc = acc_dtype(spec)
+    sn, sc, sd, sh, sw = layout_strides(x.strides, spec)
+    in_d, in_h, in_w = spatial3(spec.in_size, 1)
+    no_pad = not any(spec.pad_before) and not any(spec.pad_after)
+    if (no_pad and x.dtype == acc and spec.dtype == acc.name and sw == 1
+            and min(sn, sc, sd, sh) >= 0 and in_w >= pitch
+            and max(sc * spec.in_channels, sd * in_d, sh * in_h) <= INT32_MAX):
+        return Source(x.buffer, x.offset, (sn, sc, sd, sh), in_w)
+    pd, ph, pw = spatial3(spec.padded_size, 1)
+    bd, bh, bw = spatial3(spec.pad_before, 0)
+    row = max(pw, pitch)
+    c = spec.in_channels
+    nbytes = spec.batch * c * pd * ph * row * acc.itemsize
+    if nbytes > limits.max_alloc or nbytes // acc.itemsize > INT32_MAX:
+        return None
+    scratch = allocate(nbytes)
+    defines = type_defines(spec, x.dtype, "IN")
+    defines.update(BORDER=BORDER_CODES[spec.border], WG_PAD=WG_PAD)
+    prg = dctx.program("pad.cl", defines)
+    i32 = np.int32
+    enqueue(prg, "pad_input", queue, (round_up(row, WG_PAD), pd * ph, spec.batch * c),
+            (WG_PAD, 1, 1), x.buffer, np.int64(x.offset),
+            *(np.int64(v) for v in (sn, sc, sd, sh, sw)), scratch,
+            i32(c), i32(in_d), i32(in_h), i32(in_w), i32(pd), i32(ph), i32(row),
+            i32(bd), i32(bh), i32(bw), acc.type(spec.fill_value))
+    return Source(scratch, 0, (c * pd * ph * row, pd * ph * row, ph * row, row), row)
+
+
+def _fast_dtype(spec: ConvSpec) -> bool:
+    """float32 and float16 results (float accumulation); float64 stays on ``direct``."""
+    return spec.dtype in ("float32", "float16")
+
+
+def _work_group(items: int, limit: int, wanted: int) -> int:
+    """The largest power of two <= ``wanted`` that fits ``items`` and ``limit``."""
+    wg = 1
+    while wg * 2 <= min(wanted, limit) and wg * 2 <= max(items, 1):
+        wg *= 2
+    return wg
+
+
+def _fallback(dctx: DeviceContext, queue: Any, fb: int, nfb: int, packed: Any, bias: Any,
+              x: Operand, y: Operand, spec: ConvSpec, limits: Limits) -> None:
+    """Run one piece on the direct kernel with weights packed by a fast path."""
+    cfg = DirectPath.config(spec, limits)
+    ob = cfg.ob if fb > 1 else (8 if spec.dtype == "float64" else 16)
+    cfg = dataclasses.replace(cfg, fb=fb, ob=ob)
+    DirectPath().launch(dctx, queue, (cfg, nfb, packed, bias), x, y, spec, limits)
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    """Blocking of one conv_gemm.cl build: FB filters x OB output columns per work-item."""
+
+    fb: int
+    ob: int
+    wg_x: int
+    wg_y: int
+
+
+class GemmPath:
+    """Dense groups: the register-blocked implicit GEMM of kernels_cl/conv_gemm.cl.
+
+    Each work-item keeps ``OB`` accumulators of ``FB`` filters (``float16``
+    vectors by default) and per tap loads one packed weight vector and ``OB``
+    input values: K = CG * taps multiply-add steps. Covers every stride,
+    dilation, border mode, layout and 1/2/3-D problem (via the pad pre-pass);
+    float64 and groups with few filters go to other paths.
+    """
+
+    name = "gemm"
+    # Measured on PoCL/Zen 3 (1x64x56x56 64 3x3): 16 filters x 6 columns
+    # ~65-74 GFLOP/s; 16x4 ~60, 16x8 ~44 (register spills), 8x8 ~52.
+    MAX_TAPS = 81  # taps along (H, W) fully unrolled per build
+
+    def supports(self, spec: ConvSpec, dctx: DeviceContext, limits: Limits) -> bool:
+        kh, kw = spatial3(spec.kernel_size, 1)[1:]
+        return (_fast_dtype(spec) and spec.out_per_group >= 4 and kh * kw <= self.MAX_TAPS
+                and spec.in_per_group * math.prod(spec.kernel_size) >= 4)
+
+    @staticmethod
+    def config(spec: ConvSpec, limits: Limits, width: int) -> GemmConfig:
+        fg = spec.out_per_group
+        fb = 16 if fg > 8 else 8 if fg > 4 else 4
+        ob = 6 if fb == 16 else 8
+        if width < ob:
+            ob = max(width, 1)
+        return GemmConfig(fb, ob, 1, 1)
+
+    def packed_bytes(self, spec: ConvSpec, limits: Limits) -> int:
+        fb = self.config(spec, limits, spatial3(spec.out_size, 1)[2]).fb
+        filters = spec.groups * -(-spec.out_per_group // fb) * fb
+        return ((filters * spec.in_per_group * math.prod(spec.kernel_size) + spec.out_channels)
+                * acc_dtype(spec).itemsize)
+
+    def prepare(self, dctx: DeviceContext, queue: Any, weight: Operand, bias: Any,
+                spec: ConvSpec, limits: Limits, allocate: Any) -> Any:
+        cfg = self.config(spec, limits, spatial3(spec.out_size, 1)[2])
+        return (cfg, *pack_operands(dctx, queue, weight, bias, spec, cfg.fb, allocate),
+                allocate)
+
+    def launch(self, dctx: DeviceContext, queue: Any, state: Any, x: Operand, y: Operand,
+               spec: ConvSpec, limits: Limits) -> None:
+        cfg, nfb, packed, packed_bias, allocate = state
+        out_d, out_h, out_w = spatial3(spec.out_size, 1)
+        ys = layout_strides(y.strides, spec)
+        src = border_free_input(dctx, queue, x, spec, 1, limits, allocate)
+        if src is None:
+            _fallback(dctx, queue, cfg.fb, nfb, packed, packed_bias, x, y, spec, limits)
+            return
+        kd, kh, kw = spatial3(spec.kernel_size, 1)
+        sd, sh, sw = spatial3(spec.stride, 1)
+        dd, dh, dw = spatial3(spec.dilation, 1)
+        ob = cfg.ob
+        defines = type_defines(spec, np.dtype(acc_dtype(spec)), "IN")
+        defines.update(FB=cfg.fb, OB=ob, KH=kh, KW=kw, WG_X=cfg.wg_x, WG_Y=cfg.wg_y)
+        prg = dctx.program("conv_gemm.cl", defines)
+        wg_x, wg_y = cfg.wg_x, cfg.wg_y
+        if wg_x * wg_y > min(limits.max_work_group,
+                             prg.max_work_group("conv_gemm", dctx.device)):
+            _fallback(dctx, queue, cfg.fb, nfb, packed, packed_bias, x, y, spec, limits)
+            return
+        global_size = (round_up(-(-out_w // ob), wg_x), round_up(out_d * out_h, wg_y),
+                       spec.batch * spec.groups * nfb)
+        i32, i64 = np.int32, np.int64
+        enqueue(prg, "conv_gemm", queue, global_size, (wg_x, wg_y, 1),
+                src.buffer, i64(src.offset), i64(src.strides[0]),
+                *(i32(v) for v in src.strides[1:]),
+                packed, packed_bias, i32(packed_bias is not None),
+                y.buffer, i64(y.offset), *(i64(v) for v in ys),
+                i32(out_d), i32(out_h), i32(out_w), i32(kd), i32(sd), i32(sh), i32(sw),
+                i32(dd), i32(dh), i32(dw), i32(spec.groups), i32(spec.in_per_group),
+                i32(spec.out_per_group), i32(nfb))
+
+
+class PointwisePath(GemmPath):
+    """1x1 kernels, stride 1, no padding: a plain GEMM over the flattened pixels.
+
+    The spatial axes are seen as one long row (when input and output are
+    contiguous over them), so every block of ``OB`` pixels is full and the
+    kernel is conv_gemm.cl with one tap.
+    """
+
+    name = "pointwise"
+
+    def supports(self, spec: ConvSpec, dctx: DeviceContext, limits: Limits) -> bool:
+        return (super().supports(spec, dctx, limits)
+                and all(k == 1 for k in spec.kernel_size) and all(s == 1 for s in spec.stride)
+                and not any(spec.pad_before) and not any(spec.pad_after))
+
+    @staticmethod
+    def config(spec: ConvSpec, limits: Limits, width: int) -> GemmConfig:
+        return GemmPath.config(spec, limits, math.prod(spec.out_size))
+
+    def prepare(self, dctx: DeviceContext, queue: Any, weight: Operand, bias: Any,
+                spec: ConvSpec, limits: Limits, allocate: Any) -> Any:
+        cfg = self.config(spec, limits, 0)
+        return (cfg, *pack_operands(dctx, queue, weight, bias, spec, cfg.fb, allocate),
+                allocate)
+
+    def launch(self, dctx: DeviceContext, queue: Any, state: Any, x: Operand, y: Operand,
+               spec: ConvSpec, limits: Limits) -> None:
+        flat = _flatten_spatial(spec, x, y)
+        if flat is None:  # not contiguous over the pixels: the 2-D/3-D launch
+            GemmPath.launch(self, dctx, queue, state, x, y, spec, limits)
+        else:
+            GemmPath.launch(self, dctx, queue, state, *flat, limits)
+
+
+def _flatten_spatial(spec: ConvSpec, x: Operand, y: Operand) -> tuple | None:
+    """``(x, y, spec)`` seen as 1-D over all pixels, when both are contiguous over them."""
+    size = math.prod(spec.in_size)
+    for op, sizes in ((x, spec.in_size), (y, spec.out_size)):
+        st = layout_strides(op.strides, spec)[2:][-len(sizes):]
+        expect, ok = 1, True
+        for s, n in zip(reversed(st), reversed(sizes)):
+            if n > 1 and s != expect * st[-1]:
+                ok = False
+            expect *= n
+        if not ok:
+            return None
+    lay = 1 if spec.channels_last else 2
+    def flat(op: Operand) -> Operand:
+        st = op.strides
+        w = st[-2] if spec.channels_last else st[-1]
+        strides = (*st[:lay], w, *st[lay + spec.ndim:])
+        return dataclasses.replace(op, strides=strides,
+                                   shape=(*op.shape[:lay], size, *op.shape[lay + spec.ndim:]))
+    one = spec.replace(in_size=(size,), kernel_size=(1,), stride=(1,), dilation=(1,),
+                       pad_before=(0,), pad_after=(0,), out_size=(size,))
+    return flat(x), flat(y), one
+
+
+@dataclass(frozen=True)
+class RowsConfig:
+    """Blocking of one conv_rows.cl build: OR rows x 8*NV columns per work-item."""
+
+    nv: int
+    rows: int
+    kw_unroll: int
+    wg_x: int
+    wg_y: int
+
+
+class RowsPath:
+    """One filter per group (depthwise, single-channel images, 1-D, 3-D, large kernels).
+
+    kernels_cl/conv_rows.cl: output columns are float8 lanes (stride 1 along
+    W), each work-item computes ``OR`` rows x ``8 * NV`` columns and reuses
+    every loaded input vector across the output rows it feeds.
+    """
+
+    name = "rows"
+    MAX_KW = 128
+    MAX_KH = 32
+
+    def supports(self, spec: ConvSpec, dctx: DeviceContext, limits: Limits) -> bool:
+        kh, kw = spatial3(spec.kernel_size, 1)[1:]
+        return (_fast_dtype(spec) and spec.out_per_group == 1 and spec.stride[-1] == 1
+                and kw <= self.MAX_KW and kh <= self.MAX_KH)
+
+    @staticmethod
+    def config(spec: ConvSpec, limits: Limits) -> RowsConfig:
+        kd, kh, kw = spatial3(spec.kernel_size, 1)
+        out_d, out_h, out_w = spatial3(spec.out_size, 1)
+        if spec.ndim == 1 or out_h == 1:
+            rows, nv = 1, 4
+        elif kh >= 7:
+            rows, nv = 8, 1   # large kernels: reuse each input vector over 8 rows
+        else:
+            rows, nv = 4, 2 if out_w > 8 else 1
+        nv = min(nv, -(-out_w // 8))
+        kw_unroll = kw if kw <= 16 else 8
+        taps = kd * kh * kw * spec.in_per_group
+        # Small kernels: little work per item, so group many items per
+        # work-group (PoCL's per-group cost dominates otherwise).
+        wanted = 16 if taps <= 32 else 1
+        wg_x = _work_group(-(-out_w // (8 * nv)), limits.max_work_group, wanted)
+        return RowsConfig(nv, rows, kw_unroll, wg_x, 1)
+
+    def packed_bytes(self, spec: ConvSpec, limits: Limits) -> int:
+        return ((spec.out_channels * spec.in_per_group * math.prod(spec.kernel_size)
+                 + spec.out_channels) * acc_dtype(spec).itemsize)
+
+    def prepare(self, dctx: DeviceContext, queue: Any, weight: Operand, bias: Any,
+                spec: ConvSpec, limits: Limits, allocate: Any) -> Any:
+        return (self.config(spec, limits),
+                *pack_operands(dctx, queue, weight, bias, spec, 1, allocate), allocate)
+
+    def launch(self, dctx: DeviceContext, queue: Any, state: Any, x: Operand, y: Operand,
+               spec: ConvSpec, limits: Limits) -> None:
+        cfg, nfb, packed, packed_bias, allocate = state
+        kd, kh, kw = spatial3(spec.kernel_size, 1)
+        sd, sh, _ = spatial3(spec.stride, 1)
+        dd, dh, dw = spatial3(spec.dilation, 1)
+        out_d, out_h, out_w = spatial3(spec.out_size, 1)
+        cols = 8 * cfg.nv
+        pitch = round_up(out_w, cols) + (kw - 1) * dw
+        src = border_free_input(dctx, queue, x, spec, pitch, limits, allocate)
+        defines = type_defines(spec, np.dtype(acc_dtype(spec)), "IN")
+        defines.update(NV=cfg.nv, OR=cfg.rows, KH=kh, KW=kw, SH=sh, DH=dh,
+                       KW_UNROLL=cfg.kw_unroll, WG_X=cfg.wg_x, WG_Y=cfg.wg_y)
+        prg = dctx.program("conv_rows.cl", defines) if src is not None else None
+        if src is None or cfg.wg_x * cfg.wg_y > prg.max_work_group("conv_rows", dctx.device):
+            _fallback(dctx, queue, 1, nfb, packed, packed_bias, x, y, spec, limits)
+            return
+        nrb = -(-out_h // cfg.rows)
+        global_size = (round_up(-(-out_w // cols), cfg.wg_x), round_up(out_d * nrb, cfg.wg_y),
+                       spec.batch * spec.groups)
+        i32, i64 = np.int32, np.int64
+        enqueue(prg, "conv_rows", queue, global_size, (cfg.wg_x, cfg.wg_y, 1),
+                src.buffer, i64(src.offset), i64(src.strides[0]), i64(src.strides[1]),
+                i32(src.strides[2]), i32(src.strides[3]),
+                packed, packed_bias, i32(packed_bias is not None),
+                y.buffer, i64(y.offset), *(i64(v) for v in layout_strides(y.strides, spec)),
+                i32(out_d), i32(out_h), i32(out_w), i32(kd), i32(sd), i32(dd), i32(dw),
+                i32(spec.groups), i32(spec.in_per_group))
+
+
+FORWARD_PATHS: list[ForwardPath] = [PointwisePath(), GemmPath(), RowsPath(), DirectPath()]
+PATH_ENV = "CLCONV_OPENCL_PATH"
 
 
 def choose_path(spec: ConvSpec, dctx: DeviceContext, limits: Limits) -> ForwardPath:
-    """The first registered path that supports ``spec`` (``direct`` always does)."""
+    """The path for ``spec``: the first registered one that supports it.
+
+    The order is the heuristic: ``pointwise`` (1x1, stride 1, no padding),
+    ``gemm`` (groups of >= 4 filters), ``rows`` (one filter per group, unit
+    stride along W), then ``direct`` (everything, also float64). The
+    environment variable ``CLCONV_OPENCL_PATH=<name>`` (read per call; for
+    tests and measurements) puts that path first: it still runs only problems
+    it supports, others take the usual order.
+    """
+    import os
+
+    forced = os.environ.get(PATH_ENV, "").strip()
+    if forced:
+        for path in FORWARD_PATHS:
+            if path.name == forced and path.supports(spec, dctx, limits):
+                return path
+        if forced not in {p.name for p in FORWARD_PATHS}:
+            raise ArgumentError(f"{PATH_ENV}={forced!r}; expected one of "
+                                f"{[p.name for p in FORWARD_PATHS]}")
     for path in FORWARD_PATHS:
         if path.supports(spec, dctx, limits):
             return path

@@ -1,0 +1,124 @@
+/* Register-blocked implicit GEMM for dense (many channels per group) layers.
+ *
+ * M = output pixels, N = filters of a group, K = CG * KD * KH * KW taps.
+ * One work-item computes FB filters (one ACC_T##FB vector) x OB output
+ * columns of one output row: OB independent vector accumulators. Per tap it
+ * loads one weight vector (FB filters, packed contiguously by pack.cl as
+ * [G][NFB][CG][KD][KH][KW][FB]) and OB input scalars, each broadcast to the
+ * vector: OB vector multiply-adds per 1 + OB loads, any stride.
+ *
+ * The input must need no border handling: either the caller's buffer when
+ * the convolution has no padding, or the scratch written by pad.cl. Its
+ * last axis must be contiguous (element stride 1). Output columns past OW in
+ * the last block are clamped to OW - 1 for reading (never stored), so no
+ * read leaves the input.
+ *
+ *   global id 0: block of OB output columns (padded to a multiple of WG_X)
+ *   global id 1: output row od * OH + oh (padded to a multiple of WG_Y)
+ *   global id 2: (n * G + g) * NFB + filter block
+ * No barriers; out-of-range work-items return at once. */
+#include "common.h"
+
+#ifndef FB
+#define FB 16
+#endif
+#if FB != 4 && FB != 8 && FB != 16
+#error "FB (filters per work-item) must be 4, 8 or 16"
+#endif
+#ifndef OB
+#define OB 6
+#endif
+#if OB < 1 || OB > 16
+#error "OB (output columns per work-item) must be in 1..16"
+#endif
+#ifndef KH
+#define KH 3
+#endif
+#ifndef KW
+#define KW 3
+#endif
+#ifndef WG_X
+#define WG_X 1
+#endif
+#ifndef WG_Y
+#define WG_Y 1
+#endif
+
+#define ACCV_T CLCONV_CAT(ACC_T, FB)
+/* Aligned vector dereference, not vloadN: on PoCL the vloadN builtins are
+ * out-of-line calls (about 5x slower here). Packed weights start at whole
+ * FB blocks of a fresh buffer, so they are aligned to FB elements. */
+#define LOAD_W(p) (*(__global const ACCV_T *)(p))
+
+__kernel __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
+void conv_gemm(__global const ACC_T *restrict x, const long x_off,
+               const long xs_n, const int xs_c, const int xs_d, const int xs_h,
+               __global const ACC_T *restrict wp,
+               __global const ACC_T *restrict bias, const int has_bias,
+               __global OUT_T *restrict y, const long y_off,
+               const long ys_n, const long ys_c, const long ys_d, const long ys_h,
+               const long ys_w,
+               const int OD, const int OH, const int OW, const int KD,
+               const int SD, const int SH, const int SW, const int DD, const int DH,
+               const int DW, const int G, const int CG, const int FG, const int NFB)
+{
+    const int wb = get_global_id(0);
+    const int row = get_global_id(1);
+    const int z = get_global_id(2);
+    if (wb * OB >= OW || row >= OD * OH)
+        return;
+    const int fblk = z % NFB;
+    const int ng = z / NFB;
+    const int g = ng % G;
+    const long n = ng / G;
+    const int od = row / OH;
+    const int oh = row % OH;
+    const int ow0 = wb * OB;
+
+    __global const ACC_T *xg = x + x_off + n * xs_n + (long)g * CG * xs_c
+                             + od * SD * xs_d + oh * SH * xs_h;
+    __global const ACC_T *w = wp + (long)(g * NFB + fblk) * CG * KD * KH * KW * FB;
+
+    int xo[OB];
+    ACCV_T acc[OB];
+#pragma unroll
+    for (int ob = 0; ob < OB; ++ob) {
+        xo[ob] = CLCONV_MIN(ow0 + ob, OW - 1) * SW;
+        acc[ob] = (ACCV_T)(0);
+    }
+    for (int c = 0; c < CG; ++c) {
+        for (int kd = 0; kd < KD; ++kd) {
+            __global const ACC_T *xd = xg + c * xs_c + kd * DD * xs_d;
+#pragma unroll
+            for (int kh = 0; kh < KH; ++kh) {
+                __global const ACC_T *xh = xd + kh * DH * xs_h;
+#pragma unroll
+                for (int kw = 0; kw < KW; ++kw) {
+                    const ACCV_T wv = LOAD_W(w);
+                    w += FB;
+                    __global const ACC_T *xk = xh + kw * DW;
+#pragma unroll
+                    for (int ob = 0; ob < OB; ++ob)
+                        acc[ob] = (ACCV_T)(xk[xo[ob]]) * wv + acc[ob];
+                }
+            }
+        }
+    }
+
+    const int f0 = g * FG + fblk * FB;
+    const int nf = CLCONV_MIN(FB, FG - fblk * FB);
+    __global OUT_T *yo = y + y_off + n * ys_n + od * ys_d + oh * ys_h;
+    ACC_T lanes[FB];
+    for (int ob = 0; ob < OB; ++ob) {
+        const int ow = ow0 + ob;
+        if (ow >= OW)
+            break;
+        CLCONV_CAT(vstore, FB)(acc[ob], 0, lanes);
+        for (int j = 0; j < nf; ++j) {
+            ACC_T v = lanes[j];
+            if (has_bias)
+                v += bias[f0 + j];
+            STORE_OUT(yo, (f0 + j) * ys_c + ow * ys_w, v);
+        }
+    }
+}

@@ -1,0 +1,154 @@
+/* Row-blocked direct convolution for groups with one filter each (depthwise,
+ * single-channel images, 1-D signals, 3-D volumes) and large kernels.
+ *
+ * One work-item computes OR consecutive output rows x (8 * NV) consecutive
+ * output columns of one (sample, group): OR * NV float8 accumulators. The
+ * output columns are the vector lanes, so the stride along W must be 1
+ * (vload8 of input columns). Each loaded input vector is reused by every
+ * (output row, kernel row) pair that reads it: input row i of the block
+ * feeds output row r through kernel row kh when r * SH + kh * DH == i, a
+ * condition the compiler resolves after unrolling (SH, DH, KH, OR are build
+ * parameters). Weights are read as scalars and broadcast.
+ *
+ * The input is the border-free scratch of pad.cl (or the caller's buffer when
+ * there is no padding): contiguous along W with a row pitch that keeps the
+ * vector loads of the last column block inside the buffer. Rows past OH are
+ * clamped for reading and never stored.
+ *
+ *   global id 0: block of 8 * NV output columns (padded to WG_X)
+ *   global id 1: od * ceil(OH / OR) + block of OR output rows (padded to WG_Y)
+ *   global id 2: n * G + g
+ * No barriers; out-of-range work-items return at once.
+ *
+ * Weights: [G][CG][KD][KH][KW] in ACC_T (pack.cl with FB = 1, flipped when
+ * the convolution flips). Accumulation order per output: c, kd, kh, kw as in
+ * conv_direct.cl. */
+#include "common.h"
+
+#ifndef NV
+#define NV 2
+#endif
+#if NV < 1 || NV > 4
+#error "NV (float8 vectors per output row) must be in 1..4"
+#endif
+#ifndef OR
+#define OR 4
+#endif
+#if OR < 1 || OR > 8
+#error "OR (output rows per work-item) must be in 1..8"
+#endif
+#ifndef KH
+#define KH 3
+#endif
+#ifndef KW
+#define KW 3
+#endif
+#ifndef SH
+#define SH 1
+#endif
+#ifndef DH
+#define DH 1
+#endif
+/* KW_UNROLL: how far the tap loop along W is unrolled (all of it by default;
+ * long 1-D kernels use a partial unroll to keep the code small). */
+#ifndef KW_UNROLL
+#define KW_UNROLL KW
+#endif
+#ifndef WG_X
+#define WG_X 1
+#endif
+#ifndef WG_Y
+#define WG_Y 1
+#endif
+
+#define V8 CLCONV_CAT(ACC_T, 8)
+/* Eight consecutive elements from any address. Built from scalars rather than
+ * vload8: PoCL (LLVM 14) merges these into one unaligned vector load, while
+ * its vload8 builtin is several times slower here. */
+#define LOAD8(p) ((V8)((p)[0], (p)[1], (p)[2], (p)[3], (p)[4], (p)[5], (p)[6], (p)[7]))
+#define IN_ROWS ((OR - 1) * SH + (KH - 1) * DH + 1)
+#define PRAGMA_(x) _Pragma(#x)
+#define UNROLL(n) PRAGMA_(unroll n)
+
+__kernel __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
+void conv_rows(__global const ACC_T *restrict x, const long x_off,
+               const long xs_n, const long xs_c, const int xs_d, const int xs_h,
+               __global const ACC_T *restrict wp,
+               __global const ACC_T *restrict bias, const int has_bias,
+               __global OUT_T *restrict y, const long y_off,
+               const long ys_n, const long ys_c, const long ys_d, const long ys_h,
+               const long ys_w,
+               const int OD, const int OH, const int OW, const int KD,
+               const int SD, const int DD, const int DW, const int G, const int CG)
+{
+    const int wb = get_global_id(0);
+    const int rb = get_global_id(1);
+    const int ng = get_global_id(2);
+    const int nrb = (OH + OR - 1) / OR;
+    if (wb * 8 * NV >= OW || rb >= OD * nrb)
+        return;
+    const int od = rb / nrb;
+    const int oh0 = (rb % nrb) * OR;
+    const int g = ng % G;
+    const long n = ng / G;
+    const int ow0 = wb * 8 * NV;
+
+    __global const ACC_T *xg = x + x_off + n * xs_n + (long)g * CG * xs_c
+                             + (long)od * SD * xs_d + ow0;
+    __global const ACC_T *w = wp + (long)g * CG * KD * KH * KW;
+
+    V8 acc[OR][NV];
+UNROLL(OR)
+    for (int r = 0; r < OR; ++r)
+UNROLL(NV)
+        for (int v = 0; v < NV; ++v)
+            acc[r][v] = (V8)(0);
+
+    for (int c = 0; c < CG; ++c) {
+        for (int kd = 0; kd < KD; ++kd) {
+            __global const ACC_T *xd = xg + c * xs_c + (long)kd * DD * xs_d;
+            __global const ACC_T *wk = w + (c * KD + kd) * KH * KW;
+            for (int i = 0; i < IN_ROWS; ++i) {
+                /* input row of the block, clamped so rows past OH read inside */
+                const int ih = CLCONV_MIN(oh0 * SH + i, (OH - 1) * SH + (KH - 1) * DH);
+                __global const ACC_T *xr = xd + ih * xs_h;
+UNROLL(KW_UNROLL)
+                for (int kw = 0; kw < KW; ++kw) {
+                    V8 xv[NV];
+UNROLL(NV)
+                    for (int v = 0; v < NV; ++v)
+                        xv[v] = LOAD8(xr + kw * DW + v * 8);
+UNROLL(OR)
+                    for (int r = 0; r < OR; ++r) {
+                        const int t = i - r * SH;  /* = kh * DH when this row feeds r */
+                        if (t >= 0 && t < KH * DH && t % DH == 0) {
+                            const V8 wv = (V8)(wk[(t / DH) * KW + kw]);
+UNROLL(NV)
+                            for (int v = 0; v < NV; ++v)
+                                acc[r][v] = xv[v] * wv + acc[r][v];
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    const ACC_T b = has_bias ? bias[g] : (ACC_T)(0);
+    __global OUT_T *yo = y + y_off + n * ys_n + (long)g * ys_c + (long)od * ys_d;
+    ACC_T lanes[8] __attribute__((aligned(8 * sizeof(ACC_T))));
+UNROLL(OR)
+    for (int r = 0; r < OR; ++r) {
+        const int oh = oh0 + r;
+        if (oh >= OH)
+            break;
+UNROLL(NV)
+        for (int v = 0; v < NV; ++v) {
+            *(V8 *)lanes = acc[r][v];
+            for (int j = 0; j < 8; ++j) {
+                const int ow = ow0 + v * 8 + j;
+                if (ow < OW)
+                    STORE_OUT(yo, oh * ys_h + ow * ys_w, has_bias ? lanes[j] + b : lanes[j]);
+            }
+        }
+    }
+}

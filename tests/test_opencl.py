@@ -395,3 +395,93 @@ def test_devices_command_prints_the_table(be):
     assert out.returncode == 0, out.stderr
     assert "backend" in out.stdout and be.dctx.info.name in out.stdout
     assert be.dctx.info.backend in out.stdout
+
+
+# ------------------------------------------------------------ forward paths
+#
+# The oracle grid (tests/test_conv_oracle.py) runs with the default choice of
+# path; here every fast path is forced (CLCONV_OPENCL_PATH) on the grid cases
+# it supports, in normal and strict (small-GPU) limits, so each path's whole
+# sub-contract is checked against the float64 NumPy oracle.
+
+from test_conv_oracle import GRID, check_against_oracle  # noqa: E402
+
+
+def _pointwise_cases() -> list:
+    cases = [dataclasses.replace(c, kernel=(1,) * c.ndim, padding=0, stride=1, dilation=1)
+             for c in GRID[::3] if c.filters // c.groups >= 4 or c.groups == 1]
+    seen: set[str] = set()
+    return [c for c in cases if not (c.ident() in seen or seen.add(c.ident()))]
+
+
+PATH_CASES = {
+    "gemm": [c for c in GRID if c.filters // c.groups >= 4],
+    "rows": [c for c in GRID if c.filters == c.groups],
+    "pointwise": _pointwise_cases(),
+}
+PATH_PARAMS = [pytest.param(path, case, strict, id=f"{path}-{case.ident()}{'-strict' * strict}")
+               for path, cases in PATH_CASES.items() for i, case in enumerate(cases)
+               for strict in ((False, True) if i % 4 == 0 else (False,))]
+
+
+@pytest.mark.parametrize(("path", "case", "strict"), PATH_PARAMS)
+def test_forced_path_against_oracle(cl_backend, monkeypatch, path, case, strict):
+    monkeypatch.setenv("CLCONV_OPENCL_PATH", path)
+    if strict:
+        monkeypatch.setenv("CLCONV_STRICT_LIMITS", "1")
+    check_against_oracle(case, cl_backend)
+
+
+@pytest.mark.parametrize(("path", "shape", "kw"), [
+    ("gemm", ((2, 8, 9, 10), (16, 8, 3, 3)), {"padding": 1}),
+    ("gemm", ((1, 3, 20, 20), (20, 3, 7, 7)), {"padding": 3, "stride": 2}),
+    ("pointwise", ((2, 16, 5, 7), (24, 16, 1, 1)), {}),
+    ("rows", ((1, 4, 30, 33), (4, 1, 5, 5)), {"padding": 2, "groups": 4}),
+    ("rows", ((1, 1, 300), (1, 1, 41)), {"padding": 20}),
+    ("direct", ((1, 4, 9, 9), (8, 4, 3, 3)), {}),
+])
+def test_heuristic_and_forced_choice(cl_backend, be, monkeypatch, path, shape, kw, rng):
+    """The default choice picks the intended path, forcing picks it too, and both agree."""
+    from clconv.backends.opencl import backend as backend_mod
+
+    chosen = []
+    real = backend_mod.choose_path
+    monkeypatch.setattr(backend_mod, "choose_path",
+                        lambda *a: chosen.append(real(*a).name) or real(*a))
+    x = rng.standard_normal(shape[0]).astype(np.float32)
+    w = rng.standard_normal(shape[1]).astype(np.float32)
+    fn = clconv.conv1d if x.ndim == 3 else clconv.conv2d
+    y = fn(x, w, backend=cl_backend, **kw)
+    expect = "direct" if path == "direct" else path
+    if path == "direct":  # the default picks gemm here; only forcing reaches direct
+        monkeypatch.setenv("CLCONV_OPENCL_PATH", "direct")
+        y = fn(x, w, backend=cl_backend, **kw)
+    assert chosen[-1] == expect
+    assert_close(y, reference(fn, x, w, **kw), np.float32, w[0].size)
+
+
+def test_unknown_forced_path_is_an_argument_error(cl_backend, monkeypatch):
+    monkeypatch.setenv("CLCONV_OPENCL_PATH", "fastest")
+    with pytest.raises(clconv.ArgumentError, match="CLCONV_OPENCL_PATH"):
+        clconv.conv1d(np.ones((1, 1, 5), np.float32), np.ones((1, 1, 3), np.float32),
+                      backend=cl_backend)
+
+
+@pytest.mark.parametrize("path", ["gemm", "pointwise", "rows"])
+def test_fast_path_hands_over_when_scratch_does_not_fit(cl_backend, monkeypatch, path, rng):
+    """Without room for the padded scratch a fast path runs its piece on `direct`."""
+    from clconv.backends.opencl import conv as conv_mod
+
+    monkeypatch.setattr(conv_mod, "border_free_input", lambda *a, **k: None)
+    monkeypatch.setenv("CLCONV_OPENCL_PATH", path)
+    groups = 6 if path == "rows" else 1
+    k = 1 if path == "pointwise" else 3
+    x = rng.standard_normal((2, 6, 8, 9)).astype(np.float32)
+    w = rng.standard_normal((6 if path == "rows" else 12, 6 // groups, k, k)).astype(np.float32)
+    b = rng.standard_normal(w.shape[0]).astype(np.float32)
+    pad = 0 if path == "pointwise" else 1
+    y = clconv.conv2d(x, w, b, padding=pad, groups=groups, padding_mode="zeros"
+                      if pad == 0 else "reflect", backend=cl_backend)
+    ref = reference(clconv.conv2d, x, w, b, padding=pad, groups=groups,
+                    padding_mode="zeros" if pad == 0 else "reflect")
+    assert_close(y, ref, np.float32, w[0].size + 1)

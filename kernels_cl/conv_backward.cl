@@ -16,10 +16,11 @@
  *   fold_border       adjoint of the border map: each source pixel sums the
  *                     padded positions that copy it, in ascending order; the
  *                     host passes the preimage lists per axis (CSR tables)
- *   grad_weight_partial, grad_bias_partial
- *                     sums over a fixed block of (n, od, oh) rows each
- *   reduce_weight, reduce_bias
- *                     sum the partial blocks in ascending order, unflip, store
+ *   grad_weight_partial
+ *                     grad-weight (and grad-bias) sums over a fixed block of
+ *                     (n, od, oh) rows each
+ *   reduce_partials   sums the partial blocks in ascending order, unflips,
+ *                     stores grad-weight and grad-bias
  *
  * Operands are addressed by element strides (channels-first, channels-last,
  * non-contiguous). All index arithmetic is 64-bit; the kernels have no
@@ -61,6 +62,12 @@
 #endif
 #if KWB < 1 || KWB > 8
 #error "KWB (taps along W per grad-weight work-item) must be in 1..8"
+#endif
+#ifndef CWB
+#define CWB 1
+#endif
+#if CWB < 1 || CWB > 8
+#error "CWB (input channels per grad-weight work-item) must be in 1..8"
 #endif
 #ifndef WG
 #define WG 64
@@ -148,6 +155,7 @@ void pack_weights_t(__global const W_T *restrict w, const long w_off,
                            + sw * ws_w);
 }
 
+/* One work-item per (n, g, fblk, flat output position): FB lanes. */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void pack_gy(__global const GY_T *restrict gy, const long gy_off,
              const long gs_n, const long gs_c, const long gs_d, const long gs_h,
@@ -160,17 +168,18 @@ void pack_gy(__global const GY_T *restrict gy, const long gy_off,
     if (i >= total)
         return;
     long t = i;
-    const int j = (int)(t % FB); t /= FB;
     const long ow = t % OW; t /= OW;
     const long oh = t % OH; t /= OH;
     const long od = t % OD; t /= OD;
     const int fblk = (int)(t % NFB); t /= NFB;
     const long g = t % G;
     const long n = t / G;
-    const int f = fblk * FB + j;
-    out[i] = f < FG ? LOAD_GY(gy, gy_off + n * gs_n + (g * FG + f) * gs_c + od * gs_d
-                                  + oh * gs_h + ow * gs_w)
-                    : (ACC_T)(0);
+    __global const GY_T *src = gy + gy_off + n * gs_n + (g * FG + fblk * FB) * gs_c
+                             + od * gs_d + oh * gs_h + ow * gs_w;
+    const int nf = min(FB, FG - fblk * FB);
+    __global ACC_T *dst = out + i * FB;
+    for (int j = 0; j < FB; ++j)
+        dst[j] = j < nf ? LOAD_GY(src, j * gs_c) : (ACC_T)(0);
 }
 
 /* ---- grad-input ------------------------------------------------------------
@@ -311,25 +320,29 @@ void fold_border(__global const ACC_T *restrict tmp, __global const int *restric
 }
 
 /* ---- grad-weight -------------------------------------------------------------
- * global id 0: item = (((((g * NFB + fblk) * CG + c) * KD + kd) * KH + kh) * NKWB
- * + kwb), owning FB filters x KWB taps (kw0 = kwb * KWB ..) of one channel and
- * (kd, kh); global id 1: split s, the rows [s * RPS, (s + 1) * RPS) of the flat
- * (n, od, oh) row range. Sums run over rows, then ascending ow. Taps beyond KW
- * are computed (their reads are mapped like any other) but never reduced.
- * part[s][item][tb][j]. */
+ * global id 0: item = (((((g * NFB + fblk) * NCWB + cwb) * KD + kd) * KH + kh)
+ * * NKWB + kwb), owning FB filters x CWB channels (c0 = cwb * CWB ..) x KWB
+ * taps (kw0 = kwb * KWB ..) at (kd, kh); global id 1: split s, the rows
+ * [s * RPS, (s + 1) * RPS) of the flat (n, od, oh) row range. Sums run over
+ * rows, then ascending ow. Channels beyond CG re-read channel CG - 1 and taps
+ * beyond KW are mapped like any other: both are computed, never reduced.
+ * part[s][item][cw][tb][j]. The items with cwb = kd = kh = kwb = 0 also sum
+ * grad_output alone for grad-bias: partb[s][g][fblk][j]. */
+#define NACC (CWB * KWB)
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void grad_weight_partial(__global const IN_T *restrict x, const long x_off,
                          const long xs_n, const long xs_c, const long xs_d, const long xs_h,
                          const long xs_w,
                          __global const ACC_T *restrict gyp,
                          __global ACC_T *restrict part, const long items,
+                         __global ACC_T *restrict partb,
                          const long ID, const long IH, const long IW,
                          const long OD, const long OH, const long OW,
                          const int KD, const int KH, const int NKWB,
                          const int SD, const int SH, const int SW,
                          const int DD, const int DH, const int DW,
                          const long PD, const long PH, const long PW,
-                         const int G, const int CG, const int NFB,
+                         const int G, const int CG, const int NCWB, const int NFB,
                          const long RPS, const long ROWS, const ACC_T fill)
 {
     const long item = get_global_id(0);
@@ -340,13 +353,16 @@ void grad_weight_partial(__global const IN_T *restrict x, const long x_off,
     const int kwb = (int)(t % NKWB); t /= NKWB;
     const int kh = (int)(t % KH); t /= KH;
     const int kd = (int)(t % KD); t /= KD;
-    const int c = (int)(t % CG); t /= CG;
+    const int cwb = (int)(t % NCWB); t /= NCWB;
     const int fblk = (int)(t % NFB);
     const long g = t / NFB;
 
     long toff[KWB];
     for (int tb = 0; tb < KWB; ++tb)
         toff[tb] = (long)(kwb * KWB + tb) * DW - PW;
+    long coff[CWB];
+    for (int cw = 0; cw < CWB; ++cw)
+        coff[cw] = (long)min(cwb * CWB + cw, CG - 1) * xs_c;
     /* Columns whose every tap reads inside [0, IW): [lo, hi). */
     long lo = toff[0] >= 0 ? 0 : (-toff[0] + SW - 1) / SW;
     const long top = IW - 1 - toff[KWB - 1];
@@ -354,13 +370,16 @@ void grad_weight_partial(__global const IN_T *restrict x, const long x_off,
     lo = min(lo, OW);
     hi = clamp(hi, lo, OW);
 
-    FVEC_T acc[KWB];
-    for (int tb = 0; tb < KWB; ++tb)
-        acc[tb] = (FVEC_T)(0);
+    FVEC_T acc[NACC];
+    for (int a = 0; a < NACC; ++a)
+        acc[a] = (FVEC_T)(0);
+    const long per_block = (long)NCWB * KD * KH * NKWB;
+    const bool own_bias = item % per_block == 0;
+    FVEC_T accb = (FVEC_T)(0);
 
     const long r0 = s * RPS;
     const long r1 = min(r0 + RPS, ROWS);
-    __global const IN_T *xc = x + x_off + (g * CG + c) * xs_c;
+    __global const IN_T *xg = x + x_off + g * CG * xs_c;
     for (long r = r0; r < r1; ++r) {
         const long n = r / (OD * OH);
         const long rem = r % (OD * OH);
@@ -372,113 +391,103 @@ void grad_weight_partial(__global const IN_T *restrict x, const long x_off,
         if (id < 0 || ih < 0) {
             for (long ow = 0; ow < OW; ++ow) {
                 const FVEC_T gv = FVLOAD(gr + ow * FB);
-                for (int tb = 0; tb < KWB; ++tb)
-                    acc[tb] = (FVEC_T)(fill) * gv + acc[tb];
+                for (int a = 0; a < NACC; ++a)
+                    acc[a] = (FVEC_T)(fill) * gv + acc[a];
+                if (own_bias)
+                    accb += gv;
             }
             continue;
         }
-        __global const IN_T *xr = xc + n * xs_n + id * xs_d + ih * xs_h;
+        __global const IN_T *xr = xg + n * xs_n + id * xs_d + ih * xs_h;
         for (long ow = 0; ow < lo; ++ow) {
             const FVEC_T gv = FVLOAD(gr + ow * FB);
             for (int tb = 0; tb < KWB; ++tb) {
                 const long iw = map_border(ow * SW + toff[tb], IW);
-                const ACC_T v = iw >= 0 ? LOAD_IN(xr, iw * xs_w) : fill;
-                acc[tb] = (FVEC_T)(v) * gv + acc[tb];
+                for (int cw = 0; cw < CWB; ++cw) {
+                    const ACC_T v = iw >= 0 ? LOAD_IN(xr, coff[cw] + iw * xs_w) : fill;
+                    acc[cw * KWB + tb] = (FVEC_T)(v) * gv + acc[cw * KWB + tb];
+                }
             }
+            if (own_bias)
+                accb += gv;
         }
         for (long ow = lo; ow < hi; ++ow) {
             const FVEC_T gv = FVLOAD(gr + ow * FB);
-            for (int tb = 0; tb < KWB; ++tb)
-                acc[tb] = (FVEC_T)(LOAD_IN(xr, (ow * SW + toff[tb]) * xs_w)) * gv + acc[tb];
+            for (int cw = 0; cw < CWB; ++cw) {
+                __global const IN_T *xw = xr + coff[cw] + ow * SW * xs_w;
+                for (int tb = 0; tb < KWB; ++tb)
+                    acc[cw * KWB + tb] = (FVEC_T)(LOAD_IN(xw, toff[tb] * xs_w)) * gv
+                                       + acc[cw * KWB + tb];
+            }
+            if (own_bias)
+                accb += gv;
         }
         for (long ow = hi; ow < OW; ++ow) {
             const FVEC_T gv = FVLOAD(gr + ow * FB);
             for (int tb = 0; tb < KWB; ++tb) {
                 const long iw = map_border(ow * SW + toff[tb], IW);
-                const ACC_T v = iw >= 0 ? LOAD_IN(xr, iw * xs_w) : fill;
-                acc[tb] = (FVEC_T)(v) * gv + acc[tb];
+                for (int cw = 0; cw < CWB; ++cw) {
+                    const ACC_T v = iw >= 0 ? LOAD_IN(xr, coff[cw] + iw * xs_w) : fill;
+                    acc[cw * KWB + tb] = (FVEC_T)(v) * gv + acc[cw * KWB + tb];
+                }
             }
+            if (own_bias)
+                accb += gv;
         }
     }
-    __global ACC_T *p = part + (s * items + item) * KWB * FB;
-    for (int tb = 0; tb < KWB; ++tb)
-        FVSTORE(acc[tb], p + tb * FB);
+    __global ACC_T *p = part + (s * items + item) * NACC * FB;
+    for (int a = 0; a < NACC; ++a)
+        FVSTORE(acc[a], p + a * FB);
+    if (own_bias)
+        FVSTORE(accb, partb + (s * (items / per_block) + item / per_block) * FB);
 }
 
-/* gw[f][c][kd][kh][kw] (contiguous, OUT_T) = sum over s of the partial of the
- * forward's tap: the flipped one when the forward flips. One item per element. */
+/* Items [0, WTOTAL): gw[f][c][kd][kh][kw] (contiguous, OUT_T) = the sum over
+ * s of the partials of the forward's tap (the flipped one when the forward
+ * flips). Items [WTOTAL, WTOTAL + G * FG): gb[f] from partb. Blocks s are
+ * added in ascending order. */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void reduce_weight(__global const ACC_T *restrict part, const long items, const long S,
-                   __global OUT_T *restrict gw, const long total,
-                   const int CG, const int FG, const int NFB,
-                   const int KD, const int KH, const int KW, const int NKWB, const int flip)
+void reduce_partials(__global const ACC_T *restrict part,
+                     __global const ACC_T *restrict partb, const long items, const long S,
+                     __global OUT_T *restrict gw, __global OUT_T *restrict gb,
+                     const long WTOTAL, const int G, const int CG, const int NCWB,
+                     const int FG, const int NFB, const int KD, const int KH, const int KW,
+                     const int NKWB, const int flip)
 {
     const long i = get_global_id(0);
-    if (i >= total)
+    if (i >= WTOTAL + (long)G * FG)
         return;
-    long t = i;
-    int kw = (int)(t % KW); t /= KW;
-    int kh = (int)(t % KH); t /= KH;
-    int kd = (int)(t % KD); t /= KD;
-    const int c = (int)(t % CG); t /= CG;
-    const int f = (int)(t % FG);
-    const long g = t / FG;
-    if (flip) {
-        kw = KW - 1 - kw;
-        kh = KH - 1 - kh;
-        kd = KD - 1 - kd;
+    __global const ACC_T *p;
+    long step;
+    if (i >= WTOTAL) {
+        const long f = i - WTOTAL;
+        const long g = f / FG;
+        const int fl = (int)(f % FG);
+        p = partb + (g * NFB + fl / FB) * FB + fl % FB;
+        step = (long)G * NFB * FB;
+    } else {
+        long t = i;
+        int kw = (int)(t % KW); t /= KW;
+        int kh = (int)(t % KH); t /= KH;
+        int kd = (int)(t % KD); t /= KD;
+        const int c = (int)(t % CG); t /= CG;
+        const int f = (int)(t % FG);
+        const long g = t / FG;
+        if (flip) {
+            kw = KW - 1 - kw;
+            kh = KH - 1 - kh;
+            kd = KD - 1 - kd;
+        }
+        const long item = ((((g * NFB + f / FB) * NCWB + c / CWB) * KD + kd) * KH + kh)
+                        * NKWB + kw / KWB;
+        p = part + ((item * CWB + c % CWB) * KWB + kw % KWB) * FB + f % FB;
+        step = items * NACC * FB;
     }
-    const int fblk = f / FB;
-    const int j = f % FB;
-    const long item = ((((g * NFB + fblk) * CG + c) * KD + kd) * KH + kh) * NKWB + kw / KWB;
-    __global const ACC_T *p = part + (item * KWB + kw % KWB) * FB + j;
-    const long step = items * KWB * FB;
     ACC_T s = (ACC_T)(0);
     for (long k = 0; k < S; ++k)
         s += p[k * step];
-    STORE_OUT(gw, i, s);
-}
-
-/* ---- grad-bias -----------------------------------------------------------------
- * global id 0: g * NFB + fblk, global id 1: split s (the rows of
- * grad_weight_partial). partb[s][g][fblk][j]. */
-__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void grad_bias_partial(__global const ACC_T *restrict gyp, __global ACC_T *restrict partb,
-                       const long OD, const long OH, const long OW,
-                       const int G, const int NFB, const long RPS, const long ROWS)
-{
-    const long item = get_global_id(0);
-    const long s = get_global_id(1);
-    if (item >= (long)G * NFB)
-        return;
-    const long g = item / NFB;
-    const long fblk = item % NFB;
-    const long r0 = s * RPS;
-    const long r1 = min(r0 + RPS, ROWS);
-    FVEC_T acc = (FVEC_T)(0);
-    for (long r = r0; r < r1; ++r) {
-        const long n = r / (OD * OH);
-        const long rem = r % (OD * OH);
-        __global const ACC_T *gr = gyp + (((n * G + g) * NFB + fblk) * OD * OH + rem) * OW * FB;
-        for (long ow = 0; ow < OW; ++ow)
-            acc += FVLOAD(gr + ow * FB);
-    }
-    FVSTORE(acc, partb + (s * G * NFB + item) * FB);
-}
-
-__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void reduce_bias(__global const ACC_T *restrict partb, const long S,
-                 __global OUT_T *restrict gb, const int G, const int FG, const int NFB)
-{
-    const long f = get_global_id(0);
-    if (f >= (long)G * FG)
-        return;
-    const long g = f / FG;
-    const int fl = (int)(f % FG);
-    __global const ACC_T *p = partb + (g * NFB + fl / FB) * FB + fl % FB;
-    const long step = (long)G * NFB * FB;
-    ACC_T s = (ACC_T)(0);
-    for (long k = 0; k < S; ++k)
-        s += p[k * step];
-    STORE_OUT(gb, f, s);
+    if (i >= WTOTAL)
+        STORE_OUT(gb, i - WTOTAL, s);
+    else
+        STORE_OUT(gw, i, s);
 }

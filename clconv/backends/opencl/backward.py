@@ -57,6 +57,7 @@ class BackwardConfig:
     cb: int
     pb: int
     fb: int
+    cwb: int
     kwb: int
     wg: int
     wg_x: int
@@ -66,7 +67,7 @@ class BackwardConfig:
     rows_per_split: int
 
     def defines(self) -> dict[str, int]:
-        return dict(CB=self.cb, PB=self.pb, FB=self.fb, KWB=self.kwb, WG=self.wg,
+        return dict(CB=self.cb, PB=self.pb, FB=self.fb, CWB=self.cwb, KWB=self.kwb, WG=self.wg,
                     WG_X=self.wg_x, WG_Y=self.wg_y, BORDER=self.border)
 
 
@@ -84,10 +85,13 @@ def plan(spec: ConvSpec, max_work_group: int) -> BackwardConfig:
     cb = _block(spec.in_per_group, widest)
     fb = _block(spec.out_per_group, widest)
     kwb = min(spec.kernel_size[-1], 4)
+    # About a dozen independent vector accumulators per grad-weight work-item.
+    cwb = min(spec.in_per_group, max(1, 12 // kwb))
+    pb = 8 if spec.in_size[-1] >= 8 else 4
     padded = any(spec.pad_before) or any(spec.pad_after)
     border = BORDER_CODES[spec.border] if padded else 0
     rows = spec.batch * math.prod(spec.out_size[:-1])
-    items = (spec.groups * -(-spec.out_per_group // fb) * spec.in_per_group
+    items = (spec.groups * -(-spec.out_per_group // fb) * -(-spec.in_per_group // cwb)
              * math.prod(spec.kernel_size[:-1]) * -(-spec.kernel_size[-1] // kwb))
     splits = max(1, min(-(-TARGET_WEIGHT_ITEMS // items), rows // MIN_ROWS_PER_BLOCK))
     rows_per_split = -(-rows // splits)
@@ -99,7 +103,7 @@ def plan(spec: ConvSpec, max_work_group: int) -> BackwardConfig:
             wg_y //= 2
         else:
             wg_x //= 2
-    return BackwardConfig(cb=cb, pb=4, fb=fb, kwb=kwb, wg=wg, wg_x=wg_x, wg_y=wg_y,
+    return BackwardConfig(cb=cb, pb=pb, fb=fb, cwb=cwb, kwb=kwb, wg=wg, wg_x=wg_x, wg_y=wg_y,
                           border=border, splits=splits, rows_per_split=rows_per_split)
 
 
@@ -149,8 +153,10 @@ def run_backward(backend: Any, x: Any, weight: Any, grad_output: Any, spec: Conv
             grads = tuple(cla.zeros(queue, s, dtype, allocator=allocate) for s in shapes)
         else:
             grads = tuple(cla.empty(queue, s, dtype, allocator=allocate) for s in shapes)
-            operands = [_upload(queue, a, allocate) for a in (x, weight, grad_output)]
-            _launch(dctx, queue, allocate, *(Operand.of(a) for a in operands),
+            x_op, gy_op = (Operand.of(_upload(queue, a, allocate)) for a in (x, grad_output))
+            w_op = Operand.of(weight) if is_device_array(weight) else None
+            w_host = None if w_op is not None else np.asarray(weight)
+            _launch(dctx, queue, allocate, x_op, w_op, w_host, gy_op,
                     *(Operand.of(g) for g in grads), spec)
         if on_device:
             return grads
@@ -174,26 +180,45 @@ def _check_bytes(dctx: DeviceContext, spec: ConvSpec, what: str, nbytes: int) ->
 
 
 def _program(dctx: DeviceContext, spec: ConvSpec, cfg: BackwardConfig, x: Operand,
-             w: Operand, gy: Operand) -> Any:
+             w_dtype: np.dtype, gy: Operand) -> Any:
     """conv_backward.cl built for the operand types and the blocking of ``cfg``."""
     defines = type_defines(spec, x.dtype, "IN")
-    for prefix, op in (("W", w), ("GY", gy)):
-        defines.update(type_defines(spec, op.dtype, prefix))
+    for prefix, dtype in (("W", w_dtype), ("GY", gy.dtype)):
+        defines.update(type_defines(spec, dtype, prefix))
     defines.update(cfg.defines())
     return dctx.program("conv_backward.cl", defines)
 
 
-def _launch(dctx: DeviceContext, queue: Any, allocate: Any, x: Operand, w: Operand,
-            gy: Operand, gx: Operand, gw: Operand, gb: Operand, spec: ConvSpec) -> None:
+def pack_weights_host(weight: Any, spec: ConvSpec, cb: int) -> np.ndarray:
+    """What ``pack_weights_t`` makes, on the host: ``[G][NCB][FG][KD][KH][KW][CB]``."""
+    g, cg, fg = spec.groups, spec.in_per_group, spec.out_per_group
+    ncb = -(-cg // cb)
+    k = spatial3(spec.kernel_size, 1)
+    a = np.asarray(weight).astype(acc_dtype(spec), copy=False).reshape(g, fg, cg, *k)
+    if spec.flip:
+        a = a[..., ::-1, ::-1, ::-1]
+    a = np.pad(a, [(0, 0), (0, 0), (0, ncb * cb - cg), (0, 0), (0, 0), (0, 0)])
+    a = a.reshape(g, fg, ncb, cb, *k).transpose(0, 2, 1, 4, 5, 6, 3)
+    return np.ascontiguousarray(a)
+
+
+def _launch(dctx: DeviceContext, queue: Any, allocate: Any, x: Operand, w: Operand | None,
+            w_host: np.ndarray | None, gy: Operand, gx: Operand, gw: Operand, gb: Operand,
+            spec: ConvSpec) -> None:
+    """Enqueue every backward kernel; the weight is a device ``w`` or a host ``w_host``."""
+    import pyopencl.array as cla
+
     limits = current_limits(dctx.info)
+    # A host weight is packed by NumPy in the accumulator type: one launch fewer.
+    w_dtype = w.dtype if w is not None else acc_dtype(spec)
     cfg = plan(spec, limits.max_work_group)
-    prg = _program(dctx, spec, cfg, x, w, gy)
+    prg = _program(dctx, spec, cfg, x, w_dtype, gy)
     # A kernel may allow less than the device maximum (registers on GPUs).
     allowed = min(prg.max_work_group(k, dctx.device) for k in (
-        "grad_input", "grad_weight_partial", "fold_border"))
+        "grad_input", "grad_weight_partial", "pack_gy"))
     if allowed < max(cfg.wg, cfg.wg_x * cfg.wg_y):
         cfg = plan(spec, allowed)
-        prg = _program(dctx, spec, cfg, x, w, gy)
+        prg = _program(dctx, spec, cfg, x, w_dtype, gy)
 
     acc = acc_dtype(spec)
     i64, i32 = np.int64, np.int32
@@ -211,19 +236,23 @@ def _launch(dctx: DeviceContext, queue: Any, allocate: Any, x: Operand, w: Opera
         enqueue(prg, name, queue, (round_up(total, wg),), (wg,), *args)
 
     # ---- operands: transposed weights, grad_output in filter blocks
-    wstr = (w.strides[0], w.strides[1], *spatial3(w.strides[2:], 0))
     wt_total = g * ncb * fg * kd * kh * kw * cfg.cb
     _check_bytes(dctx, spec, "packed weight", wt_total * acc.itemsize)
-    wt = allocate(wt_total * acc.itemsize)
-    run1d("pack_weights_t", wt_total, w.buffer, i64(w.offset), *(i64(s) for s in wstr),
-          wt, i64(wt_total), i32(cg), i32(fg), i32(ncb), i32(kd), i32(kh), i32(kw),
-          i32(int(spec.flip)))
+    if w is None:
+        wt = cla.to_device(queue, pack_weights_host(w_host, spec, cfg.cb),
+                           allocator=allocate).data
+    else:
+        wt = allocate(wt_total * acc.itemsize)
+        wstr = (w.strides[0], w.strides[1], *spatial3(w.strides[2:], 0))
+        run1d("pack_weights_t", wt_total, w.buffer, i64(w.offset), *(i64(s) for s in wstr),
+              wt, i64(wt_total), i32(cg), i32(fg), i32(ncb), i32(kd), i32(kh), i32(kw),
+              i32(int(spec.flip)))
     gy_str = layout_strides(gy.strides, spec)
-    gyp_total = spec.batch * g * nfb * out_d * out_h * out_w * cfg.fb
-    _check_bytes(dctx, spec, "packed grad_output", gyp_total * acc.itemsize)
-    gyp = allocate(gyp_total * acc.itemsize)
-    run1d("pack_gy", gyp_total, gy.buffer, i64(gy.offset), *(i64(s) for s in gy_str),
-          gyp, i64(gyp_total), i64(out_d), i64(out_h), i64(out_w), i32(g), i32(fg), i32(nfb))
+    gyp_items = spec.batch * g * nfb * out_d * out_h * out_w
+    _check_bytes(dctx, spec, "packed grad_output", gyp_items * cfg.fb * acc.itemsize)
+    gyp = allocate(gyp_items * cfg.fb * acc.itemsize)
+    run1d("pack_gy", gyp_items, gy.buffer, i64(gy.offset), *(i64(s) for s in gy_str),
+          gyp, i64(gyp_items), i64(out_d), i64(out_h), i64(out_w), i32(g), i32(fg), i32(nfb))
 
     # ---- grad-input
     gx_str = layout_strides(gx.strides, spec)
@@ -250,8 +279,6 @@ def _launch(dctx: DeviceContext, queue: Any, allocate: Any, x: Operand, w: Opera
     if tmp is not None:
         table, starts = preimage_table((in_d, in_h, in_w), (pd, ph, pw),
                                        spatial3(spec.pad_after, 0), spec.border)
-        import pyopencl.array as cla
-
         tab = cla.to_device(queue, table, allocator=allocate)
         total = spec.batch * spec.in_channels * in_d * in_h * in_w
         run1d("fold_border", total, tmp, tab.data, *(i32(s) for s in starts),
@@ -260,26 +287,22 @@ def _launch(dctx: DeviceContext, queue: Any, allocate: Any, x: Operand, w: Opera
                                  total)))
 
     # ---- grad-weight and grad-bias: fixed row blocks, then an ordered sum
-    nkwb = -(-kw // cfg.kwb)
-    items = g * nfb * cg * kd * kh * nkwb
+    nkwb, ncwb = -(-kw // cfg.kwb), -(-cg // cfg.cwb)
+    items = g * nfb * ncwb * kd * kh * nkwb
     rows = spec.batch * out_d * out_h
-    part_elems = cfg.splits * items * cfg.kwb * cfg.fb
+    part_elems = cfg.splits * items * cfg.cwb * cfg.kwb * cfg.fb
     _check_bytes(dctx, spec, "grad_weight partial", part_elems * acc.itemsize)
     part = allocate(part_elems * acc.itemsize)
+    partb = allocate(cfg.splits * g * nfb * cfg.fb * acc.itemsize)
     x_str = layout_strides(x.strides, spec)
     enqueue(prg, "grad_weight_partial", queue, (round_up(items, wg), cfg.splits), (wg, 1),
-            x.buffer, i64(x.offset), *(i64(s) for s in x_str), gyp, part, i64(items),
+            x.buffer, i64(x.offset), *(i64(s) for s in x_str), gyp, part, i64(items), partb,
             *(i64(v) for v in (in_d, in_h, in_w, out_d, out_h, out_w)),
             i32(kd), i32(kh), i32(nkwb), *(i32(s) for s in strides),
-            i64(pd), i64(ph), i64(pw), i32(g), i32(cg), i32(nfb),
+            i64(pd), i64(ph), i64(pw), i32(g), i32(cg), i32(ncwb), i32(nfb),
             i64(cfg.rows_per_split), i64(rows), acc.type(spec.fill_value))
     w_total = spec.out_channels * cg * kd * kh * kw
-    run1d("reduce_weight", w_total, part, i64(items), i64(cfg.splits), gw.buffer,
-          i64(w_total), i32(cg), i32(fg), i32(nfb), i32(kd), i32(kh), i32(kw), i32(nkwb),
-          i32(int(spec.flip)))
-    partb = allocate(cfg.splits * g * nfb * cfg.fb * acc.itemsize)
-    enqueue(prg, "grad_bias_partial", queue, (round_up(g * nfb, wg), cfg.splits), (wg, 1),
-            gyp, partb, i64(out_d), i64(out_h), i64(out_w), i32(g), i32(nfb),
-            i64(cfg.rows_per_split), i64(rows))
-    run1d("reduce_bias", spec.out_channels, partb, i64(cfg.splits), gb.buffer, i32(g),
-          i32(fg), i32(nfb))
+    run1d("reduce_partials", w_total + spec.out_channels, part, partb, i64(items),
+          i64(cfg.splits), gw.buffer, gb.buffer, i64(w_total), i32(g), i32(cg), i32(ncwb),
+          i32(fg),
+          i32(nfb), i32(kd), i32(kh), i32(kw), i32(nkwb), i32(int(spec.flip)))

@@ -78,16 +78,18 @@ def test_stop_gap_is_gone(cl_backend, rng, forbid_host_backward):
 
 
 def test_device_arrays_in_and_out(cl_backend, rng, forbid_host_backward):
-    kw = dict(padding=1, padding_mode="replicate", stride=(2, 1))
+    kw = dict(padding=1, padding_mode="replicate", stride=(2, 1), flip=True)
     x, w, gy = operands(rng, (3, 5, 9, 8), (7, 5, 3, 2), **kw)
     ref = reference(x, w, gy, **kw)
     forbid_host_backward()
     queue = clconv.get_backend(cl_backend).queue
-    got = clconv.conv_backward(clconv.to_device(x, backend=cl_backend), w,
-                               clconv.to_device(gy, backend=cl_backend), backend=cl_backend,
-                               **kw)
-    for g in got:
+    host_w = clconv.conv_backward(x, w, gy, backend=cl_backend, **kw)
+    dev = [clconv.to_device(a, backend=cl_backend) for a in (x, w, gy)]
+    got = clconv.conv_backward(*dev, backend=cl_backend, **kw)
+    for g, h in zip(got, host_w):
         assert hasattr(g, "queue") and g.queue == queue
+        # a device weight is packed on the device, a host weight by NumPy: same bits
+        assert np.array_equal(g.get(), h)
     assert_close(got, ref, w, gy)
 
 

@@ -35,6 +35,9 @@ PADDING_STRINGS = ("valid", "same", "full")
 # No machine holds an array this large; refusing it here turns a hopeless
 # request into a clear error instead of a MemoryError deep inside a backend.
 MAX_ELEMENTS = 2**46
+# Largest stride or dilation that still matters after canonical_steps (kernels take
+# them as 32-bit ints); larger ones need a padded axis longer than 2**31 elements.
+MAX_STEP = 2**31 - 1
 # Overrides the host memory (bytes) a convolution may plan to use; default:
 # the machine's physical memory.
 HOST_MEMORY_ENV = "CLCONV_MAX_HOST_BYTES"
@@ -204,15 +207,17 @@ def output_size(in_size, kernel_size, stride, dilation, pads) -> tuple[int, ...]
 def canonical_steps(in_size, kernel_size, stride, dilation, pads):
     """Equivalent small strides and dilations for values that cannot matter.
 
-    A stride larger than the padded input leaves one output position, whatever
-    its value, and the dilation of a size-1 kernel axis is never used. Both are
-    valid (any int >= 1), so they are replaced by the smallest equivalent value
-    (padded size, 1): same output size, same numbers, and no backend has to
+    A stride that leaves one output position is never used (replaced by 1), a
+    stride larger than the padded input is replaced by the padded size, and the
+    dilation of a size-1 kernel axis is never used (replaced by 1). All are
+    valid (any int >= 1): same output size, same numbers, and no backend has to
     carry integers wider than the arrays themselves.
     """
     strides, dilations = [], []
     for n, k, s, d, (b, a) in zip(in_size, kernel_size, stride, dilation, pads):
-        strides.append(min(s, n + b + a))
+        padded, extent = n + b + a, (k - 1) * d + 1
+        single = (padded - extent) // s == 0  # one output position: the stride is unused
+        strides.append(1 if single else min(s, padded))
         dilations.append(1 if k == 1 else d)
     return tuple(strides), tuple(dilations)
 
@@ -335,6 +340,13 @@ def normalize_conv(ndim: int, input: Any, weight: Any, bias: Any, stride: Any, p
                            dilations)
     out = output_size(in_size, kernel_size, strides, dilations, pads)
     strides, dilations = canonical_steps(in_size, kernel_size, strides, dilations, pads)
+    for name, steps in (("stride", strides), ("dilation", dilations)):
+        if max(steps) > MAX_STEP:
+            raise ShapeError(
+                f"{name}={_short(stride if name == 'stride' else dilation)} with padding "
+                f"{pads} on input {tuple(x.shape)}: a step above {MAX_STEP} that still "
+                f"matters (the padded input is longer than that); expected steps up to "
+                f"{MAX_STEP}, or less padding")
 
     padded_elems = batch * channels * math.prod(n + a + c for n, (a, c) in zip(in_size, pads))
     out_elems = batch * filters * math.prod(out)

@@ -309,6 +309,31 @@ def test_padding_near_2_31_is_refused_before_allocating(backend):
     assert isinstance(err.value, MemoryError)
 
 
+def test_steps_beyond_int32_that_matter_are_a_shape_error(backend, monkeypatch):
+    """Regression (OpenCL raised OverflowError): padding, stride and dilation of 2**31 on a
+    one-pixel input leave two output positions, so the 2**31 steps matter; the kernels take
+    32-bit steps, so this is a ShapeError on every backend, raised before any allocation."""
+    monkeypatch.setenv("CLCONV_MAX_HOST_BYTES", str(2**45))  # not the memory check
+    x = np.ones((1, 1, 1), np.float32)
+    w = np.ones((1, 1, 2), np.float32)
+    with pytest.raises(clconv.ShapeError, match="2147483647"):
+        clconv.conv1d(x, w, padding=2**31, dilation=2**31, stride=2**31, backend=backend)
+
+
+def test_stride_of_a_single_output_is_not_a_step(cl_backend, monkeypatch):
+    """One output position: any stride (2**40 here) gives the same result as stride 1."""
+    monkeypatch.setenv("CLCONV_MAX_HOST_BYTES", str(2**45))  # the device never pads on host
+    x = np.ones((1, 1, 1), np.float32)
+    w = np.ones((1, 1, 2), np.float32)
+    y = clconv.conv1d(x, w, padding=2**31, stride=2**40, backend=cl_backend)
+    np.testing.assert_array_equal(y, np.zeros((1, 1, 1), np.float32))
+    x5 = np.arange(1, 6, dtype=np.float32).reshape(1, 1, 5)
+    for be in (cl_backend, "numpy"):
+        np.testing.assert_array_equal(
+            clconv.conv1d(x5, np.ones((1, 1, 2), np.float32), padding=1, stride=2**40,
+                          backend=be), [[[1.0]]])
+
+
 def test_host_memory_limit_setting(backend, monkeypatch):
     """CLCONV_MAX_HOST_BYTES lowers the limit (padded input + output, accumulator precision);
     a bad value is an ArgumentError naming the variable."""

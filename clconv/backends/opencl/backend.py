@@ -17,7 +17,7 @@ from ..._normalize import check_numeric, is_device_array
 from ..._spec import ConvSpec
 from ...errors import AllocationError, ArgumentError, BackendUnavailable
 from .context import DeviceContext
-from .conv import Operand, choose_path
+from .conv import Operand, choose_path, host_operand, read_back
 from .limits import current_limits
 from .tiling import plan_pieces, take_piece
 
@@ -136,6 +136,15 @@ class OpenCLBackend:
             state = self._prepare(path, queue, weight, bias, spec, limits, allocate)
             for piece in pieces:
                 x_piece = np.ascontiguousarray(take_piece(x, spec, piece))
+                y_piece = y[piece.out_index]
+                if y_piece.flags.c_contiguous:
+                    # Straight into the result: no temporary, no second copy
+                    # (zero-copy on unified-memory CPU devices, see host_buffer).
+                    x_op = host_operand(self.dctx, queue, x_piece, allocate)
+                    y_op = host_operand(self.dctx, queue, y_piece, allocate, writable=True)
+                    path.launch(self.dctx, queue, state, x_op, y_op, piece.spec, limits)
+                    read_back(queue, y_op.buffer, y_piece)
+                    continue
                 x_dev = cla.to_device(queue, x_piece, allocator=allocate)
                 y_dev = cla.empty(queue, piece.spec.output_shape, np.dtype(spec.dtype),
                                   allocator=allocate)
@@ -151,17 +160,14 @@ class OpenCLBackend:
 
     def _prepare(self, path: Any, queue: Any, weight: Any, bias: Any, spec: ConvSpec,
                  limits: Any, allocate: Any) -> Any:
-        import pyopencl.array as cla
 
-        if not is_device_array(weight):
-            # Freed pooled buffers are reused only by later commands of the same
-            # in-order queue, so the upload may be dropped right after packing.
-            weight = cla.to_device(queue, np.ascontiguousarray(weight), allocator=allocate)
+        # Host weights are packed by NumPy and uploaded once (pack_operands);
+        # device weights are packed on the device.
+        weight_op = Operand.of(weight) if is_device_array(weight) else np.asarray(weight)
         bias_op = None
         if bias is not None:
             bias_op = Operand.of(bias) if is_device_array(bias) else np.asarray(bias)
-        state = path.prepare(self.dctx, queue, Operand.of(weight), bias_op, spec, limits,
-                             allocate)
+        state = path.prepare(self.dctx, queue, weight_op, bias_op, spec, limits, allocate)
         return state
 
     def conv_backward(self, x: Any, weight: Any, grad_output: Any, spec: ConvSpec,

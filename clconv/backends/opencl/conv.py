@@ -109,28 +109,133 @@ def round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def pack_operands(dctx: DeviceContext, queue: Any, weight: Operand, bias: Any, spec: ConvSpec,
+def host_unified(dctx: DeviceContext) -> bool:
+    """True for CPU devices that share host memory (PoCL): host arrays are used in place.
+
+    There a buffer created with ``USE_HOST_PTR`` is the NumPy array itself
+    (measured on PoCL: mapping it returns the same pointer, even unaligned),
+    which saves the upload and download copies (a 24 MB memcpy took ~10 ms).
+    """
+    cached = getattr(dctx, "_clconv_host_unified", None)
+    if cached is None:
+        import pyopencl as cl
+
+        dev = dctx.device
+        cached = bool(dev.type & cl.device_type.CPU) and bool(
+            getattr(dev, "host_unified_memory", False))
+        dctx._clconv_host_unified = cached
+    return cached
+
+
+def host_buffer(dctx: DeviceContext, queue: Any, array: np.ndarray, allocate: Any,
+                writable: bool = False) -> Any:
+    """A device buffer holding a C-contiguous host ``array``.
+
+    On unified-memory CPU devices the array's own memory (``USE_HOST_PTR``,
+    no copy; results written there must be mapped before the host reads
+    them; the kernels must not assume more alignment than the array's
+    element size, except for packed weights, which :func:`aligned_empty`
+    allocates); elsewhere a pooled buffer filled by a non-blocking upload (pyopencl
+    keeps ``array`` alive until the copy is done).
+    """
+    import pyopencl as cl
+
+    if host_unified(dctx) and array.nbytes and array.flags.writeable:
+        flags = cl.mem_flags.USE_HOST_PTR | (
+            cl.mem_flags.READ_WRITE if writable else cl.mem_flags.READ_ONLY)
+        return cl.Buffer(dctx.context, flags, hostbuf=array)
+    buf = allocate(array.nbytes)
+    if array.nbytes and not writable:
+        cl.enqueue_copy(queue, buf, array, is_blocking=False)
+    return buf
+
+
+def host_operand(dctx: DeviceContext, queue: Any, array: np.ndarray, allocate: Any,
+                 writable: bool = False) -> Operand:
+    """An :class:`Operand` for a C-contiguous host array (see :func:`host_buffer`)."""
+    size = array.dtype.itemsize
+    return Operand(host_buffer(dctx, queue, array, allocate, writable), 0,
+                   tuple(s // size for s in array.strides), tuple(array.shape), array.dtype)
+
+
+def read_back(queue: Any, buffer: Any, out: np.ndarray) -> None:
+    """Make the device's writes to ``buffer`` visible in the host array ``out``.
+
+    A ``USE_HOST_PTR`` buffer of ``out`` itself is mapped and unmapped (no copy
+    on unified memory); any other buffer is copied into ``out``.
+    """
+    import pyopencl as cl
+
+    if not out.nbytes:
+        return
+    if buffer.flags & cl.mem_flags.USE_HOST_PTR:
+        mapped, _ = cl.enqueue_map_buffer(queue, buffer, cl.map_flags.READ, 0, out.shape,
+                                          out.dtype, is_blocking=True)
+        if mapped.ctypes.data != out.ctypes.data:  # a driver that mapped a copy
+            out[...] = mapped
+        mapped.base.release(queue)
+        queue.finish()
+    else:
+        cl.enqueue_copy(queue, out, buffer, is_blocking=True)
+
+
+def pack_host_weights(weight: np.ndarray, spec: ConvSpec, fb: int) -> np.ndarray:
+    """The layout of ``pack.cl``'s ``pack_weights``, built on the host (one upload)."""
+    acc = acc_dtype(spec)
+    w = np.asarray(weight)
+    if spec.dtype == "float16" and w.dtype != np.float16:
+        w = w.astype(np.float16)  # the contract rounds weights to the input dtype
+    if spec.flip:
+        w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * spec.ndim]
+    g, fg, cg = spec.groups, spec.out_per_group, spec.in_per_group
+    nfb = -(-fg // fb)
+    taps = spatial3(spec.kernel_size, 1)
+    blocked = np.zeros((g, nfb * fb, cg, *taps), dtype=acc)
+    blocked[:, :fg] = w.reshape(g, fg, cg, *taps)
+    # Aligned: the kernels read FB filters as one aligned vector, and on
+    # unified memory this array is the device buffer itself.
+    out = aligned_empty((g, nfb, cg, *taps, fb), acc)
+    out[...] = blocked.reshape(g, nfb, fb, cg, *taps).transpose(0, 1, 3, 4, 5, 6, 2)
+    return out
+
+
+def aligned_empty(shape: tuple[int, ...], dtype: Any, align: int = 128) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts on an ``align``-byte boundary."""
+    dtype = np.dtype(dtype)
+    count = math.prod(shape)
+    raw = np.empty(count * dtype.itemsize + align, dtype=np.uint8)
+    start = -raw.ctypes.data % align
+    return raw[start:start + count * dtype.itemsize].view(dtype).reshape(shape)
+
+
+def pack_operands(dctx: DeviceContext, queue: Any, weight: Any, bias: Any, spec: ConvSpec,
                   fb: int, allocate: Any) -> tuple[int, Any, Any]:
-    """Pack weight (and bias) on the device: ``(nfb, packed weight, packed bias or None)``.
+    """Pack weight (and bias) for the device: ``(nfb, packed weight, packed bias or None)``.
 
     The weight becomes ``[G][NFB][CG][KD][KH][KW][FB]`` in the accumulator type
     (flipped taps when the convolution flips, zero filters past ``FG``), the
     layout every forward kernel reads; the bias becomes a plain accumulator
-    vector of ``F`` values.
+    vector of ``F`` values. ``weight`` is an :class:`Operand` (packed on the
+    device by pack.cl) or a host array of the spec's dtype (packed by NumPy
+    and uploaded once, or used in place on unified memory); ``bias`` likewise
+    an :class:`Operand`, a host array or ``None``.
     """
     acc = acc_dtype(spec)
     fg, g, cg = spec.out_per_group, spec.groups, spec.in_per_group
     nfb = -(-fg // fb)
     kd, kh, kw = spatial3(spec.kernel_size, 1)
-    total = g * nfb * cg * kd * kh * kw * fb
-    packed = allocate(total * acc.itemsize)
-    ws = (weight.strides[0], weight.strides[1], *spatial3(weight.strides[2:], 0))
-    prg = _pack_program(dctx, spec, weight.dtype, fb)
-    enqueue(prg, "pack_weights", queue, (round_up(total, WG_PACK),), (WG_PACK,),
-            weight.buffer, np.int64(weight.offset), *(np.int64(s) for s in ws),
-            packed, np.int64(total), np.int32(g), np.int32(cg), np.int32(fg),
-            np.int32(nfb), np.int32(kd), np.int32(kh), np.int32(kw),
-            np.int32(int(spec.flip)))
+    if isinstance(weight, np.ndarray):
+        packed = host_buffer(dctx, queue, pack_host_weights(weight, spec, fb), allocate)
+    else:
+        total = g * nfb * cg * kd * kh * kw * fb
+        packed = allocate(total * acc.itemsize)
+        ws = (weight.strides[0], weight.strides[1], *spatial3(weight.strides[2:], 0))
+        prg = _pack_program(dctx, spec, weight.dtype, fb)
+        enqueue(prg, "pack_weights", queue, (round_up(total, WG_PACK),), (WG_PACK,),
+                weight.buffer, np.int64(weight.offset), *(np.int64(s) for s in ws),
+                packed, np.int64(total), np.int32(g), np.int32(cg), np.int32(fg),
+                np.int32(nfb), np.int32(kd), np.int32(kh), np.int32(kw),
+                np.int32(int(spec.flip)))
     packed_bias = None
     if bias is not None:
         if isinstance(bias, Operand):
@@ -141,11 +246,8 @@ def pack_operands(dctx: DeviceContext, queue: Any, weight: Operand, bias: Any, s
                     bias.buffer, np.int64(bias.offset), np.int64(bias.strides[0]),
                     packed_bias, np.int64(spec.out_channels))
         else:  # host bias, already of the spec's dtype: exact in the accumulator type
-            import pyopencl as cl
-
-            host = np.ascontiguousarray(bias, dtype=acc)
-            packed_bias = allocate(host.nbytes)
-            cl.enqueue_copy(queue, packed_bias, host, is_blocking=True)
+            host = np.array(bias, dtype=acc)  # a private copy: the caller may reuse theirs
+            packed_bias = host_buffer(dctx, queue, host, allocate)
     return nfb, packed, packed_bias
 
 
@@ -279,7 +381,7 @@ class DirectPath:
 # path hands the piece to the direct kernel with the same packed weights.
 
 INT32_MAX = 2**31 - 1
-WG_PAD = 64
+WG_PAD = 4  # rows per work-group of pad.cl
 
 
 @dataclass(frozen=True)
@@ -321,8 +423,8 @@ def border_free_input(dctx: DeviceContext, queue: Any, x: Operand, spec: ConvSpe
     defines.update(BORDER=BORDER_CODES[spec.border], WG_PAD=WG_PAD)
     prg = dctx.program("pad.cl", defines)
     i32 = np.int32
-    enqueue(prg, "pad_input", queue, (round_up(row, WG_PAD), pd * ph, spec.batch * c),
-            (WG_PAD, 1, 1), x.buffer, np.int64(x.offset),
+    enqueue(prg, "pad_input", queue, (round_up(pd * ph, WG_PAD), spec.batch * c),
+            (WG_PAD, 1), x.buffer, np.int64(x.offset),
             *(np.int64(v) for v in (sn, sc, sd, sh, sw)), scratch,
             i32(c), i32(in_d), i32(in_h), i32(in_w), i32(pd), i32(ph), i32(row),
             i32(bd), i32(bh), i32(bw), acc.type(spec.fill_value))

@@ -190,7 +190,7 @@ void pack_gy(__global const GY_T *restrict gy, const long gy_off,
  *   (n * G + g) * NCB + channel block.
  * Position p receives gy[o] * w[t] for every tap t with p = o*S + t*D and
  * 0 <= o < O: along each axis p - t*D must be a non-negative multiple of S.
- * Sums run over (kd, kh, f, kw) in that order in both branches. */
+ * Sums run over (kd, kh, f, kw) in that order in every branch. */
 __kernel __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
 void grad_input(__global const GY_T *restrict gy, const long gy_off,
                 const long gs_n, const long gs_c, const long gs_d, const long gs_h,
@@ -252,6 +252,16 @@ void grad_input(__global const GY_T *restrict gy, const long gy_off,
                         const long q0 = pw0 - (long)kw * DW;
                         for (int pb = 0; pb < PB; ++pb)
                             acc[pb] = (CVEC_T)(LOAD_GY(gf, (q0 + pb) * gs_w)) * wv + acc[pb];
+                    }
+                } else if (SW == 1) {   /* range checks only, no division */
+                    for (int kw = 0; kw < KW; ++kw) {
+                        const CVEC_T wv = CVLOAD(wf + kw * CB);
+                        const long q0 = pw0 - (long)kw * DW;
+                        for (int pb = 0; pb < PB; ++pb) {
+                            const long q = q0 + pb;
+                            if (q >= 0 && q < OW)
+                                acc[pb] = (CVEC_T)(LOAD_GY(gf, q * gs_w)) * wv + acc[pb];
+                        }
                     }
                 } else {
                     for (int kw = 0; kw < KW; ++kw) {

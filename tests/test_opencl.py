@@ -435,9 +435,10 @@ def test_forced_path_against_oracle(cl_backend, monkeypatch, path, case, strict)
 @pytest.mark.parametrize(("path", "shape", "kw"), [
     ("gemm", ((2, 8, 9, 10), (16, 8, 3, 3)), {"padding": 1}),
     ("gemm", ((1, 3, 20, 20), (20, 3, 7, 7)), {"padding": 3, "stride": 2}),
-    ("pointwise", ((2, 16, 5, 7), (24, 16, 1, 1)), {}),
+    ("pointwise", ((2, 32, 9, 15), (24, 32, 1, 1)), {}),
     ("rows", ((1, 4, 30, 33), (4, 1, 5, 5)), {"padding": 2, "groups": 4}),
-    ("rows", ((1, 1, 300), (1, 1, 41)), {"padding": 20}),
+    ("rows", ((1, 1, 3000), (1, 1, 41)), {"padding": 20}),
+    ("tiny", ((1, 1, 8, 8), (1, 1, 3, 3)), {"padding": 1}),
     ("direct", ((1, 4, 9, 9), (8, 4, 3, 3)), {}),
 ])
 def test_heuristic_and_forced_choice(cl_backend, be, monkeypatch, path, shape, kw, rng):

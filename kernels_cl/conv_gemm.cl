@@ -107,18 +107,21 @@ void conv_gemm(__global const ACC_T *restrict x, const long x_off,
 
     const int f0 = g * FG + fblk * FB;
     const int nf = CLCONV_MIN(FB, FG - fblk * FB);
-    __global OUT_T *yo = y + y_off + n * ys_n + od * ys_d + oh * ys_h;
-    ACC_T lanes[FB];
-    for (int ob = 0; ob < OB; ++ob) {
-        const int ow = ow0 + ob;
-        if (ow >= OW)
-            break;
-        CLCONV_CAT(vstore, FB)(acc[ob], 0, lanes);
-        for (int j = 0; j < nf; ++j) {
-            ACC_T v = lanes[j];
-            if (has_bias)
-                v += bias[f0 + j];
-            STORE_OUT(yo, (f0 + j) * ys_c + ow * ys_w, v);
-        }
+    const int nob = CLCONV_MIN(OB, OW - ow0);
+    __global OUT_T *yo = y + y_off + n * ys_n + od * ys_d + oh * ys_h + ow0 * ys_w
+                       + (long)f0 * ys_c;
+    /* Spill the accumulators through an aligned private array (a vector
+     * store, not vstoreN: an out-of-line call on PoCL), then write filter by
+     * filter so consecutive stores go to consecutive output columns. The
+     * stores were measured as the largest cost of low-K layers before. */
+    ACC_T lanes[OB][FB] __attribute__((aligned(FB * sizeof(ACC_T))));
+#pragma unroll
+    for (int ob = 0; ob < OB; ++ob)
+        *(ACCV_T *)lanes[ob] = acc[ob];
+    for (int j = 0; j < nf; ++j) {
+        const ACC_T b = has_bias ? bias[f0 + j] : (ACC_T)(0);
+        __global OUT_T *yj = yo + j * ys_c;
+        for (int ob = 0; ob < nob; ++ob)
+            STORE_OUT(yj, ob * ys_w, has_bias ? lanes[ob][j] + b : lanes[ob][j]);
     }
 }

@@ -66,6 +66,13 @@
  * vload8: PoCL (LLVM 14) merges these into one unaligned vector load, while
  * its vload8 builtin is several times slower here. */
 #define LOAD8(p) ((V8)((p)[0], (p)[1], (p)[2], (p)[3], (p)[4], (p)[5], (p)[6], (p)[7]))
+#if ELEM_KIND == 2
+#define STORE8(p, v) do { V8 v_ = (v); const ACC_T *l_ = (const ACC_T *)&v_; \
+    for (int j_ = 0; j_ < 8; ++j_) STORE_OUT((p), j_, l_[j_]); } while (0)
+#else
+#define STORE8(p, v) do { const V8 v_ = (v); (p)[0] = v_.s0; (p)[1] = v_.s1; (p)[2] = v_.s2; \
+    (p)[3] = v_.s3; (p)[4] = v_.s4; (p)[5] = v_.s5; (p)[6] = v_.s6; (p)[7] = v_.s7; } while (0)
+#endif
 #define IN_ROWS ((OR - 1) * SH + (KH - 1) * DH + 1)
 #define PRAGMA_(x) _Pragma(#x)
 #define UNROLL(n) PRAGMA_(unroll n)
@@ -134,20 +141,29 @@ UNROLL(NV)
     }
 
     const ACC_T b = has_bias ? bias[g] : (ACC_T)(0);
-    __global OUT_T *yo = y + y_off + n * ys_n + (long)g * ys_c + (long)od * ys_d;
-    ACC_T lanes[8] __attribute__((aligned(8 * sizeof(ACC_T))));
+    const V8 bv = (V8)(b);
+    __global OUT_T *yo = y + y_off + n * ys_n + (long)g * ys_c + (long)od * ys_d
+                       + ow0 * ys_w;
+    /* Full blocks of a W-contiguous output: eight plain consecutive stores
+     * per vector, which LLVM merges into one (vstore8 is an out-of-line call
+     * on PoCL). Tail blocks and strided outputs store element by element. */
+    const bool full = ys_w == 1 && ow0 + 8 * NV <= OW;
 UNROLL(OR)
     for (int r = 0; r < OR; ++r) {
         const int oh = oh0 + r;
         if (oh >= OH)
             break;
+        __global OUT_T *yr = yo + oh * ys_h;
+        if (full) {
 UNROLL(NV)
-        for (int v = 0; v < NV; ++v) {
-            *(V8 *)lanes = acc[r][v];
-            for (int j = 0; j < 8; ++j) {
-                const int ow = ow0 + v * 8 + j;
-                if (ow < OW)
-                    STORE_OUT(yo, oh * ys_h + ow * ys_w, has_bias ? lanes[j] + b : lanes[j]);
+            for (int v = 0; v < NV; ++v)
+                STORE8(yr + v * 8, acc[r][v] + bv);
+        } else {
+            ACC_T lanes[8] __attribute__((aligned(8 * sizeof(ACC_T))));
+            for (int v = 0; v < NV; ++v) {
+                *(V8 *)lanes = acc[r][v] + bv;
+                for (int j = 0; j < 8 && ow0 + v * 8 + j < OW; ++j)
+                    STORE_OUT(yr, (v * 8 + j) * ys_w, lanes[j]);
             }
         }
     }

@@ -350,9 +350,14 @@ def normalize_conv(ndim: int, input: Any, weight: Any, bias: Any, stride: Any, p
 
     padded_elems = batch * channels * math.prod(n + a + c for n, (a, c) in zip(in_size, pads))
     out_elems = batch * filters * math.prod(out)
-    if max(padded_elems, out_elems) > MAX_ELEMENTS:
+    # Empty batches and zero filters count as one: NumPy cannot even describe an empty
+    # array whose other axes multiply past its index range.
+    largest = max(max(batch, 1) * channels * math.prod(n + a + c
+                                                       for n, (a, c) in zip(in_size, pads)),
+                  max(batch, 1) * max(filters, 1) * math.prod(out))
+    if largest > MAX_ELEMENTS:
         raise AllocationError(
-            f"the convolution needs {max(padded_elems, out_elems)} elements "
+            f"the convolution needs {largest} elements "
             f"(input {tuple(x.shape)}, padding {pads}, output {out}); expected at most "
             f"{MAX_ELEMENTS}")
     if check_memory:

@@ -334,6 +334,20 @@ def test_stride_of_a_single_output_is_not_a_step(cl_backend, monkeypatch):
                           backend=be), [[[1.0]]])
 
 
+@pytest.mark.parametrize("batch,filters", [(0, 0), (0, 1), (1, 0)])
+def test_empty_result_of_unrepresentable_shape_is_an_allocation_error(backend, batch, filters):
+    """Regression (fuzzer, long profile; OpenCL raised NumPy's ValueError "array is too big"):
+    an empty batch or zero filters with padding 2**31-1 makes an empty result whose other
+    axes multiply to 2**64, which NumPy cannot describe. AllocationError, like the same call
+    with a non-empty batch."""
+    x = np.ones((batch, 1, 1, 1), np.float16)
+    w = np.ones((filters, 1, 1, 1), np.float16)
+    with pytest.raises(clconv.AllocationError, match="elements"):
+        clconv.conv2d(x, w, padding=2**31 - 1, backend=backend)
+    y = clconv.conv2d(x, w, padding=2**10, backend=backend)  # representable: empty result
+    assert y.shape == (batch, filters, 2049, 2049) and y.size == 0
+
+
 def test_host_memory_limit_setting(backend, monkeypatch):
     """CLCONV_MAX_HOST_BYTES lowers the limit (padded input + output, accumulator precision);
     a bad value is an ArgumentError naming the variable."""

@@ -299,6 +299,59 @@ def test_fuzz_huge_padding_stride_dilation(backend, bounded_host, ndim, pad, str
         np.testing.assert_array_equal(y[0, 0], want)
 
 
+JUNK = [None, "abc", 3.5, 7, [[1, 2], [3]], {"a": 1}, b"xy", object(), True, np.float32(2),
+        -1, 0, 2**40, float("nan"), "same", "FULL", "wrap", (1, 2)]
+
+
+@st.composite
+def any_array(draw: Any) -> Any:
+    """A 0- to 3-D array of any dtype (small values), or junk."""
+    if draw(st.integers(0, 5)) == 0:
+        return draw(st.sampled_from(JUNK))
+    shape = tuple(draw(st.lists(st.sampled_from([0, 1, 2, 3, 5]), min_size=0, max_size=3)))
+    return values(shape, draw(st.sampled_from(NUMERIC * 2 + NON_NUMERIC)), draw(st.integers(0, 99)))
+
+
+def wild(valid: list) -> st.SearchStrategy:
+    return st.one_of(st.sampled_from(valid), st.sampled_from(JUNK))
+
+
+@pytest.mark.timeout(TIMEOUT)
+@settings(max_examples=EXAMPLES)
+@given(which=st.sampled_from(["convolve", "convolve2d", "correlate2d", "filter2d", "backward"]),
+       a=any_array(), b=any_array(), mode=wild(["full", "same", "valid"]),
+       boundary=wild(["fill", "wrap", "symm"]), fill=st.one_of(st.floats(-4, 4), st.just(1)),
+       stride=wild([1, 2, 3]), padding=wild(["same", "valid", 0, 1]),
+       padding_mode=wild(["reflect", "zeros", "replicate", "circular"]))
+def test_fuzz_wrappers_filters_and_backward(backend, bounded_host, which, a, b, mode, boundary,
+                                            fill, stride, padding, padding_mode):
+    """convolve / convolve2d / correlate2d / filter2d / conv_backward with any arguments: a
+    result (float dtype per the dtype rule) or a ClconvError; inputs unchanged."""
+    before = [snapshot(v) for v in (a, b)]
+    calls = {
+        "convolve": lambda: clconv.convolve(a, b, mode, backend=backend),
+        "convolve2d": lambda: clconv.convolve2d(a, b, mode, boundary, fill, backend=backend),
+        "correlate2d": lambda: clconv.correlate2d(a, b, mode, boundary, fill, backend=backend),
+        "filter2d": lambda: clconv.filter2d(a, b, stride=stride, padding=padding,
+                                            padding_mode=padding_mode, backend=backend),
+        "backward": lambda: clconv.conv_backward(a, b, a, stride=stride, padding=padding,
+                                                 padding_mode=padding_mode, backend=backend),
+    }
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            out = calls[which]()
+    except clconv.ClconvError as exc:
+        assert str(exc)
+    else:
+        for y in out if isinstance(out, tuple) else (out,):
+            assert y is None or np.asarray(y).dtype.kind == "f"
+        if which == "convolve":  # small integers / halves: exact against NumPy
+            want = np.convolve(np.asarray(a, np.float64), np.asarray(b, np.float64), mode)
+            np.testing.assert_array_equal(np.asarray(out, np.float64), want)
+    assert [snapshot(v) for v in (a, b)] == before, "an input was modified"
+
+
 def test_fuzz_profiles_are_registered():
     """The ci profile bounds CI; the long profile (HYPOTHESIS_PROFILE=long) goes further."""
     assert settings.get_profile("ci").max_examples < settings.get_profile("long").max_examples

@@ -175,7 +175,7 @@ def _implicit_default() -> Any:
     try:
         return _create("opencl")
     except BackendUnavailable as exc:
-        log.info("clconv: no usable OpenCL device, falling back to NumPy: %s", exc)
+        log.warning("clconv: no usable OpenCL device, falling back to NumPy: %s", exc)
         with _lock:
             _implicit_fallback = True
         return _create("numpy")

@@ -13,9 +13,11 @@
  * the last block are clamped to OW - 1 for reading (never stored), so no
  * read leaves the input.
  *
- *   global id 0: block of OB output columns (padded to a multiple of WG_X)
+ *   global id 0: column block * NFB + filter block (padded to a multiple of
+ *                WG_X): the filter blocks of one column block run back to
+ *                back and re-read the same input lines from cache
  *   global id 1: output row od * OH + oh (padded to a multiple of WG_Y)
- *   global id 2: (n * G + g) * NFB + filter block
+ *   global id 2: n * G + g
  * No barriers; out-of-range work-items return at once. */
 #include "common.h"
 
@@ -62,13 +64,13 @@ void conv_gemm(__global const ACC_T *restrict x, const long x_off,
                const int SD, const int SH, const int SW, const int DD, const int DH,
                const int DW, const int G, const int CG, const int FG, const int NFB)
 {
-    const int wb = get_global_id(0);
+    const int wf = get_global_id(0);
     const int row = get_global_id(1);
-    const int z = get_global_id(2);
+    const int ng = get_global_id(2);
+    const int wb = wf / NFB;
+    const int fblk = wf % NFB;
     if (wb * OB >= OW || row >= OD * OH)
         return;
-    const int fblk = z % NFB;
-    const int ng = z / NFB;
     const int g = ng % G;
     const long n = ng / G;
     const int od = row / OH;

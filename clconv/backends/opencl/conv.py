@@ -546,8 +546,8 @@ class GemmPath:
                              prg.max_work_group("conv_gemm", dctx.device)):
             _fallback(dctx, queue, cfg.fb, nfb, packed, packed_bias, x, y, spec, limits)
             return
-        global_size = (round_up(-(-out_w // ob), wg_x), round_up(out_d * out_h, wg_y),
-                       spec.batch * spec.groups * nfb)
+        global_size = (round_up(-(-out_w // ob) * nfb, wg_x), round_up(out_d * out_h, wg_y),
+                       spec.batch * spec.groups)
         i32, i64 = np.int32, np.int64
         enqueue(prg, "conv_gemm", queue, global_size, (wg_x, wg_y, 1),
                 src.buffer, i64(src.offset), i64(src.strides[0]),

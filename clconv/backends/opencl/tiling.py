@@ -72,6 +72,8 @@ def plan_pieces(spec: ConvSpec, limits: Limits, weight_bytes: int) -> list[Piece
 
     axis = _spatial_axis(spec)
     lead = (slice(None),) * axis
+    if fits(spec.batch * in_sample, spec.batch * out_sample):  # the usual case: one piece
+        return [Piece(spec, slice(0, spec.batch), None, (slice(0, spec.batch),))]
     per_piece = _largest(spec.batch, lambda nb: fits(nb * in_sample, nb * out_sample))
     if per_piece:
         return [Piece(spec.replace(batch=min(per_piece, spec.batch - n0)),

@@ -13,7 +13,9 @@ import math
 
 import numpy as np
 import pytest
-from conftest import tolerance
+from conftest import OPENCL_BACKENDS, tolerance
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 import clconv
 from clconv.backends import numpy_backward
@@ -207,3 +209,40 @@ def test_empty_batch_and_zero_filters(cl_backend):
                                       np.zeros((1, 0, 3, 3), np.float32), backend=cl_backend)
     assert hasattr(gx, "queue") and gx.shape == (1, 2, 5, 5) and not gx.get().any()
     assert gw.shape == (0, 2, 3, 3) and gb.shape == (0,)
+
+
+@st.composite
+def backward_cases(draw):
+    """Random convolutions with channel / filter / tap counts around the vector blocks."""
+    ndim = draw(st.integers(1, 3))
+    size = tuple(draw(st.integers(1, (12, 7, 4)[ndim - 1])) for _ in range(ndim))
+    kernel = tuple(draw(st.integers(1, (6, 4, 3)[ndim - 1])) for _ in range(ndim))
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    padding = tuple(draw(st.tuples(st.integers(0, 7), st.integers(0, 7))) for _ in range(ndim))
+    return dict(
+        ndim=ndim, size=size, kernel=kernel, groups=groups,
+        channels=groups * draw(st.integers(1, 10)), filters=groups * draw(st.integers(1, 10)),
+        batch=draw(st.integers(1, 3)),
+        kw=dict(stride=tuple(draw(st.integers(1, 3)) for _ in range(ndim)),
+                dilation=tuple(draw(st.integers(1, 2)) for _ in range(ndim)),
+                padding=padding, padding_mode=draw(st.sampled_from(MODES)),
+                flip=draw(st.booleans()), groups=groups,
+                data_format=draw(st.sampled_from(["channels_first", "channels_last"]))))
+
+
+@pytest.mark.skipif(not OPENCL_BACKENDS, reason="no OpenCL device")
+@given(case=backward_cases(), seed=st.integers(0, 2**32 - 1))
+def test_hypothesis_matches_numpy(case, seed):
+    rng = np.random.default_rng(seed)
+    kw, c = case["kw"], case["channels"]
+    spatial = case["size"]
+    shape = ((case["batch"], *spatial, c) if kw["data_format"] == "channels_last"
+             else (case["batch"], c, *spatial))
+    wshape = (case["filters"], c // case["groups"], *case["kernel"])
+    try:
+        x, w, gy = operands(rng, shape, wshape, **kw)
+    except clconv.ShapeError:
+        assume(False)  # the kernel does not fit the padded input
+    ref = reference(x, w, gy, **kw)
+    for name in OPENCL_BACKENDS:
+        assert_close(clconv.conv_backward(x, w, gy, backend=name, **kw), ref, w, gy)

@@ -86,7 +86,7 @@ def plan(spec: ConvSpec, max_work_group: int) -> BackwardConfig:
     fb = _block(spec.out_per_group, widest)
     kwb = min(spec.kernel_size[-1], 4)
     # About a dozen independent vector accumulators per grad-weight work-item.
-    cwb = min(spec.in_per_group, max(1, 12 // kwb))
+    cwb = min(spec.in_per_group, 12 // kwb, 8)
     pb = 8 if spec.in_size[-1] >= 8 else 4
     padded = any(spec.pad_before) or any(spec.pad_after)
     border = BORDER_CODES[spec.border] if padded else 0

@@ -10,10 +10,10 @@
  * condition the compiler resolves after unrolling (SH, DH, KH, OR are build
  * parameters). Weights are read as scalars and broadcast.
  *
- * The input is the border-free scratch of pad.cl (or the caller's buffer when
- * there is no padding): contiguous along W with a row pitch that keeps the
- * vector loads of the last column block inside the buffer. Rows past OH are
- * clamped for reading and never stored.
+ * The input is read in place (any IN_T, contiguous along W, any other
+ * strides) with the border rule applied here: blocks whose reads all lie
+ * inside the input run the plain vector loop, the others map every row and
+ * column through map_border (common.h). No pre-pass, one launch.
  *
  *   global id 0: block of 8 * NV output columns (padded to WG_X)
  *   global id 1: od * ceil(OH / OR) + block of OR output rows (padded to WG_Y)
@@ -77,16 +77,70 @@
 #define PRAGMA_(x) _Pragma(#x)
 #define UNROLL(n) PRAGMA_(unroll n)
 
+/* Eight consecutive input elements converted to the accumulator type (one
+ * vector load when IN_T is ACC_T). */
+#define LOAD8_IN(p) ((V8)(LOAD_IN(p, 0), LOAD_IN(p, 1), LOAD_IN(p, 2), LOAD_IN(p, 3), \
+                          LOAD_IN(p, 4), LOAD_IN(p, 5), LOAD_IN(p, 6), LOAD_IN(p, 7)))
+
+/* Border blocks: eight input columns c0 .. c0 + 7 of one input row, each
+ * mapped by the border rule (fill where constant mode maps outside). */
+inline V8 load8_border(__global const IN_T *xr, const bool row_ok, const int c0,
+                       const int IW, const ACC_T fill)
+{
+    ACC_T l[8] __attribute__((aligned(8 * sizeof(ACC_T))));
+    for (int j = 0; j < 8; ++j) {
+        const long iw = map_border((long)c0 + j, IW);
+        l[j] = (row_ok && iw >= 0) ? LOAD_IN(xr, iw) : fill;
+    }
+    return *(V8 *)l;
+}
+
+/* The tap loops for one (channel, kernel depth) slice; ROW_PTR(i) sets xr
+ * (and row_ok) for input row i of the block, LOADV(kw, v) loads vector v of
+ * kernel column kw. Both the interior and the border variant accumulate in
+ * the same order, so results do not depend on where a block lies. */
+#define ACCUMULATE(ROW_PTR, LOADV)                                                    \
+    for (int i = 0; i < IN_ROWS; ++i) {                                              \
+        ROW_PTR(i);                                                                  \
+        UNROLL(KW_UNROLL)                                                            \
+        for (int kw = 0; kw < KW; ++kw) {                                            \
+            V8 xv[NV];                                                               \
+            UNROLL(NV)                                                               \
+            for (int v = 0; v < NV; ++v)                                             \
+                xv[v] = LOADV(kw, v);                                                \
+            UNROLL(OR)                                                               \
+            for (int r = 0; r < OR; ++r) {                                           \
+                const int t = i - r * SH;  /* = kh * DH when row i feeds row r */    \
+                if (t >= 0 && t < KH * DH && t % DH == 0) {                          \
+                    const V8 wv = (V8)(wk[(t / DH) * KW + kw]);                      \
+                    UNROLL(NV)                                                       \
+                    for (int v = 0; v < NV; ++v)                                     \
+                        acc[r][v] = xv[v] * wv + acc[r][v];                          \
+                }                                                                    \
+            }                                                                        \
+        }                                                                            \
+    }
+
+#define ROW_INTERIOR(i) __global const IN_T *xr = xd + (long)(ih0 + (i)) * xs_h + iw0
+#define LOAD_INTERIOR(kw, v) LOAD8_IN(xr + (kw) * DW + (v) * 8)
+#define ROW_BORDER(i)                                                                \
+    const long ihm = map_border((long)ih0 + (i), IH);                                \
+    const bool row_ok = idm >= 0 && ihm >= 0;                                        \
+    __global const IN_T *xr = xd + (row_ok ? idm * xs_d + ihm * xs_h : 0)
+#define LOAD_BORDER(kw, v) load8_border(xr, row_ok, iw0 + (kw) * DW + (v) * 8, IW, fill)
+
 __kernel __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
-void conv_rows(__global const ACC_T *restrict x, const long x_off,
-               const long xs_n, const long xs_c, const int xs_d, const int xs_h,
+void conv_rows(__global const IN_T *restrict x, const long x_off,
+               const long xs_n, const long xs_c, const long xs_d, const long xs_h,
                __global const ACC_T *restrict wp,
                __global const ACC_T *restrict bias, const int has_bias,
                __global OUT_T *restrict y, const long y_off,
                const long ys_n, const long ys_c, const long ys_d, const long ys_h,
                const long ys_w,
+               const int ID, const int IH, const int IW,
                const int OD, const int OH, const int OW, const int KD,
-               const int SD, const int DD, const int DW, const int G, const int CG)
+               const int SD, const int DD, const int DW, const int G, const int CG,
+               const int PD, const int PH, const int PW, const ACC_T fill)
 {
     const int wb = get_global_id(0);
     const int rb = get_global_id(1);
@@ -99,9 +153,18 @@ void conv_rows(__global const ACC_T *restrict x, const long x_off,
     const int g = ng % G;
     const long n = ng / G;
     const int ow0 = wb * 8 * NV;
+    /* first input depth / row / column of the block (may lie in the padding) */
+    const int id0 = od * SD - PD;
+    const int ih0 = oh0 * SH - PH;
+    const int iw0 = ow0 - PW;
+    /* Interior blocks (every read, also those of rows / columns past the
+     * output that are never stored, inside the input) take the plain path;
+     * blocks touching the padding map each coordinate by the border rule. */
+    const bool inside = id0 >= 0 && id0 + (KD - 1) * DD < ID
+        && ih0 >= 0 && ih0 + IN_ROWS - 1 < IH
+        && iw0 >= 0 && iw0 + 8 * NV - 1 + (KW - 1) * DW < IW;
 
-    __global const ACC_T *xg = x + x_off + n * xs_n + (long)g * CG * xs_c
-                             + (long)od * SD * xs_d + ow0;
+    __global const IN_T *xg = x + x_off + n * xs_n + (long)g * CG * xs_c;
     __global const ACC_T *w = wp + (long)g * CG * KD * KH * KW;
 
     V8 acc[OR][NV];
@@ -113,29 +176,14 @@ UNROLL(NV)
 
     for (int c = 0; c < CG; ++c) {
         for (int kd = 0; kd < KD; ++kd) {
-            __global const ACC_T *xd = xg + c * xs_c + (long)kd * DD * xs_d;
             __global const ACC_T *wk = w + (c * KD + kd) * KH * KW;
-            for (int i = 0; i < IN_ROWS; ++i) {
-                /* input row of the block, clamped so rows past OH read inside */
-                const int ih = CLCONV_MIN(oh0 * SH + i, (OH - 1) * SH + (KH - 1) * DH);
-                __global const ACC_T *xr = xd + ih * xs_h;
-UNROLL(KW_UNROLL)
-                for (int kw = 0; kw < KW; ++kw) {
-                    V8 xv[NV];
-UNROLL(NV)
-                    for (int v = 0; v < NV; ++v)
-                        xv[v] = LOAD8(xr + kw * DW + v * 8);
-UNROLL(OR)
-                    for (int r = 0; r < OR; ++r) {
-                        const int t = i - r * SH;  /* = kh * DH when this row feeds r */
-                        if (t >= 0 && t < KH * DH && t % DH == 0) {
-                            const V8 wv = (V8)(wk[(t / DH) * KW + kw]);
-UNROLL(NV)
-                            for (int v = 0; v < NV; ++v)
-                                acc[r][v] = xv[v] * wv + acc[r][v];
-                        }
-                    }
-                }
+            if (inside) {
+                __global const IN_T *xd = xg + c * xs_c + (long)(id0 + kd * DD) * xs_d;
+                ACCUMULATE(ROW_INTERIOR, LOAD_INTERIOR)
+            } else {
+                const long idm = map_border((long)id0 + kd * DD, ID);
+                __global const IN_T *xd = xg + c * xs_c;
+                ACCUMULATE(ROW_BORDER, LOAD_BORDER)
             }
         }
     }

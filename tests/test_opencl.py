@@ -417,6 +417,8 @@ def _pointwise_cases() -> list:
 PATH_CASES = {
     "gemm": [c for c in GRID if c.filters // c.groups >= 4],
     "rows": [c for c in GRID if c.filters == c.groups],
+    # rows with borders applied inside the kernel (no pad pass) for every case
+    "rows-inplace": [c for c in GRID if c.filters == c.groups],
     "pointwise": _pointwise_cases(),
 }
 PATH_PARAMS = [pytest.param(path, case, strict, id=f"{path}-{case.ident()}{'-strict' * strict}")
@@ -426,6 +428,12 @@ PATH_PARAMS = [pytest.param(path, case, strict, id=f"{path}-{case.ident()}{'-str
 
 @pytest.mark.parametrize(("path", "case", "strict"), PATH_PARAMS)
 def test_forced_path_against_oracle(cl_backend, monkeypatch, path, case, strict):
+    if path == "rows-inplace":
+        from clconv.backends.opencl.conv import RowsPath
+
+        monkeypatch.setattr(RowsPath, "MAX_BORDER_SHARE", 1.0)
+        monkeypatch.setattr(RowsPath, "MAX_BORDER_SHARE_WIDE", 1.0)
+        path = "rows"
     monkeypatch.setenv("CLCONV_OPENCL_PATH", path)
     if strict:
         monkeypatch.setenv("CLCONV_STRICT_LIMITS", "1")

@@ -416,23 +416,27 @@ class Source:
 
 
 def border_free_input(dctx: DeviceContext, queue: Any, x: Operand, spec: ConvSpec,
-                      pitch: int, limits: Limits, allocate: Any) -> Source | None:
+                      pitch: int, limits: Limits, allocate: Any, height: int = 1,
+                      ) -> Source | None:
     """The input with padding applied and unit stride along W, or ``None`` if too big.
 
     ``pitch`` is the smallest row length (elements) the caller's kernel may
-    read. The caller's own buffer is used in place when it is already in the
-    accumulator type, needs no padding, is contiguous along W with
-    non-negative strides, and its rows are at least ``pitch`` long.
+    read, ``height`` the smallest number of rows (the scratch continues the
+    border mapping past the padded size). The caller's own buffer is used in
+    place when it is already in the accumulator type, needs no padding, is
+    contiguous along W with non-negative strides and at least ``pitch`` x
+    ``height`` large.
     """
     acc = acc_dtype(spec)
     sn, sc, sd, sh, sw = layout_strides(x.strides, spec)
     in_d, in_h, in_w = spatial3(spec.in_size, 1)
     no_pad = not any(spec.pad_before) and not any(spec.pad_after)
     if (no_pad and x.dtype == acc and spec.dtype == acc.name and sw == 1
-            and min(sn, sc, sd, sh) >= 0 and in_w >= pitch
+            and min(sn, sc, sd, sh) >= 0 and in_w >= pitch and in_h >= height
             and max(sc * spec.in_channels, sd * in_d, sh * in_h) <= INT32_MAX):
         return Source(x.buffer, x.offset, (sn, sc, sd, sh), in_w)
     pd, ph, pw = spatial3(spec.padded_size, 1)
+    ph = max(ph, height)
     bd, bh, bw = spatial3(spec.pad_before, 0)
     row = max(pw, pitch)
     c = spec.in_channels
@@ -633,12 +637,42 @@ class RowsPath:
 
     kernels_cl/conv_rows.cl: output columns are float8 lanes (stride 1 along
     W), each work-item computes ``OR`` rows x ``8 * NV`` columns and reuses
-    every loaded input vector across the output rows it feeds.
+    every loaded input vector across the output rows it feeds. Borders are
+    handled inside the kernel (one launch, the input read in place, any
+    dtype); only inputs strided along W get the pad pre-pass.
     """
 
     name = "rows"
     MAX_KW = 128
     MAX_KH = 32
+    # Border blocks map every element, several times slower than interior
+    # ones and more so for wide kernels: above these shares of them a pad pass
+    # first is cheaper. Measured (kernel ms, in place vs pad pass + kernel):
+    # 1-D 1M k=101 3.6 vs 6.6; RGB 1080p 3x3 depthwise 7.2 vs 6.7; 512x512
+    # 15x15 12.1 vs 5.1; 1x128x56x56 3x3 depthwise 3.2 vs 0.5.
+    MAX_BORDER_SHARE = 0.03
+    MAX_BORDER_SHARE_WIDE = 0.002  # kernels of more than 25 taps per plane
+
+    @staticmethod
+    def border_share(spec: ConvSpec, cfg: RowsConfig) -> float:
+        """The share of work-items whose block reads padding (for the in-place kernel)."""
+        kd, kh, kw = spatial3(spec.kernel_size, 1)
+        sd, sh, _ = spatial3(spec.stride, 1)
+        dd, dh, dw = spatial3(spec.dilation, 1)
+        out_d, out_h, out_w = spatial3(spec.out_size, 1)
+        in_d, in_h, in_w = spatial3(spec.in_size, 1)
+        pd, ph, pw = spatial3(spec.pad_before, 0)
+        inner = 1.0
+        for count, step, reach, pad, size in (
+                (out_d, sd, (kd - 1) * dd, pd, in_d),
+                (-(-out_h // cfg.rows), cfg.rows * sh, (cfg.rows - 1) * sh + (kh - 1) * dh,
+                 ph, in_h),
+                (-(-out_w // (8 * cfg.nv)), 8 * cfg.nv, 8 * cfg.nv - 1 + (kw - 1) * dw, pw,
+                 in_w)):
+            first = -(-pad // step)                    # blocks with start >= 0
+            last = (size - 1 - reach + pad) // step    # blocks with end < size
+            inner *= max(0, min(last, count - 1) - first + 1) / count
+        return 1.0 - inner
 
     def supports(self, spec: ConvSpec, dctx: DeviceContext, limits: Limits) -> bool:
         kh, kw = spatial3(spec.kernel_size, 1)[1:]
@@ -680,27 +714,48 @@ class RowsPath:
         sd, sh, _ = spatial3(spec.stride, 1)
         dd, dh, dw = spatial3(spec.dilation, 1)
         out_d, out_h, out_w = spatial3(spec.out_size, 1)
+        xs = layout_strides(x.strides, spec)
         cols = 8 * cfg.nv
-        pitch = round_up(out_w, cols) + (kw - 1) * dw
-        src = border_free_input(dctx, queue, x, spec, pitch, limits, allocate)
-        defines = type_defines(spec, np.dtype(acc_dtype(spec)), "IN")
-        defines.update(NV=cfg.nv, OR=cfg.rows, KH=kh, KW=kw, SH=sh, DH=dh,
-                       KW_UNROLL=cfg.kw_unroll, WG_X=cfg.wg_x, WG_Y=cfg.wg_y)
-        prg = dctx.program("conv_rows.cl", defines) if src is not None else None
-        if src is None or cfg.wg_x * cfg.wg_y > prg.max_work_group("conv_rows", dctx.device):
+        nrb = -(-out_h // cfg.rows)
+        limit = self.MAX_BORDER_SHARE if kh * kw <= 25 else self.MAX_BORDER_SHARE_WIDE
+        if xs[4] == 1 and self.border_share(spec, cfg) <= limit:
+            # Read the input in place, borders applied in the kernel (one launch).
+            in_dtype, buf, off, strides = x.dtype, x.buffer, x.offset, xs[:4]
+            sizes = spatial3(spec.in_size, 1)
+            pads = spatial3(spec.pad_before, 0)
+        else:
+            # Many border blocks (small images, 3-D) or strided along W: a padded
+            # copy (pad.cl) large enough that every block reads inside it.
+            pitch = round_up(out_w, cols) + (kw - 1) * dw
+            height = (nrb * cfg.rows - 1) * sh + (kh - 1) * dh + 1
+            src = border_free_input(dctx, queue, x, spec, pitch, limits, allocate, height)
+            if src is None:
+                _fallback(dctx, queue, 1, nfb, packed, packed_bias, x, y, spec, limits)
+                return
+            in_dtype, buf, off, strides = np.dtype(acc_dtype(spec)), src.buffer, src.offset, \
+                src.strides
+            pd = spatial3(spec.padded_size, 1)[0]
+            sizes = (pd, max(height, spatial3(spec.padded_size, 1)[1]), src.pitch)
+            pads = (0, 0, 0)
+        defines = type_defines(spec, in_dtype, "IN")
+        defines.update(BORDER=BORDER_CODES[spec.border], NV=cfg.nv, OR=cfg.rows, KH=kh,
+                       KW=kw, SH=sh, DH=dh, KW_UNROLL=cfg.kw_unroll, WG_X=cfg.wg_x,
+                       WG_Y=cfg.wg_y)
+        prg = dctx.program("conv_rows.cl", defines)
+        if cfg.wg_x * cfg.wg_y > prg.max_work_group("conv_rows", dctx.device):
             _fallback(dctx, queue, 1, nfb, packed, packed_bias, x, y, spec, limits)
             return
-        nrb = -(-out_h // cfg.rows)
         global_size = (round_up(-(-out_w // cols), cfg.wg_x), round_up(out_d * nrb, cfg.wg_y),
                        spec.batch * spec.groups)
         i32, i64 = np.int32, np.int64
         enqueue(prg, "conv_rows", queue, global_size, (cfg.wg_x, cfg.wg_y, 1),
-                src.buffer, i64(src.offset), i64(src.strides[0]), i64(src.strides[1]),
-                i32(src.strides[2]), i32(src.strides[3]),
+                buf, i64(off), *(i64(v) for v in strides),
                 packed, packed_bias, i32(packed_bias is not None),
                 y.buffer, i64(y.offset), *(i64(v) for v in layout_strides(y.strides, spec)),
+                *(i32(v) for v in sizes),
                 i32(out_d), i32(out_h), i32(out_w), i32(kd), i32(sd), i32(dd), i32(dw),
-                i32(spec.groups), i32(spec.in_per_group))
+                i32(spec.groups), i32(spec.in_per_group), *(i32(v) for v in pads),
+                acc_dtype(spec).type(spec.fill_value))
 
 
 class TinyPath(DirectPath):

@@ -155,29 +155,49 @@ void pack_weights_t(__global const W_T *restrict w, const long w_off,
                            + sw * ws_w);
 }
 
-/* One work-item per (n, g, fblk, flat output position): FB lanes. */
+/* Splits a flat index of a D x H x W box into (d, h, w); 32-bit divisions
+ * (several times cheaper) whenever the box has fewer than 2^31 elements. */
+inline void split3(const long p, const long box, const long H, const long W,
+                   long *d, long *h, long *w)
+{
+    if (box < 2147483647L) {
+        const int q = (int)p / (int)W;
+        *w = (int)p % (int)W;
+        *h = q % (int)H;
+        *d = q / (int)H;
+    } else {
+        const long q = p / W;
+        *w = p % W;
+        *h = q % H;
+        *d = q / H;
+    }
+}
+
+/* global id 0: flat output position of one sample, id 1: (n * G + g) * NFB +
+ * fblk. Each work-item writes the FB lanes of one position. */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void pack_gy(__global const GY_T *restrict gy, const long gy_off,
              const long gs_n, const long gs_c, const long gs_d, const long gs_h,
              const long gs_w,
-             __global ACC_T *restrict out, const long total,
+             __global ACC_T *restrict out,
              const long OD, const long OH, const long OW,
              const int G, const int FG, const int NFB)
 {
-    const long i = get_global_id(0);
-    if (i >= total)
+    const long pos = get_global_id(0);
+    const long z = get_global_id(1);
+    const long P = OD * OH * OW;
+    if (pos >= P)
         return;
-    long t = i;
-    const long ow = t % OW; t /= OW;
-    const long oh = t % OH; t /= OH;
-    const long od = t % OD; t /= OD;
-    const int fblk = (int)(t % NFB); t /= NFB;
-    const long g = t % G;
-    const long n = t / G;
+    long od, oh, ow;
+    split3(pos, P, OH, OW, &od, &oh, &ow);
+    const int fblk = (int)(z % NFB);
+    const long ng = z / NFB;
+    const long g = ng % G;
+    const long n = ng / G;
     __global const GY_T *src = gy + gy_off + n * gs_n + (g * FG + fblk * FB) * gs_c
                              + od * gs_d + oh * gs_h + ow * gs_w;
     const int nf = min(FB, FG - fblk * FB);
-    __global ACC_T *dst = out + i * FB;
+    __global ACC_T *dst = out + (z * P + pos) * FB;
     for (int j = 0; j < FB; ++j)
         dst[j] = j < nf ? LOAD_GY(src, j * gs_c) : (ACC_T)(0);
 }
@@ -296,7 +316,7 @@ void grad_input(__global const GY_T *restrict gy, const long gy_off,
  * tmp is the contiguous padded gradient [N][C][PDS][PHS][PWS]. The table holds,
  * per axis, CSR lists of the padded positions that copy each source index:
  * offsets at tab[off_X + i .. off_X + i + 1] into positions at tab[pos_X + k].
- * One work-item per source element (flat n, c, id, ih, iw). */
+ * global id 0: flat source pixel (id, ih, iw), id 1: n * C + c. */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void fold_border(__global const ACC_T *restrict tmp, __global const int *restrict tab,
                  const int off_d, const int off_h, const int off_w,
@@ -305,18 +325,17 @@ void fold_border(__global const ACC_T *restrict tmp, __global const int *restric
                  const long gxs_n, const long gxs_c, const long gxs_d, const long gxs_h,
                  const long gxs_w,
                  const long C, const long ID, const long IH, const long IW,
-                 const long PDS, const long PHS, const long PWS, const long total)
+                 const long PDS, const long PHS, const long PWS)
 {
     const long i = get_global_id(0);
-    if (i >= total)
+    const long nc = get_global_id(1);
+    if (i >= ID * IH * IW)
         return;
-    long t = i;
-    const long iw = t % IW; t /= IW;
-    const long ih = t % IH; t /= IH;
-    const long id = t % ID; t /= ID;
-    const long c = t % C;
-    const long n = t / C;
-    __global const ACC_T *src = tmp + (n * C + c) * PDS * PHS * PWS;
+    long id, ih, iw;
+    split3(i, ID * IH * IW, IH, IW, &id, &ih, &iw);
+    const long c = nc % C;
+    const long n = nc / C;
+    __global const ACC_T *src = tmp + nc * PDS * PHS * PWS;
     ACC_T s = (ACC_T)(0);
     for (int a = tab[off_d + id]; a < tab[off_d + id + 1]; ++a) {
         __global const ACC_T *sd = src + (long)tab[pos_d + a] * PHS * PWS;

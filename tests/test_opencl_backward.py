@@ -133,7 +133,9 @@ def test_padding_wider_than_input(cl_backend, rng, mode, ndim):
     dict(shape=(2, 10, 7), wshape=(10, 1, 3), groups=10, padding=1, data_format="channels_last"),
     dict(shape=(1, 3, 4, 5, 6), wshape=(17, 3, 2, 3, 5), stride=(1, 2, 2), padding=2,
          padding_mode="symmetric", data_format="channels_last", flip=True),
-], ids=["1d-kw7", "depthwise-x2-kw9-flip", "dense-22ch-20f", "depthwise-1d-cl", "3d-17f-cl"])
+    dict(shape=(2, 6, 9, 11), wshape=(6, 1, 3, 3), groups=6, padding=1, stride=(1, 2)),
+], ids=["1d-kw7", "depthwise-x2-kw9-flip", "dense-22ch-20f", "depthwise-1d-cl", "3d-17f-cl",
+        "depthwise-m1"])
 def test_blockings_with_tails(cl_backend, rng, case):
     """Channel, filter and tap counts that leave partial vector blocks."""
     case = dict(case)

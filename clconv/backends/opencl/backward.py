@@ -196,6 +196,15 @@ def _program(dctx: DeviceContext, spec: ConvSpec, cfg: BackwardConfig, x: Operan
     return dctx.program("conv_backward.cl", defines)
 
 
+def _contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Element strides of a C-contiguous array of ``shape``."""
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
+
+
 def pack_weights_host(weight: Any, spec: ConvSpec, cb: int) -> np.ndarray:
     """What ``pack_weights_t`` makes, on the host: ``[G][NCB][FG][KD][KH][KW][CB]``."""
     g, cg, fg = spec.groups, spec.in_per_group, spec.out_per_group
@@ -257,9 +266,16 @@ def _launch(dctx: DeviceContext, queue: Any, allocate: Any, x: Operand, w: Opera
     gy_str = layout_strides(gy.strides, spec)
     gyp_items = spec.batch * g * nfb * out_d * out_h * out_w
     _check_bytes(dctx, spec, "packed grad_output", gyp_items * cfg.fb * acc.itemsize)
-    gyp = allocate(gyp_items * cfg.fb * acc.itemsize)
-    run1d("pack_gy", gyp_items, gy.buffer, i64(gy.offset), *(i64(s) for s in gy_str),
-          gyp, i64(gyp_items), i64(out_d), i64(out_h), i64(out_w), i32(g), i32(fg), i32(nfb))
+    positions = out_d * out_h * out_w
+    if (cfg.fb == 1 and not spec.channels_last and gy.offset == 0 and gy.dtype == acc
+            and gy.strides == _contiguous_strides(spec.output_shape)):
+        # One filter per block: the packed layout is grad_output itself.
+        gyp = gy.buffer
+    else:
+        gyp = allocate(gyp_items * cfg.fb * acc.itemsize)
+        enqueue(prg, "pack_gy", queue, (round_up(positions, wg), spec.batch * g * nfb),
+                (wg, 1), gy.buffer, i64(gy.offset), *(i64(s) for s in gy_str), gyp,
+                i64(out_d), i64(out_h), i64(out_w), i32(g), i32(fg), i32(nfb))
 
     # ---- grad-input
     gx_str = layout_strides(gx.strides, spec)
@@ -287,11 +303,11 @@ def _launch(dctx: DeviceContext, queue: Any, allocate: Any, x: Operand, w: Opera
         table, starts = preimage_table((in_d, in_h, in_w), (pd, ph, pw),
                                        spatial3(spec.pad_after, 0), spec.border)
         tab = cla.to_device(queue, table, allocator=allocate, async_=True)
-        total = spec.batch * spec.in_channels * in_d * in_h * in_w
-        run1d("fold_border", total, tmp, tab.data, *(i32(s) for s in starts),
-              gx.buffer, i64(gx.offset), *(i64(s) for s in gx_str),
-              *(i64(v) for v in (spec.in_channels, in_d, in_h, in_w, pad_d, pad_h, pad_w,
-                                 total)))
+        pixels = in_d * in_h * in_w
+        enqueue(prg, "fold_border", queue, (round_up(pixels, wg), spec.batch * spec.in_channels),
+                (wg, 1), tmp, tab.data, *(i32(s) for s in starts),
+                gx.buffer, i64(gx.offset), *(i64(s) for s in gx_str),
+                *(i64(v) for v in (spec.in_channels, in_d, in_h, in_w, pad_d, pad_h, pad_w)))
 
     # ---- grad-weight and grad-bias: fixed row blocks, then an ordered sum
     nkwb, ncwb = -(-kw // cfg.kwb), -(-cg // cfg.cwb)

@@ -3,8 +3,19 @@
 A *path* is one way of computing a forward convolution on the device (one
 set of kernels plus its launch planning). :data:`FORWARD_PATHS` lists them
 best first; :func:`choose_path` takes the first whose ``supports`` accepts the
-problem. The generic ``direct`` path supports everything and comes last, so
-specialised fast paths can be registered in front of it later.
+problem (``CLCONV_OPENCL_PATH`` can force one). The order is the heuristic:
+
+=============  ==============================================================
+``tiny``       <= 65536 multiply-adds: one launch of the direct kernel
+``pointwise``  1x1, stride 1, no padding: conv_gemm.cl over flattened pixels
+``gemm``       >= 4 filters per group: register-blocked implicit GEMM
+               (16 filters x 6 columns per work-item), pad pre-pass
+``rows``       1 filter per group, unit W stride: row-blocked float8 kernel
+``direct``     everything else (float64, strided one-filter groups, ...)
+=============  ==============================================================
+
+Every fast path can hand a piece to ``direct`` (same packed weights) when
+its scratch does not fit; float64 always runs on ``direct``.
 
 A path works in two steps so that tiled execution prepares weights once:
 ``prepare(...)`` packs weight and bias on the device, ``launch(...)`` runs
@@ -685,9 +696,10 @@ class RowsPath:
         out_d, out_h, out_w = spatial3(spec.out_size, 1)
         if spec.ndim == 1 or out_h == 1:
             rows, nv = 1, 4
-        elif kh >= 7:
-            rows, nv = 8, 1   # large kernels: reuse each input vector over 8 rows
         else:
+            # 4 rows x 16 columns: per input row and tap 2 vector loads and up
+            # to 4 weight broadcasts feed 8 multiply-adds (8 rows x 8 columns
+            # needs 9 loads for 8); measured best or tied on 512x512 15x15.
             rows, nv = 4, 2 if out_w > 8 else 1
         nv = min(nv, -(-out_w // 8))
         kw_unroll = kw if kw <= 16 else 8

@@ -258,28 +258,33 @@ def test_result_beyond_the_device_is_an_allocation_error(cl_backend):
     assert y.sum() == 1 and y[0, 0, 1, 1] == 1
 
 
-def test_driver_refusing_memory_is_an_allocation_error(cl_backend, monkeypatch):
-    """The driver refusing a buffer mid-call (CL_MEM_OBJECT_ALLOCATION_FAILURE) surfaces as
-    AllocationError, buffers of the failed call are released, the next call works."""
+@pytest.mark.parametrize("refuse_at", [1, 2, 3])
+def test_driver_refusing_memory_is_an_allocation_error(cl_backend, monkeypatch, refuse_at):
+    """The driver refusing a buffer mid-call (a pyopencl MemoryError from the pool or from
+    ``clCreateBuffer``, first, second or third buffer of the call) surfaces as
+    AllocationError; pooled buffers of the failed call are released; the next call is right."""
     be = clconv.get_backend(cl_backend)
-    x = np.random.default_rng(3).standard_normal((2, 3, 10, 10)).astype(np.float32)
+    x = np.random.default_rng(3).standard_normal((2, 3, 40, 40)).astype(np.float32)
     w = np.ones((4, 3, 3, 3), np.float32)
     ref = clconv.conv2d(x, w, backend=cl_backend)
     gc.collect()
     before = be.stats()["active_blocks"]
-    real = be.dctx.allocate
     count = {"n": 0}
 
-    def refusing(nbytes: int) -> Any:
-        count["n"] += 1
-        if count["n"] == 3:
-            raise cl.MemoryError("clCreateBuffer failed: MEM_OBJECT_ALLOCATION_FAILURE")
-        return real(nbytes)
+    def refusing(real: Any) -> Any:
+        def create(*args: Any, **kwargs: Any) -> Any:
+            count["n"] += 1
+            if count["n"] >= refuse_at:
+                raise cl.MemoryError("clCreateBuffer failed: MEM_OBJECT_ALLOCATION_FAILURE")
+            return real(*args, **kwargs)
+        return create
 
-    monkeypatch.setattr(be.dctx, "allocate", refusing)
-    with pytest.raises(clconv.AllocationError, match="ran out of memory"):
-        clconv.conv2d(x, w, backend=cl_backend)
-    monkeypatch.setattr(be.dctx, "allocate", real)
+    with monkeypatch.context() as m:
+        m.setattr(be.dctx, "allocate", refusing(be.dctx.allocate))
+        m.setattr(cl, "Buffer", refusing(cl.Buffer))
+        with pytest.raises(clconv.AllocationError, match="ran out of memory"):
+            clconv.conv2d(x, w, backend=cl_backend)
+    assert count["n"] >= refuse_at
     gc.collect()
     assert be.stats()["active_blocks"] == before
     np.testing.assert_array_equal(clconv.conv2d(x, w, backend=cl_backend), ref)

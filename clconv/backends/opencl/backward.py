@@ -97,7 +97,12 @@ def plan(spec: ConvSpec, max_work_group: int) -> BackwardConfig:
     rows_per_split = -(-rows // splits)
     splits = -(-rows // rows_per_split)
     wg = min(WG_1D, max_work_group)
-    wg_x, wg_y = WG_GX
+    # Narrow boxes (small images): fewer idle columns, more rows per work-group.
+    box_w = spec.in_size[-1] if border == 0 else spec.padded_size[-1]
+    wg_x = 1
+    while wg_x < min(-(-box_w // pb), WG_GX[0]):
+        wg_x *= 2
+    wg_y = WG_GX[0] * WG_GX[1] // wg_x
     while wg_x * wg_y > max_work_group:
         if wg_y > 1:
             wg_y //= 2

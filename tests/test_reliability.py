@@ -35,6 +35,12 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def live_buffers() -> int:
+    """pyopencl memory objects alive in this process (pooled or not)."""
+    gc.collect()
+    return sum(isinstance(o, cl.MemoryObjectHolder) for o in gc.get_objects())
+
+
 @pytest.fixture
 def restore_registry():
     """Put the registry's factories, instances and fallback flag back after a test."""
@@ -172,6 +178,10 @@ def test_5000_calls_do_not_leak_host_or_device_memory(cl_backend):
         call(i)
     gc.collect()
     base = be.stats()
+    # Every OpenCL object (buffers, also the unpooled zero-copy ones of host operands,
+    # programs, kernels) retains its context: the driver's count of live objects.
+    refs0 = be.context.get_info(cl.context_info.REFERENCE_COUNT)
+    buffers0 = live_buffers()
     rss0 = rss_bytes()
     start = time.perf_counter()
     for i in range(LEAK_CALLS):
@@ -187,13 +197,15 @@ def test_5000_calls_do_not_leak_host_or_device_memory(cl_backend):
     after = be.stats()
     grown = rss_bytes() - rss0
     print(f"{LEAK_CALLS} conv2d calls in {elapsed:.1f} s; RSS grew {grown / 2**20:.1f} MiB; "
-          f"stats {base} -> {after}")
+          f"stats {base} -> {after}; context refs {refs0}; live buffers {buffers0}")
     assert grown < 50 * 2**20
     assert after["active_blocks"] == base["active_blocks"]
     assert after["active_bytes"] == base["active_bytes"]
     assert after["held_blocks"] <= base["held_blocks"] + 8  # the pool reuses, it does not grow
     assert after["builds"] == base["builds"]
     assert after["cache_size"] <= after["cache_max_size"]
+    assert be.context.get_info(cl.context_info.REFERENCE_COUNT) == refs0
+    assert live_buffers() == buffers0
 
 
 def test_program_cache_is_a_bounded_lru(cl_backend, monkeypatch):

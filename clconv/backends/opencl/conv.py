@@ -205,8 +205,9 @@ def read_back(queue: Any, buffer: Any, out: np.ndarray) -> None:
                                           out.dtype, is_blocking=True)
         if mapped.ctypes.data != out.ctypes.data:  # a driver that mapped a copy
             out[...] = mapped
+        # The unmap is only enqueued: a read map writes nothing back, and
+        # waiting for it would cost a second synchronisation.
         mapped.base.release(queue)
-        queue.finish()
     else:
         cl.enqueue_copy(queue, out, buffer, is_blocking=True)
 

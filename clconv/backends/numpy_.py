@@ -161,6 +161,8 @@ class NumpyBackend:
     def __repr__(self) -> str:
         return "<clconv NumpyBackend>"
 
+    # NaN and Inf are data: they propagate to the outputs silently, as on every backend.
+    @np.errstate(over="ignore", invalid="ignore")
     def conv_forward(self, x: Any, weight: Any, bias: Any, spec: ConvSpec) -> np.ndarray:
         if spec.batch == 0 or spec.out_channels == 0:
             return np.zeros(spec.output_shape, dtype=spec.dtype)
@@ -183,6 +185,7 @@ class NumpyBackend:
             y = np.moveaxis(y, 1, -1)
         return np.ascontiguousarray(y, dtype=spec.dtype)
 
+    @np.errstate(over="ignore", invalid="ignore")
     def conv_backward(self, x: Any, weight: Any, grad_output: Any, spec: ConvSpec,
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(grad_input, grad_weight, grad_bias)``; the maths is in :mod:`.numpy_backward`."""

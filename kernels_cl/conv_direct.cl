@@ -45,23 +45,27 @@
 #define STORE_ACC(v, p) CLCONV_CAT(vstore, FB)((v), 0, (p))
 #endif
 
+/* The argument list shared by conv_direct and conv_direct_ow (same launcher). */
+#define CONV_DIRECT_PARAMS \
+    __global const IN_T *restrict x, const long x_off, \
+    const long xs_n, const long xs_c, const long xs_d, const long xs_h, \
+    const long xs_w, \
+    __global const ACC_T *restrict wp, \
+    __global const ACC_T *restrict bias, const int has_bias, \
+    __global OUT_T *restrict y, const long y_off, \
+    const long ys_n, const long ys_c, const long ys_d, const long ys_h, \
+    const long ys_w, \
+    const long ID, const long IH, const long IW, \
+    const long OD, const long OH, const long OW, \
+    const int KD, const int KH, const int KW, \
+    const int SD, const int SH, const int SW, \
+    const int DD, const int DH, const int DW, \
+    const long PD, const long PH, const long PW, \
+    const int G, const int CG, const int FG, const int NFB, \
+    const ACC_T fill
+
 __kernel __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
-void conv_direct(__global const IN_T *restrict x, const long x_off,
-                 const long xs_n, const long xs_c, const long xs_d, const long xs_h,
-                 const long xs_w,
-                 __global const ACC_T *restrict wp,
-                 __global const ACC_T *restrict bias, const int has_bias,
-                 __global OUT_T *restrict y, const long y_off,
-                 const long ys_n, const long ys_c, const long ys_d, const long ys_h,
-                 const long ys_w,
-                 const long ID, const long IH, const long IW,
-                 const long OD, const long OH, const long OW,
-                 const int KD, const int KH, const int KW,
-                 const int SD, const int SH, const int SW,
-                 const int DD, const int DH, const int DW,
-                 const long PD, const long PH, const long PW,
-                 const int G, const int CG, const int FG, const int NFB,
-                 const ACC_T fill)
+void conv_direct(CONV_DIRECT_PARAMS)
 {
     const long wb = get_global_id(0);
     const long row = get_global_id(1);
@@ -167,22 +171,7 @@ void conv_direct(__global const IN_T *restrict x, const long x_off,
 #endif
 
 __kernel __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
-void conv_direct_ow(__global const IN_T *restrict x, const long x_off,
-                 const long xs_n, const long xs_c, const long xs_d, const long xs_h,
-                 const long xs_w,
-                 __global const ACC_T *restrict wp,
-                 __global const ACC_T *restrict bias, const int has_bias,
-                 __global OUT_T *restrict y, const long y_off,
-                 const long ys_n, const long ys_c, const long ys_d, const long ys_h,
-                 const long ys_w,
-                 const long ID, const long IH, const long IW,
-                 const long OD, const long OH, const long OW,
-                 const int KD, const int KH, const int KW,
-                 const int SD, const int SH, const int SW,
-                 const int DD, const int DH, const int DW,
-                 const long PD, const long PH, const long PW,
-                 const int G, const int CG, const int FG, const int NFB,
-                 const ACC_T fill)
+void conv_direct_ow(CONV_DIRECT_PARAMS)
 {
     const long wb = get_global_id(0);
     const long row = get_global_id(1);

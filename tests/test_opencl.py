@@ -14,15 +14,14 @@ import threading
 import types
 
 import numpy as np
+import pyopencl as cl
+import pyopencl.array as cla
 import pytest
 from conftest import tolerance
 
 import clconv
 from clconv._normalize import normalize_conv
 from clconv.functional import run_conv
-
-cl = pytest.importorskip("pyopencl")
-cla = pytest.importorskip("pyopencl.array")
 
 
 def reference(fn, x, w, b=None, **kw):

@@ -18,13 +18,12 @@ import time
 from typing import Any
 
 import numpy as np
+import pyopencl as cl
 import pytest
 
 import clconv
 from clconv import backends as registry
 from clconv.backends import numpy_ as numpy_backend
-
-cl = pytest.importorskip("pyopencl")
 
 CONVS = {1: clconv.conv1d, 2: clconv.conv2d, 3: clconv.conv3d}
 

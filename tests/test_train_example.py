@@ -1,7 +1,6 @@
 """examples/train_digits.py in reduced form: a few epochs, the loss falls.
 
-Runs on every backend; the OpenCL runs fail until the OpenCL backend
-implements ``conv_backward`` (not skipped).
+Runs on every backend.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ EPOCH_LINE = re.compile(
     r"epoch\s+(\d+)/(\d+)\s+loss ([\d.]+)\s+train_acc ([\d.]+)\s+test_acc ([\d.]+)\s+"
     r"time ([\d.]+) s")
 
-pytest.importorskip("sklearn", reason="the example needs scikit-learn (the dev extra)")
+import sklearn  # noqa: F401,E402  (the example needs scikit-learn: the dev extra)
 
 
 @pytest.mark.timeout(90)

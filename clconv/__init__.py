@@ -70,6 +70,7 @@ __all__ = [
     "register_backend",
     "set_backend",
     "to_device",
+    "tune",
     "use_backend",
 ]
 
@@ -79,6 +80,17 @@ def devices() -> list[DeviceInfo]:
     from .backends.opencl.devices import list_devices
 
     return list_devices()
+
+
+def tune(*args, **kwargs):
+    """Autotune one problem on an OpenCL backend and cache the winner.
+
+    See :func:`clconv.backends.opencl.tune.tune` (arguments, the oracle check
+    of every candidate, the cache file ``CLCONV_TUNE_CACHE``).
+    """
+    from .backends.opencl.tune import tune as _tune
+
+    return _tune(*args, **kwargs)
 
 
 def to_device(x, backend: str | None = None):

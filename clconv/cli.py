@@ -217,6 +217,31 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return int(run(parser.parse_args(args.rest)) or 0)
 
 
+# ---------------------------------------------------------------- tune
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from .backends.opencl.tune import tune
+
+    def shape(text: str | None) -> tuple[int, ...] | None:
+        try:
+            return None if text is None else tuple(int(v) for v in text.split(","))
+        except ValueError:
+            raise UsageError(f"shape {text!r}; expected integers separated by commas") from None
+
+    common = {"backend": args.backend, "repeat": args.repeat, "store": not args.no_store}
+    if args.cases:
+        problems = [{"case": name} for name in args.cases]
+    elif args.input and args.weight:
+        problems = [{"input_shape": shape(args.input), "weight_shape": shape(args.weight),
+                     "stride": args.stride, "padding": _parse_padding(args.padding),
+                     "dilation": args.dilation, "groups": args.groups, "dtype": args.dtype}]
+    else:
+        raise UsageError("clconv tune needs CASE names or both --input and --weight")
+    for problem in problems:
+        print(tune(**problem, **common).format(), flush=True)
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
@@ -262,6 +287,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("selftest", help="check every feature against the NumPy reference")
     p.add_argument("--backend", "-b", help="backend name (default: the default device)")
     p.set_defaults(func=_cmd_selftest)
+
+    p = sub.add_parser("tune", help="time path/tile candidates of a problem, cache the winner")
+    p.add_argument("cases", nargs="*", metavar="CASE", help="benchmark case names (clconv "
+                   "bench --list); or give --input and --weight")
+    p.add_argument("--input", help="input shape, e.g. 1,64,56,56")
+    p.add_argument("--weight", help="weight shape, e.g. 64,64,3,3")
+    p.add_argument("--stride", type=int, default=1)
+    p.add_argument("--padding", default="0", help="an int, valid, same or full")
+    p.add_argument("--dilation", type=int, default=1)
+    p.add_argument("--groups", type=int, default=1)
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--backend", "-b", help="OpenCL backend name (default: the default)")
+    p.add_argument("--repeat", type=int, default=7, help="timed calls per candidate")
+    p.add_argument("--no-store", action="store_true", help="time only, keep the cache as is")
+    p.set_defaults(func=_cmd_tune)
 
     p = sub.add_parser("bench", add_help=False,
                        help="GFLOP/s per case and backend (clconv bench --help for options)")

@@ -24,8 +24,11 @@ one piece (a batch slice or spatial tile) with the prepared operands.
 
 from __future__ import annotations
 
+import contextvars
+import copy
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,6 +38,7 @@ from ..._spec import ConvSpec
 from ...errors import ArgumentError
 from .context import DeviceContext
 from .limits import Limits
+from .tunecache import tuned_choice
 
 # numpy.pad mode -> BORDER macro value of kernels_cl/common.h.
 BORDER_CODES = {"constant": 0, "edge": 1, "wrap": 2, "reflect": 3, "symmetric": 4}
@@ -329,6 +333,7 @@ class DirectPath:
     """The generic path: kernels_cl/conv_direct.cl, every feature, any device."""
 
     name = "direct"
+    overrides: dict[str, int] = {}  # tuned tile parameters (see configured)
 
     def supports(self, spec: ConvSpec, dctx: DeviceContext, limits: Limits) -> bool:
         return True
@@ -356,14 +361,14 @@ class DirectPath:
         return DirectConfig(fb, ob, wg_x, wg_y)
 
     def packed_bytes(self, spec: ConvSpec, limits: Limits) -> int:
-        fb = self.config(spec, limits).fb
+        fb = with_overrides(self, self.config(spec, limits)).fb
         filters = spec.groups * -(-spec.out_per_group // fb) * fb
         return ((filters * spec.in_per_group * math.prod(spec.kernel_size) + spec.out_channels)
                 * acc_dtype(spec).itemsize)
 
     def prepare(self, dctx: DeviceContext, queue: Any, weight: Operand, bias: Any,
                 spec: ConvSpec, limits: Limits, allocate: Any) -> Any:
-        cfg = self.config(spec, limits)
+        cfg = with_overrides(self, self.config(spec, limits))
         return (cfg, *pack_operands(dctx, queue, weight, bias, spec, cfg.fb, allocate))
 
     def launch(self, dctx: DeviceContext, queue: Any, state: Any, x: Operand, y: Operand,
@@ -511,6 +516,7 @@ class GemmPath:
     """
 
     name = "gemm"
+    overrides: dict[str, int] = {}
     # Measured on PoCL/Zen 3 (1x64x56x56 64 3x3): 16 filters x 6 columns
     # ~65-74 GFLOP/s; 16x4 ~60, 16x8 ~44 (register spills), 8x8 ~52.
     MAX_TAPS = 81  # taps along (H, W) fully unrolled per build
@@ -529,15 +535,24 @@ class GemmPath:
             ob = max(width, 1)
         return GemmConfig(fb, ob, 1, 1)
 
+    def _config(self, spec: ConvSpec, limits: Limits, width: int) -> GemmConfig:
+        """``config`` with this instance's tuned overrides (output block <= ``width``)."""
+        cfg = self.config(spec, limits, width)
+        if self.overrides:
+            cfg = with_overrides(self, cfg)
+            if width and cfg.ob > width:
+                cfg = dataclasses.replace(cfg, ob=max(width, 1))
+        return cfg
+
     def packed_bytes(self, spec: ConvSpec, limits: Limits) -> int:
-        fb = self.config(spec, limits, spatial3(spec.out_size, 1)[2]).fb
+        fb = self._config(spec, limits, spatial3(spec.out_size, 1)[2]).fb
         filters = spec.groups * -(-spec.out_per_group // fb) * fb
         return ((filters * spec.in_per_group * math.prod(spec.kernel_size) + spec.out_channels)
                 * acc_dtype(spec).itemsize)
 
     def prepare(self, dctx: DeviceContext, queue: Any, weight: Operand, bias: Any,
                 spec: ConvSpec, limits: Limits, allocate: Any) -> Any:
-        cfg = self.config(spec, limits, spatial3(spec.out_size, 1)[2])
+        cfg = self._config(spec, limits, spatial3(spec.out_size, 1)[2])
         return (cfg, *pack_operands(dctx, queue, weight, bias, spec, cfg.fb, allocate),
                 allocate)
 
@@ -596,7 +611,7 @@ class PointwisePath(GemmPath):
 
     def prepare(self, dctx: DeviceContext, queue: Any, weight: Operand, bias: Any,
                 spec: ConvSpec, limits: Limits, allocate: Any) -> Any:
-        cfg = self.config(spec, limits, 0)
+        cfg = self._config(spec, limits, 0)
         return (cfg, *pack_operands(dctx, queue, weight, bias, spec, cfg.fb, allocate),
                 allocate)
 
@@ -655,6 +670,7 @@ class RowsPath:
     """
 
     name = "rows"
+    overrides: dict[str, int] = {}
     MAX_KW = 128
     MAX_KH = 32
     # Border blocks map every element, several times slower than interior
@@ -717,7 +733,7 @@ class RowsPath:
 
     def prepare(self, dctx: DeviceContext, queue: Any, weight: Operand, bias: Any,
                 spec: ConvSpec, limits: Limits, allocate: Any) -> Any:
-        return (self.config(spec, limits),
+        return (with_overrides(self, self.config(spec, limits)),
                 *pack_operands(dctx, queue, weight, bias, spec, 1, allocate), allocate)
 
     def launch(self, dctx: DeviceContext, queue: Any, state: Any, x: Operand, y: Operand,
@@ -790,6 +806,41 @@ class TinyPath(DirectPath):
 FORWARD_PATHS: list[ForwardPath] = [TinyPath(), PointwisePath(), GemmPath(), RowsPath(),
                                     DirectPath()]
 PATH_ENV = "CLCONV_OPENCL_PATH"
+# (path name, tile parameters) that clconv.tune is timing right now (this thread/task).
+TUNING: contextvars.ContextVar[tuple[str, dict[str, int]] | None] = contextvars.ContextVar(
+    "clconv_tuning", default=None)
+_configured: dict[tuple, Any] = {}
+
+
+def with_overrides(path: Any, cfg: Any) -> Any:
+    """``cfg`` (a path's config dataclass) with the path instance's tuned parameters."""
+    overrides = path.overrides
+    if not overrides:
+        return cfg
+    return dataclasses.replace(cfg, **{k: v for k, v in overrides.items()
+                                       if k in cfg.__dataclass_fields__})
+
+
+def configured(path: Any, params: dict[str, int]) -> Any:
+    """``path`` with tile parameters ``params`` (a cached copy; ``path`` itself if none)."""
+    if not params:
+        return path
+    key = (type(path), path.name, tuple(sorted(params.items())))
+    inst = _configured.get(key)
+    if inst is None:
+        inst = copy.copy(path)
+        inst.overrides = dict(params)
+        _configured[key] = inst
+    return inst
+
+
+def _named(name: str, params: dict[str, int], spec: ConvSpec, dctx: DeviceContext,
+           limits: Limits) -> Any:
+    """The registered path ``name`` with ``params`` if it supports ``spec``, else None."""
+    for path in FORWARD_PATHS:
+        if path.name == name:
+            return configured(path, params) if path.supports(spec, dctx, limits) else None
+    return None
 
 
 def choose_path(spec: ConvSpec, dctx: DeviceContext, limits: Limits) -> ForwardPath:
@@ -801,10 +852,16 @@ def choose_path(spec: ConvSpec, dctx: DeviceContext, limits: Limits) -> ForwardP
     stride along W), then ``direct`` (everything, also float64). The
     environment variable ``CLCONV_OPENCL_PATH=<name>`` (read per call; for
     tests and measurements) puts that path first: it still runs only problems
-    it supports, others take the usual order.
+    it supports, others take the usual order. Without it, a winner that
+    :func:`clconv.tune` stored for this device and problem class (see
+    :mod:`.tunecache`) comes before the heuristic when it supports ``spec``.
     """
-    import os
-
+    tuning = TUNING.get()
+    if tuning is not None:
+        path = _named(*tuning, spec, dctx, limits)
+        if path is None:
+            raise ArgumentError(f"tuning candidate {tuning} does not support this problem")
+        return path
     forced = os.environ.get(PATH_ENV, "").strip()
     if forced:
         for path in FORWARD_PATHS:
@@ -813,6 +870,12 @@ def choose_path(spec: ConvSpec, dctx: DeviceContext, limits: Limits) -> ForwardP
         if forced not in {p.name for p in FORWARD_PATHS}:
             raise ArgumentError(f"{PATH_ENV}={forced!r}; expected one of "
                                 f"{[p.name for p in FORWARD_PATHS]}")
+    else:
+        tuned = tuned_choice(spec, dctx)
+        if tuned is not None:
+            path = _named(*tuned, spec, dctx, limits)
+            if path is not None:
+                return path
     for path in FORWARD_PATHS:
         if path.supports(spec, dctx, limits):
             return path

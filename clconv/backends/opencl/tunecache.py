@@ -1,0 +1,211 @@
+"""The autotuner's on-disk cache: where it lives, its keys, and the per-call lookup.
+
+One JSON file (``CLCONV_TUNE_CACHE``, else ``<user cache dir>/clconv/tune.json``)
+holds the winners of :func:`clconv.tune` per *device key* (device name, driver
+version, clconv version) and *problem class* (:func:`problem_class`)::
+
+    {"format": 1,
+     "devices": {"<device>|<driver>|<clconv version>": {
+         "<problem class>": {"path": "rows", "params": {"rows": 4, "nv": 2}, "ms": 0.31,
+                             ...}}}}
+
+The file is read once per process (again only when the variable names another
+file) and looked up by :func:`tuned_choice` in ``choose_path``: a dictionary
+lookup when entries exist for the device, nothing at all otherwise. A file that
+cannot be read, is not valid JSON, has another format, or holds entries that
+make no sense is ignored with a :class:`RuntimeWarning`: the heuristic decides.
+Entries of other devices, drivers or clconv versions simply never match.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+from ..._spec import ConvSpec
+
+ENV = "CLCONV_TUNE_CACHE"
+FORMAT = 1
+
+# Tile parameters a cached winner may set, per path, with their allowed values.
+# Anything else in the file is treated as corrupt (never handed to a kernel build).
+_POW2 = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+PARAMS: dict[str, dict[str, tuple[int, ...]]] = {
+    "direct": {"fb": (1, 2, 4, 8, 16), "ob": tuple(range(1, 17)), "wg_x": _POW2,
+               "wg_y": _POW2},
+    "gemm": {"fb": (4, 8, 16), "ob": tuple(range(1, 17)), "wg_x": _POW2, "wg_y": _POW2},
+    "rows": {"nv": (1, 2, 3, 4), "rows": tuple(range(1, 9)), "kw_unroll": tuple(range(1, 129)),
+             "wg_x": _POW2, "wg_y": _POW2},
+}
+PARAMS["tiny"] = PARAMS["direct"]
+PARAMS["pointwise"] = PARAMS["gemm"]
+
+_lock = threading.Lock()
+_loaded_from: str | None = None
+_data: dict[str, dict[str, dict[str, Any]]] = {}
+
+
+def clconv_version() -> str:
+    from ... import __version__
+
+    return __version__
+
+
+def cache_file() -> Path:
+    """``CLCONV_TUNE_CACHE``, else the user cache directory's ``clconv/tune.json``."""
+    env = os.environ.get(ENV, "").strip()
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "clconv" / "tune.json"
+
+
+def device_key(dctx: Any) -> str:
+    """``device name|driver version|clconv version`` (memoised on the context)."""
+    key = getattr(dctx, "_clconv_tune_key", None)
+    if key is None:
+        dev = dctx.device
+        key = "|".join((dev.name.strip(), dev.driver_version.strip(), clconv_version()))
+        dctx._clconv_tune_key = key
+    return key
+
+
+def _bucket(n: int) -> int:
+    """``ceil(log2(n))``: sizes within a factor of two share a bucket."""
+    return 0 if n <= 1 else math.ceil(math.log2(n))
+
+
+def problem_class(spec: ConvSpec) -> str:
+    """The features that decide the best path and tiles, as a stable string.
+
+    Exact: rank, grouping kind, kernel size, stride, dilation, dtype, layout,
+    border mode, whether anything is padded. Bucketed (powers of two): input
+    and output channels per group, batch x groups, output pixels, W extent.
+    """
+    if spec.out_per_group == 1:
+        kind = "depthwise" if spec.in_per_group == 1 and spec.groups > 1 else "single"
+    else:
+        kind = "dense" if spec.groups == 1 else "grouped"
+    padded = any(spec.pad_before) or any(spec.pad_after)
+
+    def join(values: tuple[int, ...]) -> str:
+        return "x".join(map(str, values))
+
+    return (f"{spec.ndim}d/{kind}/k{join(spec.kernel_size)}/s{join(spec.stride)}"
+            f"/d{join(spec.dilation)}/{spec.dtype}/{'cl' if spec.channels_last else 'cf'}"
+            f"/{spec.border if padded else 'nopad'}/cg{_bucket(spec.in_per_group)}"
+            f"/fg{_bucket(spec.out_per_group)}/ng{_bucket(spec.batch * spec.groups)}"
+            f"/px{_bucket(math.prod(spec.out_size))}/w{_bucket(spec.out_size[-1])}")
+
+
+def _valid_entry(entry: Any) -> bool:
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+        return False
+    params = entry.get("params", {})
+    allowed = PARAMS.get(entry["path"], {})  # a plug-in path: no tile parameters
+    return isinstance(params, dict) and all(
+        k in allowed and type(v) is int and v in allowed[k] for k, v in params.items())
+
+
+def read(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """The ``devices`` table of a cache file; ``{}`` (with a warning) when unusable."""
+    try:
+        raw = path.read_text()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        warnings.warn(f"clconv: tune cache {path} is unreadable and ignored: {exc}",
+                      RuntimeWarning, stacklevel=3)
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        warnings.warn(f"clconv: tune cache {path} is not valid JSON and ignored: {exc}",
+                      RuntimeWarning, stacklevel=3)
+        return {}
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(
+            data.get("devices"), dict):
+        warnings.warn(f"clconv: tune cache {path} has an unknown format (expected "
+                      f"format {FORMAT}) and is ignored; re-run clconv tune",
+                      RuntimeWarning, stacklevel=3)
+        return {}
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    dropped = 0
+    for dev, classes in data["devices"].items():
+        if not isinstance(classes, dict):
+            dropped += 1
+            continue
+        good = {cls: e for cls, e in classes.items() if _valid_entry(e)}
+        dropped += len(classes) - len(good)
+        table[dev] = good
+    if dropped:
+        warnings.warn(f"clconv: tune cache {path}: {dropped} malformed entries ignored",
+                      RuntimeWarning, stacklevel=3)
+    return table
+
+
+def _current() -> dict[str, dict[str, dict[str, Any]]]:
+    """The cache of the current file, read once per process and file."""
+    global _loaded_from, _data
+    name = os.environ.get(ENV, "")
+    if name == _loaded_from:
+        return _data
+    with _lock:
+        if name != _loaded_from:
+            _data = read(cache_file())
+            _loaded_from = name
+        return _data
+
+
+def tuned_choice(spec: ConvSpec, dctx: Any) -> tuple[str, dict[str, int]] | None:
+    """The cached winner ``(path name, tile parameters)`` for ``spec``, or ``None``."""
+    entries = _current().get(device_key(dctx))
+    if not entries:
+        return None
+    entry = entries.get(problem_class(spec))
+    if entry is None:
+        return None
+    return entry["path"], entry.get("params", {})
+
+
+def store(dctx: Any, spec: ConvSpec, entry: dict[str, Any]) -> Path:
+    """Write ``entry`` (``path``, ``params`` and any notes) for ``spec``'s class.
+
+    Re-reads the file first (another process may have added entries), writes
+    atomically (temporary file + rename) and updates this process's copy.
+    """
+    global _loaded_from, _data
+    if not _valid_entry(entry):
+        raise ValueError(f"not a valid tune cache entry: {entry!r}")
+    path = cache_file()
+    with _lock:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a corrupt file is replaced
+            table = read(path)
+        table.setdefault(device_key(dctx), {})[problem_class(spec)] = entry
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"format": FORMAT, "devices": table}, indent=1,
+                                  sort_keys=True))
+        os.replace(tmp, path)
+        _data = table
+        _loaded_from = os.environ.get(ENV, "")
+    return path
+
+
+def forget() -> None:
+    """Drop this process's copy (the file is read again at the next lookup)."""
+    global _loaded_from, _data
+    with _lock:
+        _loaded_from, _data = None, {}

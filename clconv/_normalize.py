@@ -7,6 +7,7 @@ Messages name the argument, the value seen and what was expected.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import os
@@ -30,6 +31,8 @@ PADDING_MODES = {
     "symmetric": "symmetric",
 }
 DATA_FORMATS = ("channels_first", "channels_last")
+# dtype -> its name without numpy's (Python-level, slow) ``dtype.name`` property.
+_DTYPE_NAMES = {np.dtype(n): n for n in ("float16", "float32", "float64")}
 PADDING_STRINGS = ("valid", "same", "full")
 
 # No machine holds an array this large; refusing it here turns a hopeless
@@ -98,11 +101,16 @@ def cast_host(arr: Any, dtype: np.dtype) -> Any:
 # ---------------------------------------------------------------- scalars
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    kind = type(value)
+    if kind is int:  # the common case, without the slow ABC check
+        return True
+    return kind is not bool and isinstance(value, numbers.Integral)
 
 
 def int_tuple(value: Any, ndim: int, name: str, minimum: int) -> tuple[int, ...]:
     """An int or one int per spatial dim, each >= ``minimum``."""
+    if type(value) is int and value >= minimum:  # the common case
+        return (value,) * ndim
     expected = f"an int >= {minimum} or a tuple of {ndim} such ints"
     if _is_int(value):
         values = (int(value),) * ndim
@@ -235,6 +243,11 @@ def host_memory_limit() -> int:
             raise ArgumentError(f"environment variable {HOST_MEMORY_ENV}={raw!r}; expected a "
                                 "positive number of bytes")
         return value
+    return _physical_memory()
+
+
+@functools.lru_cache(maxsize=1)
+def _physical_memory() -> int:
     try:
         return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
     except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such key
@@ -369,7 +382,8 @@ def normalize_conv(ndim: int, input: Any, weight: Any, bias: Any, stride: Any, p
         in_size=tuple(in_size), kernel_size=kernel_size, stride=strides, dilation=dilations,
         pad_before=tuple(p[0] for p in pads), pad_after=tuple(p[1] for p in pads),
         out_size=out, border=border, fill_value=float(fill_value), flip=bool(flip),
-        has_bias=b is not None, dtype=dtype.name, channels_last=last,
+        has_bias=b is not None, dtype=_DTYPE_NAMES.get(dtype) or dtype.name,
+        channels_last=last,
     )
     if unbatched:
         x = x.reshape((1, *x.shape))

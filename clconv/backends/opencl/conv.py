@@ -121,11 +121,16 @@ def enqueue(built: Any, name: str, queue: Any, global_size: tuple[int, ...],
     import pyopencl as cl
 
     kernel, lock = built.kernel(name)
-    dtypes = tuple(a.dtype if isinstance(a, np.generic) else None for a in args)
+    # The Python types of the arguments identify their scalar dtypes; comparing
+    # them (one C-level map) is cheaper than building the dtype list per call.
+    types = tuple(map(type, args))
     with lock:
-        if getattr(kernel, "_clconv_dtypes", None) != dtypes:
-            kernel.set_scalar_arg_dtypes(list(dtypes))
-            kernel._clconv_dtypes = dtypes
+        if getattr(kernel, "_clconv_types", None) != types:
+            dtypes = tuple(np.dtype(t) if issubclass(t, np.generic) else None for t in types)
+            if getattr(kernel, "_clconv_dtypes", None) != dtypes:
+                kernel.set_scalar_arg_dtypes(list(dtypes))
+                kernel._clconv_dtypes = dtypes
+            kernel._clconv_types = types
         kernel.set_args(*args)
         return cl.enqueue_nd_range_kernel(queue, kernel, global_size, local_size)
 
@@ -262,7 +267,13 @@ def pack_operands(dctx: DeviceContext, queue: Any, weight: Any, bias: Any, spec:
     nfb = -(-fg // fb)
     kd, kh, kw = spatial3(spec.kernel_size, 1)
     if isinstance(weight, np.ndarray):
-        packed = host_buffer(dctx, queue, pack_host_weights(weight, spec, fb), allocate)
+        if (fb == 1 and not spec.flip and weight.dtype == acc and weight.nbytes < ZERO_COPY_MIN
+                and weight.flags.c_contiguous):
+            # One filter per block: the packed layout is the weight's own; small
+            # weights are copied when the buffer is created (no NumPy packing).
+            packed = host_buffer(dctx, queue, weight, allocate)
+        else:
+            packed = host_buffer(dctx, queue, pack_host_weights(weight, spec, fb), allocate)
     else:
         total = g * nfb * cg * kd * kh * kw * fb
         packed = allocate(total * acc.itemsize)
@@ -317,6 +328,11 @@ class ForwardPath(Protocol):
                spec: ConvSpec, limits: Limits) -> None:
         """Compute ``y`` (the spec's output layout) from ``x`` for one piece."""
         ...
+
+
+# (context, spec, config, operand geometry) -> launch plan of the direct kernel: a
+# tiny call spends more time building arguments than the device computes.
+_direct_plans: dict[tuple, tuple] = {}
 
 
 @dataclass(frozen=True)
@@ -374,6 +390,21 @@ class DirectPath:
     def launch(self, dctx: DeviceContext, queue: Any, state: Any, x: Operand, y: Operand,
                spec: ConvSpec, limits: Limits) -> None:
         cfg, nfb, packed, packed_bias = state
+        key = (dctx, spec, cfg, nfb, x.dtype, x.offset, x.strides, y.offset, y.strides)
+        plan = _direct_plans.get(key)
+        if plan is None:
+            plan = self._plan(dctx, cfg, nfb, x, y, spec)
+            if len(_direct_plans) >= 256:
+                _direct_plans.clear()
+            _direct_plans[key] = plan
+        prg, kernel, global_size, local_size, x_args, y_args, tail = plan
+        enqueue(prg, kernel, queue, global_size, local_size, x.buffer, *x_args, packed,
+                packed_bias, np.int32(packed_bias is not None), y.buffer, *y_args, *tail)
+
+    @staticmethod
+    def _plan(dctx: DeviceContext, cfg: DirectConfig, nfb: int, x: Operand, y: Operand,
+              spec: ConvSpec) -> tuple:
+        """Program, kernel name, launch sizes and scalar arguments (memoised per geometry)."""
         # One filter per group: the variant that vectorises along output columns.
         kernel = "conv_direct_ow" if cfg.fb == 1 and cfg.ob in (2, 4, 8, 16) else "conv_direct"
         while True:
@@ -398,15 +429,14 @@ class DirectPath:
                        round_up(out_d * out_h, cfg.wg_y),
                        spec.batch * spec.groups * nfb)
         i64, i32 = np.int64, np.int32
-        enqueue(prg, kernel, queue, global_size, (cfg.wg_x, cfg.wg_y, 1),
-                x.buffer, i64(x.offset), *(i64(s) for s in layout_strides(x.strides, spec)),
-                packed, packed_bias, i32(packed_bias is not None),
-                y.buffer, i64(y.offset), *(i64(s) for s in layout_strides(y.strides, spec)),
-                i64(in_d), i64(in_h), i64(in_w), i64(out_d), i64(out_h), i64(out_w),
+        x_args = (i64(x.offset), *(i64(s) for s in layout_strides(x.strides, spec)))
+        y_args = (i64(y.offset), *(i64(s) for s in layout_strides(y.strides, spec)))
+        tail = (i64(in_d), i64(in_h), i64(in_w), i64(out_d), i64(out_h), i64(out_w),
                 i32(kd), i32(kh), i32(kw), i32(sd), i32(sh), i32(sw),
                 i32(dd), i32(dh), i32(dw), i64(pd), i64(ph), i64(pw),
                 i32(spec.groups), i32(spec.in_per_group), i32(spec.out_per_group), i32(nfb),
                 acc(spec.fill_value))
+        return prg, kernel, global_size, (cfg.wg_x, cfg.wg_y, 1), x_args, y_args, tail
 
 
 # ---------------------------------------------------------------- fast paths

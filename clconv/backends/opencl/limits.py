@@ -56,8 +56,26 @@ def _env_bytes(name: str) -> int | None:
     return value
 
 
+# (id(info), CLCONV_MAX_ALLOC, CLCONV_STRICT_LIMITS) -> (info, Limits): the variables
+# are still read at every call, only the arithmetic is remembered.
+_memo: dict[tuple, tuple[DeviceInfo, Limits]] = {}
+
+
 def current_limits(info: DeviceInfo) -> Limits:
     """The device's limits, lowered by ``CLCONV_MAX_ALLOC`` and strict mode."""
+    env = os.environ
+    key = (id(info), env.get("CLCONV_MAX_ALLOC"), env.get("CLCONV_STRICT_LIMITS"))
+    hit = _memo.get(key)
+    if hit is not None and hit[0] is info:
+        return hit[1]
+    limits = _compute_limits(info)
+    if len(_memo) > 64:
+        _memo.clear()
+    _memo[key] = (info, limits)
+    return limits
+
+
+def _compute_limits(info: DeviceInfo) -> Limits:
     max_alloc = info.max_alloc
     budget = int(info.global_mem * MEMORY_FRACTION)
     override = _env_bytes("CLCONV_MAX_ALLOC")

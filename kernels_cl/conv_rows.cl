@@ -12,8 +12,10 @@
  *
  * The input is read in place (any IN_T, contiguous along W, any other
  * strides) with the border rule applied here: blocks whose reads all lie
- * inside the input run the plain vector loop, the others map every row and
- * column through map_border (common.h). No pre-pass, one launch.
+ * inside the input run the plain vector loop, blocks whose columns lie inside
+ * map only their rows (then load plain vectors), the others map every row and
+ * column through map_border (common.h; constant mode: a per-lane bounds
+ * select). No pre-pass, one launch.
  *
  *   global id 0: block of 8 * NV output columns (padded to WG_X)
  *   global id 1: od * ceil(OH / OR) + block of OR output rows (padded to WG_Y)
@@ -84,6 +86,19 @@
 
 /* Border blocks: eight input columns c0 .. c0 + 7 of one input row, each
  * mapped by the border rule (fill where constant mode maps outside). */
+#if BORDER == BORDER_CONSTANT
+/* Constant mode: a lane is its element when inside the row, else the fill
+ * value; built as one vector (no private array, no 64-bit index maths). */
+#define LANE_C(j) (((uint)(c0 + (j)) < (uint)IW) ? LOAD_IN(xr, c0 + (j)) : fill)
+inline V8 load8_border(__global const IN_T *xr, const bool row_ok, const int c0,
+                       const int IW, const ACC_T fill)
+{
+    if (!row_ok)
+        return (V8)(fill);
+    return (V8)(LANE_C(0), LANE_C(1), LANE_C(2), LANE_C(3), LANE_C(4), LANE_C(5),
+                LANE_C(6), LANE_C(7));
+}
+#else
 inline V8 load8_border(__global const IN_T *xr, const bool row_ok, const int c0,
                        const int IW, const ACC_T fill)
 {
@@ -94,6 +109,7 @@ inline V8 load8_border(__global const IN_T *xr, const bool row_ok, const int c0,
     }
     return *(V8 *)l;
 }
+#endif
 
 /* The tap loops for one (channel, kernel depth) slice; ROW_PTR(i) sets xr
  * (and row_ok) for input row i of the block, LOADV(kw, v) loads vector v of
@@ -128,6 +144,9 @@ inline V8 load8_border(__global const IN_T *xr, const bool row_ok, const int c0,
     const bool row_ok = idm >= 0 && ihm >= 0;                                        \
     __global const IN_T *xr = xd + (row_ok ? idm * xs_d + ihm * xs_h : 0)
 #define LOAD_BORDER(kw, v) load8_border(xr, row_ok, iw0 + (kw) * DW + (v) * 8, IW, fill)
+/* Blocks whose columns all lie inside the input (top / bottom rows of the
+ * image): rows mapped by the border rule, columns read as plain vectors. */
+#define LOAD_ROWS_ONLY(kw, v) (row_ok ? LOAD8_IN(xr + iw0 + (kw) * DW + (v) * 8) : (V8)(fill))
 
 __kernel __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
 void conv_rows(__global const IN_T *restrict x, const long x_off,
@@ -160,9 +179,9 @@ void conv_rows(__global const IN_T *restrict x, const long x_off,
     /* Interior blocks (every read, also those of rows / columns past the
      * output that are never stored, inside the input) take the plain path;
      * blocks touching the padding map each coordinate by the border rule. */
-    const bool inside = id0 >= 0 && id0 + (KD - 1) * DD < ID
-        && ih0 >= 0 && ih0 + IN_ROWS - 1 < IH
-        && iw0 >= 0 && iw0 + 8 * NV - 1 + (KW - 1) * DW < IW;
+    const bool cols_inside = iw0 >= 0 && iw0 + 8 * NV - 1 + (KW - 1) * DW < IW;
+    const bool inside = cols_inside && id0 >= 0 && id0 + (KD - 1) * DD < ID
+        && ih0 >= 0 && ih0 + IN_ROWS - 1 < IH;
 
     __global const IN_T *xg = x + x_off + n * xs_n + (long)g * CG * xs_c;
     __global const ACC_T *w = wp + (long)g * CG * KD * KH * KW;
@@ -180,6 +199,10 @@ UNROLL(NV)
             if (inside) {
                 __global const IN_T *xd = xg + c * xs_c + (long)(id0 + kd * DD) * xs_d;
                 ACCUMULATE(ROW_INTERIOR, LOAD_INTERIOR)
+            } else if (cols_inside) {
+                const long idm = map_border((long)id0 + kd * DD, ID);
+                __global const IN_T *xd = xg + c * xs_c;
+                ACCUMULATE(ROW_BORDER, LOAD_ROWS_ONLY)
             } else {
                 const long idm = map_border((long)id0 + kd * DD, ID);
                 __global const IN_T *xd = xg + c * xs_c;

@@ -703,12 +703,17 @@ class RowsPath:
     overrides: dict[str, int] = {}
     MAX_KW = 128
     MAX_KH = 32
-    # Border blocks map every element, several times slower than interior
-    # ones and more so for wide kernels: above these shares of them a pad pass
-    # first is cheaper. Measured (kernel ms, in place vs pad pass + kernel):
-    # 1-D 1M k=101 3.6 vs 6.6; RGB 1080p 3x3 depthwise 7.2 vs 6.7; 512x512
-    # 15x15 12.1 vs 5.1; 1x128x56x56 3x3 depthwise 3.2 vs 0.5.
-    MAX_BORDER_SHARE = 0.03
+    # Border blocks are slower than interior ones (row-only border blocks
+    # load plain vectors, column border blocks select lane by lane), more so
+    # for wide kernels: above these shares of them a pad pass first is
+    # cheaper. Measured before the cheaper border loads (kernel ms, in place
+    # vs pad pass + kernel): 1-D 1M k=101 3.6 vs 6.6; RGB 1080p 3x3 depthwise
+    # 7.2 vs 6.7; 512x512 15x15 12.1 vs 5.1; 1x128x56x56 3x3 depthwise 3.2 vs
+    # 0.5. After (2026-11-22, round-robin wall medians): 512x512 3x3 (share
+    # 0.077) 0.80 / 0.76 in place vs 0.93 / 0.84 ms; 1x128x56x56 depthwise
+    # (share 0.57) kernel 0.60-0.76 in place vs 0.56-0.64 ms, so it keeps the
+    # pad pass; 64^3 3x3x3 1.18 vs 0.93 ms.
+    MAX_BORDER_SHARE = 0.10
     MAX_BORDER_SHARE_WIDE = 0.002  # kernels of more than 25 taps per plane
 
     @staticmethod

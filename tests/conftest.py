@@ -9,6 +9,7 @@ quietly testing NumPy only.
 from __future__ import annotations
 
 import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -23,6 +24,12 @@ settings.register_profile(
     "long", max_examples=2000, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# Winners a developer stored with `clconv tune` must not change which path the suite
+# exercises: the tests see an empty tune cache of their own (tests/test_tune.py sets
+# its own files).
+os.environ["CLCONV_TUNE_CACHE"] = os.path.join(tempfile.mkdtemp(prefix="clconv-tune-"),
+                                               "tune.json")
 
 
 def opencl_backend_names() -> list[str]:

@@ -49,6 +49,7 @@ PARAMS["pointwise"] = PARAMS["gemm"]
 _lock = threading.Lock()
 _loaded_from: str | None = None
 _data: dict[str, dict[str, dict[str, Any]]] = {}
+_classes: dict[ConvSpec, str] = {}
 
 
 def clconv_version() -> str:
@@ -173,7 +174,12 @@ def tuned_choice(spec: ConvSpec, dctx: Any) -> tuple[str, dict[str, int]] | None
     entries = _current().get(device_key(dctx))
     if not entries:
         return None
-    entry = entries.get(problem_class(spec))
+    cls = _classes.get(spec)
+    if cls is None:  # formatting the class costs ~6 us, a memo hit ~1 us
+        if len(_classes) >= 1024:
+            _classes.clear()
+        cls = _classes[spec] = problem_class(spec)
+    entry = entries.get(cls)
     if entry is None:
         return None
     return entry["path"], entry.get("params", {})

@@ -9,13 +9,13 @@ import pytest
 from conftest import OPENCL_BACKENDS
 
 import clconv
+import clconv.backends.opencl.conv as conv_mod
+import clconv.backends.opencl.tune as tune_mod
+import clconv.backends.opencl.tunecache as tunecache
 from clconv._normalize import normalize_conv
 
 pytestmark = pytest.mark.skipif(not OPENCL_BACKENDS, reason="no OpenCL device")
 
-conv_mod = pytest.importorskip("clconv.backends.opencl.conv")
-tunecache = pytest.importorskip("clconv.backends.opencl.tunecache")
-tune_mod = pytest.importorskip("clconv.backends.opencl.tune")
 
 PROBLEM = {"input_shape": (1, 4, 9, 11), "weight_shape": (8, 4, 3, 3), "padding": 1}
 

@@ -12,6 +12,31 @@
 #define CLCONV_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define CLCONV_MAX(a, b) ((a) > (b) ? (a) : (b))
 
+/* Vector loads and stores of N consecutive elements at any address, built
+ * from scalar accesses that LLVM merges into vector ones. Kernels use these
+ * instead of the vloadN/vstoreN builtins: on PoCL those are out-of-line
+ * calls (several times slower), and one whose vector is wider than the host's
+ * registers (float16 on AVX2) changes the call ABI, after which PoCL 3.0
+ * reloads the program from its kernel cache with no kernels in it.
+ * T is the vector type; N is 2, 4, 8 or 16. */
+#define CLCONV_VLOAD2(T, p) ((T)((p)[0], (p)[1]))
+#define CLCONV_VLOAD4(T, p) ((T)((p)[0], (p)[1], (p)[2], (p)[3]))
+#define CLCONV_VLOAD8(T, p) ((T)((p)[0], (p)[1], (p)[2], (p)[3], (p)[4], (p)[5], (p)[6], \
+                                 (p)[7]))
+#define CLCONV_VLOAD16(T, p) ((T)((p)[0], (p)[1], (p)[2], (p)[3], (p)[4], (p)[5], (p)[6], \
+                                  (p)[7], (p)[8], (p)[9], (p)[10], (p)[11], (p)[12], \
+                                  (p)[13], (p)[14], (p)[15]))
+#define CLCONV_VLOAD(N, T, p) CLCONV_CAT(CLCONV_VLOAD, N)(T, p)
+
+#define CLCONV_VSTORE2(v, p) do { (p)[0] = (v).s0; (p)[1] = (v).s1; } while (0)
+#define CLCONV_VSTORE4(v, p) do { (p)[0] = (v).s0; (p)[1] = (v).s1; (p)[2] = (v).s2; \
+                                  (p)[3] = (v).s3; } while (0)
+#define CLCONV_VSTORE8(v, p) do { CLCONV_VSTORE4((v).lo, (p)); \
+                                  CLCONV_VSTORE4((v).hi, (p) + 4); } while (0)
+#define CLCONV_VSTORE16(v, p) do { CLCONV_VSTORE8((v).lo, (p)); \
+                                   CLCONV_VSTORE8((v).hi, (p) + 8); } while (0)
+#define CLCONV_VSTORE(N, v, p) CLCONV_CAT(CLCONV_VSTORE, N)(v, p)
+
 /* ---- precision ------------------------------------------------------------
  * ELEM_KIND selects the result/compute dtype:
  *   0: float32 storage, float accumulation

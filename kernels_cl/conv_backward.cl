@@ -101,8 +101,8 @@
 #define CVSTORE(v, p) ((p)[0] = (v))
 #else
 #define CVEC_T CLCONV_CAT(ACC_T, CB)
-#define CVLOAD(p) CLCONV_CAT(vload, CB)(0, (p))
-#define CVSTORE(v, p) CLCONV_CAT(vstore, CB)((v), 0, (p))
+#define CVLOAD(p) CLCONV_VLOAD(CB, CVEC_T, p)
+#define CVSTORE(v, p) CLCONV_VSTORE(CB, v, p)
 #endif
 #if FB == 1
 #define FVEC_T ACC_T
@@ -110,8 +110,8 @@
 #define FVSTORE(v, p) ((p)[0] = (v))
 #else
 #define FVEC_T CLCONV_CAT(ACC_T, FB)
-#define FVLOAD(p) CLCONV_CAT(vload, FB)(0, (p))
-#define FVSTORE(v, p) CLCONV_CAT(vstore, FB)((v), 0, (p))
+#define FVLOAD(p) CLCONV_VLOAD(FB, FVEC_T, p)
+#define FVSTORE(v, p) CLCONV_VSTORE(FB, v, p)
 #endif
 
 #if GX_TEMP

@@ -41,8 +41,8 @@
 #define STORE_ACC(v, p) ((p)[0] = (v))
 #else
 #define ACCV_T CLCONV_CAT(ACC_T, FB)
-#define LOAD_W(p) CLCONV_CAT(vload, FB)(0, (p))
-#define STORE_ACC(v, p) CLCONV_CAT(vstore, FB)((v), 0, (p))
+#define LOAD_W(p) CLCONV_VLOAD(FB, ACCV_T, p)
+#define STORE_ACC(v, p) CLCONV_VSTORE(FB, v, p)
 #endif
 
 /* The argument list shared by conv_direct and conv_direct_ow (same launcher). */
@@ -163,12 +163,21 @@ void conv_direct(CONV_DIRECT_PARAMS)
  * vector (ACC_T##OB), so the multiply-adds are vector wide even with FB == 1.
  * Same work-item mapping, same accumulation order as conv_direct. */
 #define VOB_T CLCONV_CAT(ACC_T, OB)
-#define VLOAD_OB(p) CLCONV_CAT(vload, OB)(0, (p))
+#define VLOAD_OB(p) CLCONV_VLOAD(OB, VOB_T, p)
 #if IN_HALF
-#define LOAD_IN_OB(p) CLCONV_CAT(vload_half, OB)(0, (p))
+#define IN_LANE_(p, i) ((ACC_T)vload_half(0, (p) + (i)))
 #else
-#define LOAD_IN_OB(p) CLCONV_CAT(convert_, VOB_T)(CLCONV_CAT(vload, OB)(0, (p)))
+#define IN_LANE_(p, i) ((ACC_T)(p)[i])
 #endif
+/* OB consecutive inputs converted to the accumulator type, lane by lane
+ * (see CLCONV_VLOAD in common.h for why not vloadN). */
+#define IN_LANES2_(p) IN_LANE_(p, 0), IN_LANE_(p, 1)
+#define IN_LANES4_(p) IN_LANES2_(p), IN_LANE_(p, 2), IN_LANE_(p, 3)
+#define IN_LANES8_(p) IN_LANES4_(p), IN_LANE_(p, 4), IN_LANE_(p, 5), IN_LANE_(p, 6), IN_LANE_(p, 7)
+#define IN_LANES16_(p) IN_LANES8_(p), IN_LANE_((p) + 8, 0), IN_LANE_((p) + 8, 1), \
+    IN_LANE_((p) + 8, 2), IN_LANE_((p) + 8, 3), IN_LANE_((p) + 8, 4), IN_LANE_((p) + 8, 5), \
+    IN_LANE_((p) + 8, 6), IN_LANE_((p) + 8, 7)
+#define LOAD_IN_OB(p) ((VOB_T)(CLCONV_CAT(IN_LANES, CLCONV_CAT(OB, _))(p)))
 
 __kernel __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
 void conv_direct_ow(CONV_DIRECT_PARAMS)
@@ -231,7 +240,7 @@ void conv_direct_ow(CONV_DIRECT_PARAMS)
     }
 
     __global OUT_T *yo = y + y_off + n * ys_n + (long)g * FG * ys_c + od * ys_d + oh * ys_h;
-    CLCONV_CAT(vstore, OB)(acc, 0, gather);
+    CLCONV_VSTORE(OB, acc, gather);
     for (int ob = 0; ob < OB && ow0 + ob < OW; ++ob) {
         ACC_T v = gather[ob];
         if (has_bias)

@@ -64,16 +64,14 @@
 #endif
 
 #define V8 CLCONV_CAT(ACC_T, 8)
-/* Eight consecutive elements from any address. Built from scalars rather than
- * vload8: PoCL (LLVM 14) merges these into one unaligned vector load, while
- * its vload8 builtin is several times slower here. */
-#define LOAD8(p) ((V8)((p)[0], (p)[1], (p)[2], (p)[3], (p)[4], (p)[5], (p)[6], (p)[7]))
+/* Eight consecutive elements from any address (one unaligned vector load
+ * after LLVM merges the scalar reads; see common.h). */
+#define LOAD8(p) CLCONV_VLOAD(8, V8, p)
 #if ELEM_KIND == 2
 #define STORE8(p, v) do { V8 v_ = (v); const ACC_T *l_ = (const ACC_T *)&v_; \
     for (int j_ = 0; j_ < 8; ++j_) STORE_OUT((p), j_, l_[j_]); } while (0)
 #else
-#define STORE8(p, v) do { const V8 v_ = (v); (p)[0] = v_.s0; (p)[1] = v_.s1; (p)[2] = v_.s2; \
-    (p)[3] = v_.s3; (p)[4] = v_.s4; (p)[5] = v_.s5; (p)[6] = v_.s6; (p)[7] = v_.s7; } while (0)
+#define STORE8(p, v) do { const V8 v_ = (v); CLCONV_VSTORE(8, v_, p); } while (0)
 #endif
 #define IN_ROWS ((OR - 1) * SH + (KH - 1) * DH + 1)
 #define PRAGMA_(x) _Pragma(#x)

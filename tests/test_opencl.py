@@ -8,6 +8,7 @@ agreement over the full feature grid lives in tests/test_conv_oracle.py.
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 import threading
@@ -182,6 +183,42 @@ def test_build_failure_raises_kernel_build_error_with_log(be, cl_backend, rng):
     w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
     assert_close(clconv.conv2d(x, w, backend=cl_backend), reference(clconv.conv2d, x, w),
                  np.float32, 18)
+
+
+def test_program_without_kernels_is_a_build_error(be, monkeypatch):
+    """A driver that "builds" an empty program (PoCL reloading an unusable
+    cached binary) gives KernelBuildError naming the cache, not a failure later."""
+    from clconv.backends.opencl import program
+
+    class EmptyProgram:
+        def __init__(self, context, source):
+            pass
+
+        def build(self, options, devices):
+            return self
+
+        def get_info(self, what):
+            return ""
+
+    monkeypatch.setattr(cl, "Program", EmptyProgram)
+    with pytest.raises(clconv.KernelBuildError, match="without kernels.*POCL_CACHE_DIR") as err:
+        program._build(be.dctx.context, be.dctx.device, "x", ("-DX=1",), "conv_direct.cl")
+    assert err.value.options == ("-DX=1",)
+
+
+def test_programs_reload_from_the_driver_binary_cache(cl_backend, tmp_path):
+    """Every program the selftest builds also works when the driver loads it
+    from its on-disk binary cache in a later process: programs calling
+    vload16/vstore16 compiled on PoCL but came back from its cache with no
+    kernels (and one crashed LLVM), so two fresh processes share one new
+    POCL_CACHE_DIR here: the first compiles, the second reloads."""
+    env = {**os.environ, "POCL_CACHE_DIR": str(tmp_path / "pocl"), "PYTHONWARNINGS": "ignore"}
+    for run in ("compiles", "reloads"):
+        proc = subprocess.run([sys.executable, "-m", "clconv", "selftest", "--backend",
+                               cl_backend], capture_output=True, text=True, env=env, timeout=600)
+        assert proc.returncode == 0, (run, proc.returncode, proc.stdout[-3000:],
+                                      proc.stderr[-3000:])
+        assert " 0 failed" in proc.stdout, proc.stdout
 
 
 def test_kernel_sources_found_and_not_in_python():

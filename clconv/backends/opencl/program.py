@@ -182,11 +182,20 @@ def _build(context: Any, device: Any, source: str, options: tuple[str, ...], fil
         with warnings.catch_warnings():
             # pyopencl warns with the (empty or informational) log of good builds.
             warnings.simplefilter("ignore", cl.CompilerWarning)
-            return program.build(options=list(options), devices=[device])
+            built = program.build(options=list(options), devices=[device])
     except cl.Error as exc:
         log = _build_log(program, device) or str(exc)
         raise KernelBuildError(f"building kernels_cl/{filename} failed",
                                device=device.name.strip(), options=options, log=log) from None
+    if not built.get_info(cl.program_info.KERNEL_NAMES):
+        # Seen with PoCL 3.0 reloading a binary from its kernel cache that it
+        # cannot use: the build "succeeds" with no kernels in the program.
+        raise KernelBuildError(
+            f"building kernels_cl/{filename} gave a program without kernels (a stale or "
+            "broken driver kernel cache? for PoCL, empty the folder POCL_CACHE_DIR or "
+            "~/.cache/pocl)", device=device.name.strip(), options=options,
+            log=_build_log(built, device))
+    return built
 
 
 def _build_log(program: Any, device: Any) -> str:

@@ -65,3 +65,28 @@ def test_plot_writes_png(tmp_path):
                  "--plot", str(tmp_path / "out.png"))
     assert bench.run(args) == 0
     assert (tmp_path / "out.png").stat().st_size > 0
+
+
+def test_blocks_time_all_but_the_first_call_of_each_block(monkeypatch):
+    """Each round gives an implementation ``block`` consecutive calls and times
+    ``block - 1`` of them, until ``repeat`` timed calls; block 1 times every call."""
+    calls: list[str] = []
+
+    def counting(case, x, w):
+        return lambda: calls.append("peer") or x
+
+    monkeypatch.setitem(bench.PEERS, "counting", counting)
+    case = bench.select_cases(["latency8x8"], quick=True)[0]
+    for block, repeat, want_calls in ((4, 7, 1 + 7 + 3), (1, 5, 1 + 5), (2, 3, 1 + 6)):
+        calls.clear()
+        result = bench._time_case(case, [], repeat, 60.0, ["counting"], block, 0.0)
+        (row,) = result["results"]
+        assert len(row["times_ms"]) == repeat
+        assert len(calls) == want_calls  # warm-up + timed + one untimed per block
+
+
+def test_bad_block_or_settle_is_a_usage_error(tmp_path, capsys):
+    assert bench.run(_args(tmp_path, "--block", "0")) == 2
+    assert "--block 0; expected at least 1" in capsys.readouterr().err
+    assert bench.run(_args(tmp_path, "--settle", "-1")) == 2
+    assert "--settle -1.0; expected at least 0" in capsys.readouterr().err

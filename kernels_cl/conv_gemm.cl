@@ -46,6 +46,19 @@
 #define WG_Y 1
 #endif
 
+#ifndef CU
+#define CU 1
+#endif
+/* CU: channels per unrolled step of the K loop. Few taps per channel (1x1)
+ * leave OB vector multiply-adds per iteration, too few to hide the loop's
+ * own work. */
+#define PRAGMA_(x) _Pragma(#x)
+#if CU > 1
+#define UNROLL_C PRAGMA_(unroll CU)
+#else
+#define UNROLL_C
+#endif
+
 #define ACCV_T CLCONV_CAT(ACC_T, FB)
 /* Aligned vector dereference, not vloadN: on PoCL the vloadN builtins are
  * out-of-line calls (about 5x slower here). Packed weights start at whole
@@ -88,6 +101,7 @@ void conv_gemm(__global const ACC_T *restrict x, const long x_off,
         xo[ob] = CLCONV_MIN(ow0 + ob, OW - 1) * SW;
         acc[ob] = (ACCV_T)(0);
     }
+UNROLL_C
     for (int c = 0; c < CG; ++c) {
         for (int kd = 0; kd < KD; ++kd) {
             __global const ACC_T *xd = xg + c * xs_c + kd * DD * xs_d;

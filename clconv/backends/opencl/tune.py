@@ -106,6 +106,8 @@ def _variants(path: Any, spec: Any, limits: Any) -> list[dict[str, int]]:
             for ob in (4, 6, 8):
                 if (fb, ob) != (cfg.fb, cfg.ob) and ob <= max(width, 1):
                     out.append({"fb": fb, "ob": ob})
+        # the K loop's channel unroll (1x1 kernels: the default is 4)
+        out += [{"cu": cu} for cu in (1, 2, 4) if cu != cfg.cu]
         return out
     if name == "rows":
         cfg = path.config(spec, limits)

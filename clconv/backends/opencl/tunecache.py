@@ -39,7 +39,8 @@ _POW2 = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 PARAMS: dict[str, dict[str, tuple[int, ...]]] = {
     "direct": {"fb": (1, 2, 4, 8, 16), "ob": tuple(range(1, 17)), "wg_x": _POW2,
                "wg_y": _POW2},
-    "gemm": {"fb": (4, 8, 16), "ob": tuple(range(1, 17)), "wg_x": _POW2, "wg_y": _POW2},
+    "gemm": {"fb": (4, 8, 16), "ob": tuple(range(1, 17)), "wg_x": _POW2, "wg_y": _POW2,
+             "cu": (1, 2, 4, 8)},
     "rows": {"nv": (1, 2, 3, 4), "rows": tuple(range(1, 9)), "kw_unroll": tuple(range(1, 129)),
              "wg_x": _POW2, "wg_y": _POW2},
 }

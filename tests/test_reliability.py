@@ -301,6 +301,44 @@ def test_driver_refusing_memory_is_an_allocation_error(cl_backend, monkeypatch, 
     np.testing.assert_array_equal(clconv.conv2d(x, w, backend=cl_backend), ref)
 
 
+@pytest.mark.parametrize("where", ["forward", "device_forward", "backward"])
+def test_device_failing_mid_call_is_backend_unavailable(cl_backend, monkeypatch, where):
+    """A driver error during a call (a GPU lost or reset mid-run: simulated by failing the
+    kernel launch) is BackendUnavailable naming the device, the driver's error chained;
+    the pooled buffers of the failed call are released and, once the device answers
+    again, the next call is right."""
+    from clconv.backends.opencl import backward, conv
+
+    be = clconv.get_backend(cl_backend)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    ref = clconv.conv2d(x, w, padding=1, backend=cl_backend)
+    gc.collect()
+    before = be.stats()["active_blocks"]
+
+    def lost(*args: Any, **kwargs: Any) -> Any:
+        raise cl.RuntimeError("clEnqueueNDRangeKernel failed: DEVICE_NOT_AVAILABLE (simulated)")
+
+    with monkeypatch.context() as m:
+        m.setattr(conv, "enqueue", lost)
+        m.setattr(backward, "enqueue", lost)
+        with pytest.raises(clconv.BackendUnavailable) as err:
+            if where == "forward":
+                clconv.conv2d(x, w, padding=1, backend=cl_backend)
+            elif where == "device_forward":
+                clconv.conv2d(clconv.to_device(x, backend=cl_backend), w, padding=1,
+                              backend=cl_backend)
+            else:
+                clconv.conv_backward(x, w, np.ones_like(ref), padding=1, backend=cl_backend)
+    assert be.dctx.info.name in str(err.value) and "DEVICE_NOT_AVAILABLE" in str(err.value)
+    assert isinstance(err.value.__cause__, cl.Error)
+    del err  # the exception's traceback holds the failed call's frames
+    gc.collect()
+    assert be.stats()["active_blocks"] == before
+    np.testing.assert_array_equal(clconv.conv2d(x, w, padding=1, backend=cl_backend), ref)
+
+
 def test_numpy_backend_out_of_memory_is_an_allocation_error(monkeypatch):
     def no_memory(*args):
         raise MemoryError("simulated")

@@ -114,7 +114,7 @@ class OpenCLBackend:
                 f"exceeds device {self.dctx.info.name!r}'s largest buffer "
                 f"({self.dctx.info.max_alloc} bytes); pass a host array to have it tiled")
         allocate = allocator or self._plain_allocator(queue)
-        with _allocation_errors(spec):
+        with _driver_errors(spec, self.dctx.info.name):
             path = choose_path(spec, self.dctx, limits)
             state = self._prepare(path, queue, weight, bias, spec, limits, allocate)
             y = cla.empty(queue, spec.output_shape, np.dtype(spec.dtype), allocator=allocator)
@@ -130,7 +130,7 @@ class OpenCLBackend:
         queue = self.queue
         allocate = self.dctx.allocate
         y = np.empty(spec.output_shape, dtype=spec.dtype)
-        with _allocation_errors(spec):
+        with _driver_errors(spec, self.dctx.info.name):
             path = choose_path(spec, self.dctx, limits)
             pieces = plan_pieces(spec, limits, weight_bytes=path.packed_bytes(spec, limits))
             state = self._prepare(path, queue, weight, bias, spec, limits, allocate)
@@ -186,11 +186,18 @@ class OpenCLBackend:
         return run_backward(self, x, weight, grad_output, spec)
 
 
-class _allocation_errors:
-    """Turn the driver's out-of-memory errors into :class:`clconv.AllocationError`."""
+class _driver_errors:
+    """Turn the driver's errors during a call into clconv's documented classes.
 
-    def __init__(self, spec: ConvSpec) -> None:
+    Out-of-memory errors become :class:`clconv.AllocationError`; any other
+    pyopencl error (a device lost or reset mid-run, a driver failure) becomes
+    :class:`clconv.BackendUnavailable` naming the device, with the driver's
+    error chained as the cause.
+    """
+
+    def __init__(self, spec: ConvSpec, device: str = "") -> None:
         self.spec = spec
+        self.device = device
 
     def __enter__(self) -> None:
         return None
@@ -209,5 +216,10 @@ class _allocation_errors:
             raise AllocationError(
                 f"the device ran out of memory for input {s.input_shape}, kernel "
                 f"{s.kernel_size}, output {s.output_shape}: {exc}") from None
+        if isinstance(exc, cl.Error):
+            raise BackendUnavailable(
+                f"OpenCL device {self.device!r} failed during the call ({exc}); the device may "
+                "have been lost or reset: use another backend, or restart the process to "
+                "reopen the device") from exc
         return False
 

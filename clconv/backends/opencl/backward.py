@@ -140,7 +140,7 @@ def run_backward(backend: Any, x: Any, weight: Any, grad_output: Any, spec: Conv
     import pyopencl as cl
     import pyopencl.array as cla
 
-    from .backend import _allocation_errors
+    from .backend import _driver_errors
 
     dctx: DeviceContext = backend.dctx
     on_device = is_device_array(x)
@@ -153,7 +153,7 @@ def run_backward(backend: Any, x: Any, weight: Any, grad_output: Any, spec: Conv
             return cl.Buffer(dctx.context, cl.mem_flags.READ_WRITE, size=max(int(nbytes), 1))
     dtype = np.dtype(spec.dtype)
     shapes = (spec.input_shape, spec.weight_shape, (spec.out_channels,))
-    with _allocation_errors(spec):
+    with _driver_errors(spec, dctx.info.name):
         if spec.batch == 0 or spec.out_channels == 0:
             grads = tuple(cla.zeros(queue, s, dtype, allocator=allocate) for s in shapes)
         else:

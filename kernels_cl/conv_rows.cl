@@ -88,30 +88,30 @@
 /* Constant mode: a lane is its element when inside the row, else the fill
  * value; built as one vector (no private array, no 64-bit index maths). */
 #define LANE_C(j) (((uint)(c0 + (j)) < (uint)IW) ? LOAD_IN(xr, c0 + (j)) : fill)
-inline V8 load8_border(__global const IN_T *xr, const bool row_ok, const int c0,
-                       const int IW, const ACC_T fill)
+inline void load8_border(V8 *out, __global const IN_T *xr, const bool row_ok, const int c0,
+                         const int IW, const ACC_T fill)
 {
-    if (!row_ok)
-        return (V8)(fill);
-    return (V8)(LANE_C(0), LANE_C(1), LANE_C(2), LANE_C(3), LANE_C(4), LANE_C(5),
-                LANE_C(6), LANE_C(7));
+    *out = row_ok ? (V8)(LANE_C(0), LANE_C(1), LANE_C(2), LANE_C(3), LANE_C(4), LANE_C(5),
+                         LANE_C(6), LANE_C(7))
+                  : (V8)(fill);
 }
 #else
-inline V8 load8_border(__global const IN_T *xr, const bool row_ok, const int c0,
-                       const int IW, const ACC_T fill)
+inline void load8_border(V8 *out, __global const IN_T *xr, const bool row_ok, const int c0,
+                         const int IW, const ACC_T fill)
 {
     ACC_T l[8] __attribute__((aligned(8 * sizeof(ACC_T))));
     for (int j = 0; j < 8; ++j) {
         const long iw = map_border((long)c0 + j, IW);
         l[j] = (row_ok && iw >= 0) ? LOAD_IN(xr, iw) : fill;
     }
-    return *(V8 *)l;
+    *out = *(V8 *)l;
 }
 #endif
 
 /* The tap loops for one (channel, kernel depth) slice; ROW_PTR(i) sets xr
- * (and row_ok) for input row i of the block, LOADV(kw, v) loads vector v of
- * kernel column kw. Both the interior and the border variant accumulate in
+ * (and row_ok) for input row i of the block, LOADV(dst, kw, v) loads vector v
+ * of kernel column kw into dst (no vector return values: a double8 return
+ * changes the call ABI on AVX2 and the compiler warns on stderr). Both the interior and the border variant accumulate in
  * the same order, so results do not depend on where a block lies. */
 #define ACCUMULATE(ROW_PTR, LOADV)                                                    \
     for (int i = 0; i < IN_ROWS; ++i) {                                              \
@@ -121,7 +121,7 @@ inline V8 load8_border(__global const IN_T *xr, const bool row_ok, const int c0,
             V8 xv[NV];                                                               \
             UNROLL(NV)                                                               \
             for (int v = 0; v < NV; ++v)                                             \
-                xv[v] = LOADV(kw, v);                                                \
+                LOADV(xv[v], kw, v);                                                 \
             UNROLL(OR)                                                               \
             for (int r = 0; r < OR; ++r) {                                           \
                 const int t = i - r * SH;  /* = kh * DH when row i feeds row r */    \
@@ -136,15 +136,17 @@ inline V8 load8_border(__global const IN_T *xr, const bool row_ok, const int c0,
     }
 
 #define ROW_INTERIOR(i) __global const IN_T *xr = xd + (long)(ih0 + (i)) * xs_h + iw0
-#define LOAD_INTERIOR(kw, v) LOAD8_IN(xr + (kw) * DW + (v) * 8)
+#define LOAD_INTERIOR(dst, kw, v) ((dst) = LOAD8_IN(xr + (kw) * DW + (v) * 8))
 #define ROW_BORDER(i)                                                                \
     const long ihm = map_border((long)ih0 + (i), IH);                                \
     const bool row_ok = idm >= 0 && ihm >= 0;                                        \
     __global const IN_T *xr = xd + (row_ok ? idm * xs_d + ihm * xs_h : 0)
-#define LOAD_BORDER(kw, v) load8_border(xr, row_ok, iw0 + (kw) * DW + (v) * 8, IW, fill)
+#define LOAD_BORDER(dst, kw, v) load8_border(&(dst), xr, row_ok, iw0 + (kw) * DW + (v) * 8, IW, \
+                                            fill)
 /* Blocks whose columns all lie inside the input (top / bottom rows of the
  * image): rows mapped by the border rule, columns read as plain vectors. */
-#define LOAD_ROWS_ONLY(kw, v) (row_ok ? LOAD8_IN(xr + iw0 + (kw) * DW + (v) * 8) : (V8)(fill))
+#define LOAD_ROWS_ONLY(dst, kw, v) \
+    ((dst) = row_ok ? LOAD8_IN(xr + iw0 + (kw) * DW + (v) * 8) : (V8)(fill))
 
 __kernel __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
 void conv_rows(__global const IN_T *restrict x, const long x_off,

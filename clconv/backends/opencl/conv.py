@@ -11,11 +11,12 @@ problem (``CLCONV_OPENCL_PATH`` can force one). The order is the heuristic:
 ``gemm``       >= 4 filters per group: register-blocked implicit GEMM
                (16 filters x 6 columns per work-item), pad pre-pass
 ``rows``       1 filter per group, unit W stride: row-blocked float8 kernel
-``direct``     everything else (float64, strided one-filter groups, ...)
+``direct``     everything else (strided one-filter groups, few filters per group, ...)
 =============  ==============================================================
 
 Every fast path can hand a piece to ``direct`` (same packed weights) when
-its scratch does not fit; float64 always runs on ``direct``.
+its scratch does not fit. Every path computes float32, float16 (float
+accumulation) and float64 (double, with narrower register blocks).
 
 A path works in two steps so that tiled execution prepares weights once:
 ``prepare(...)`` packs weight and bias on the device, ``launch(...)`` runs
@@ -504,8 +505,9 @@ def border_free_input(dctx: DeviceContext, queue: Any, x: Operand, spec: ConvSpe
 
 
 def _fast_dtype(spec: ConvSpec) -> bool:
-    """float32 and float16 results (float accumulation); float64 stays on ``direct``."""
-    return spec.dtype in ("float32", "float16")
+    """Result dtypes of the fast kernels: float32/float16 (float accumulation)
+    and float64 (double; the backend refuses it on devices without fp64)."""
+    return spec.dtype in ("float32", "float16", "float64")
 
 
 def _work_group(items: int, limit: int, wanted: int) -> int:
@@ -543,7 +545,8 @@ class GemmPath:
     vectors by default) and per tap loads one packed weight vector and ``OB``
     input values: K = CG * taps multiply-add steps. Covers every stride,
     dilation, border mode, layout and 1/2/3-D problem (via the pad pre-pass);
-    float64 and groups with few filters go to other paths.
+    groups with few filters go to other paths. float64 uses 8 filters x 6
+    columns (two ``double4`` per accumulator).
     """
 
     name = "gemm"
@@ -562,6 +565,12 @@ class GemmPath:
         fg = spec.out_per_group
         fb = 16 if fg > 8 else 8 if fg > 4 else 4
         ob = 6 if fb == 16 else 8
+        if spec.dtype == "float64":
+            # Same register budget in doubles: 8 filters (two double4) x 6
+            # columns. 1x64x56x56 64 3x3: 11.4 ms on direct -> 3.0-3.5 ms;
+            # 4 filters x 8 columns: 7.2 ms.
+            fb = min(fb, 8)
+            ob = 6 if fb == 8 else 8
         if width < ob:
             ob = max(width, 1)
         return GemmConfig(fb, ob, 1, 1)
@@ -758,6 +767,8 @@ class RowsPath:
             # to 4 weight broadcasts feed 8 multiply-adds (8 rows x 8 columns
             # needs 9 loads for 8); measured best or tied on 512x512 15x15.
             rows, nv = 4, 2 if out_w > 8 else 1
+        if spec.dtype == "float64":
+            nv = 1  # a double8 is two registers already (512x512 15x15: 5.5 -> 2.9 ms)
         nv = min(nv, -(-out_w // 8))
         # Fewer vectors per row when that wastes fewer columns (56 wide: 7
         # blocks of 8 instead of 4 of 16 with 8 columns computed for nothing,
@@ -894,7 +905,7 @@ def choose_path(spec: ConvSpec, dctx: DeviceContext, limits: Limits) -> ForwardP
     The order is the heuristic: ``tiny`` (at most 65536 multiply-adds: one
     launch of the direct kernel), ``pointwise`` (1x1, stride 1, no padding),
     ``gemm`` (groups of >= 4 filters), ``rows`` (one filter per group, unit
-    stride along W), then ``direct`` (everything, also float64). The
+    stride along W), then ``direct`` (everything). The
     environment variable ``CLCONV_OPENCL_PATH=<name>`` (read per call; for
     tests and measurements) puts that path first: it still runs only problems
     it supports, others take the usual order. Without it, a winner that

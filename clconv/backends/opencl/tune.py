@@ -100,7 +100,8 @@ def _variants(path: Any, spec: Any, limits: Any) -> list[dict[str, int]]:
     if name in ("gemm", "pointwise"):
         width = math.prod(spec.out_size) if name == "pointwise" else out_w
         cfg = path.config(spec, limits, width)
-        fbs = [fb for fb in (8, 16) if fb <= max(4, -(-spec.out_per_group // 4) * 4)]
+        widths = (4, 8) if spec.dtype == "float64" else (8, 16)  # one or two registers
+        fbs = [fb for fb in widths if fb <= max(4, -(-spec.out_per_group // 4) * 4)]
         out = []
         for fb in fbs or [cfg.fb]:
             for ob in (4, 6, 8):

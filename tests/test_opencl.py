@@ -8,6 +8,7 @@ agreement over the full feature grid lives in tests/test_conv_oracle.py.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import subprocess
 import sys
@@ -354,6 +355,55 @@ def test_launch_respects_small_device_work_group(be, rng):
                           "channels_first", False).spec
     cfg = DirectPath.config(spec, current_limits(small))
     assert cfg.wg_x * cfg.wg_y <= 4
+
+
+GROUP_CASES = {  # path -> (input shape, weight shape, conv2d keywords)
+    "gemm": ((2, 8, 13, 11), (16, 8, 3, 3), {"padding": 1}),
+    "pointwise": ((2, 16, 9, 10), (8, 16, 1, 1), {}),
+    "rows": ((1, 4, 20, 30), (4, 1, 3, 3), {"padding": 1, "groups": 4}),
+}
+
+
+@pytest.mark.parametrize("path", list(GROUP_CASES))
+def test_gpu_like_devices_get_wide_work_groups(be, cl_backend, monkeypatch, rng, path):
+    """On GPUs (and in strict mode, which CI uses to launch kernels as a GPU would) the
+    fast paths plan groups of 64 items instead of the CPU's 1-16, the launches use
+    them, and the numbers match the oracle."""
+    from clconv.backends.opencl import conv
+    from clconv.backends.opencl.limits import GPU_GROUP_ITEMS, current_limits
+
+    monkeypatch.delenv("CLCONV_STRICT_LIMITS", raising=False)  # CI's second pass sets it
+    gpu = dataclasses.replace(be.dctx.info, type="gpu")
+    assert current_limits(gpu).group_items == GPU_GROUP_ITEMS
+    assert current_limits(be.dctx.info).group_items == (1 if be.dctx.info.type == "cpu"
+                                                        else GPU_GROUP_ITEMS)
+    monkeypatch.setenv("CLCONV_STRICT_LIMITS", "1")
+    monkeypatch.setenv("CLCONV_OPENCL_PATH", path)
+    assert current_limits(be.dctx.info).group_items == GPU_GROUP_ITEMS
+    launched = []
+    real = conv.enqueue
+    monkeypatch.setattr(conv, "enqueue", lambda built, name, queue, gsize, lsize, *args:
+                        launched.append((name, lsize)) or real(built, name, queue, gsize,
+                                                               lsize, *args))
+    xs, ws, kw = GROUP_CASES[path]
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    y = clconv.conv2d(x, w, backend=cl_backend, **kw)
+    assert_close(y, reference(clconv.conv2d, x, w, **kw), np.float32, 16 * 9)
+    kernel = {"gemm": "conv_gemm", "pointwise": "conv_gemm", "rows": "conv_rows"}[path]
+    sizes = [math.prod(local) for name, local in launched if name == kernel]
+    assert sizes and all(size == GPU_GROUP_ITEMS for size in sizes), launched
+
+
+def test_work_group_shrinks_to_what_the_kernel_allows(be, monkeypatch):
+    """A built kernel that allows fewer items than planned (registers on a GPU) gets a
+    smaller group (wg_y halved first), not a failed launch."""
+    from clconv.backends.opencl import conv, program
+
+    monkeypatch.setattr(program.BuiltProgram, "max_work_group", lambda self, name, dev: 8)
+    prg, wg_x, wg_y = conv.fitted_program(be.dctx, "pad.cl", "pad_input", {}, 16, 4, 256)
+    assert (wg_x, wg_y) == (8, 1)
+    assert "-DWG_X=8" in prg.options and "-DWG_Y=1" in prg.options
 
 
 def test_float64_without_fp64_is_backend_unavailable(be):

@@ -408,17 +408,11 @@ class DirectPath:
         """Program, kernel name, launch sizes and scalar arguments (memoised per geometry)."""
         # One filter per group: the variant that vectorises along output columns.
         kernel = "conv_direct_ow" if cfg.fb == 1 and cfg.ob in (2, 4, 8, 16) else "conv_direct"
-        while True:
-            defines = type_defines(spec, x.dtype, "IN")
-            defines.update(BORDER=BORDER_CODES[spec.border], FB=cfg.fb, OB=cfg.ob,
-                           WG_X=cfg.wg_x, WG_Y=cfg.wg_y)
-            prg = dctx.program("conv_direct.cl", defines)
-            # A kernel may allow less than the device maximum (registers on GPUs).
-            if cfg.wg_x * cfg.wg_y <= prg.max_work_group(kernel, dctx.device) or (
-                    cfg.wg_x * cfg.wg_y == 1):
-                break
-            cfg = dataclasses.replace(cfg, wg_x=max(cfg.wg_x // 2, 1) if cfg.wg_y == 1
-                                      else cfg.wg_x, wg_y=cfg.wg_y // 2 or 1)
+        defines = type_defines(spec, x.dtype, "IN")
+        defines.update(BORDER=BORDER_CODES[spec.border], FB=cfg.fb, OB=cfg.ob)
+        prg, wg_x, wg_y = fitted_program(dctx, "conv_direct.cl", kernel, defines, cfg.wg_x,
+                                         cfg.wg_y, cfg.wg_x * cfg.wg_y)
+        cfg = dataclasses.replace(cfg, wg_x=wg_x, wg_y=wg_y)
         acc = acc_dtype(spec).type
         in_d, in_h, in_w = spatial3(spec.in_size, 1)
         out_d, out_h, out_w = spatial3(spec.out_size, 1)
@@ -493,11 +487,12 @@ def border_free_input(dctx: DeviceContext, queue: Any, x: Operand, spec: ConvSpe
         return None
     scratch = allocate(nbytes)
     defines = type_defines(spec, x.dtype, "IN")
-    defines.update(BORDER=BORDER_CODES[spec.border], WG_PAD=WG_PAD)
+    wg_pad = WG_PAD if limits.group_items == 1 else limits.group_items
+    defines.update(BORDER=BORDER_CODES[spec.border], WG_PAD=wg_pad)
     prg = dctx.program("pad.cl", defines)
     i32 = np.int32
-    enqueue(prg, "pad_input", queue, (round_up(pd * ph, WG_PAD), spec.batch * c),
-            (WG_PAD, 1), x.buffer, np.int64(x.offset),
+    enqueue(prg, "pad_input", queue, (round_up(pd * ph, wg_pad), spec.batch * c),
+            (wg_pad, 1), x.buffer, np.int64(x.offset),
             *(np.int64(v) for v in (sn, sc, sd, sh, sw)), scratch,
             i32(c), i32(in_d), i32(in_h), i32(in_w), i32(pd), i32(ph), i32(row),
             i32(bd), i32(bh), i32(bw), acc.type(spec.fill_value))
@@ -516,6 +511,34 @@ def _work_group(items: int, limit: int, wanted: int) -> int:
     while wg * 2 <= min(wanted, limit) and wg * 2 <= max(items, 1):
         wg *= 2
     return wg
+
+
+def gpu_group(limits: Limits, x_items: int, wide: int) -> tuple[int, int]:
+    """A work-group of ``limits.group_items`` items for GPU-like devices.
+
+    Up to ``wide`` items along dimension 0 (fewer when only ``x_items``
+    exist there), the rest along dimension 1.
+    """
+    items = limits.group_items
+    wg_x = _work_group(x_items, items, wide)
+    return wg_x, max(items // wg_x, 1)
+
+
+def fitted_program(dctx: DeviceContext, filename: str, kernel: str, defines: dict[str, Any],
+                   wg_x: int, wg_y: int, limit: int) -> tuple[Any, int, int]:
+    """``(program, wg_x, wg_y)``: ``filename`` built with the largest work-group,
+    starting from ``wg_x`` x ``wg_y`` and halving (``wg_y`` first), that both
+    ``limit`` and the built ``kernel`` allow (a kernel may allow less than the
+    device maximum: registers on GPUs)."""
+    while True:
+        prg = dctx.program(filename, {**defines, "WG_X": wg_x, "WG_Y": wg_y})
+        if wg_x * wg_y <= min(limit, prg.max_work_group(kernel, dctx.device)) or (
+                wg_x * wg_y == 1):
+            return prg, wg_x, wg_y
+        if wg_y > 1:
+            wg_y //= 2
+        else:
+            wg_x //= 2
 
 
 def _fallback(dctx: DeviceContext, queue: Any, fb: int, nfb: int, packed: Any, bias: Any,
@@ -573,6 +596,9 @@ class GemmPath:
             ob = 6 if fb == 8 else 8
         if width < ob:
             ob = max(width, 1)
+        if limits.group_items > 1:
+            x_items = -(-max(width, 1) // ob) * -(-fg // fb)
+            return GemmConfig(fb, ob, *gpu_group(limits, x_items, 16))
         return GemmConfig(fb, ob, 1, 1)
 
     def _config(self, spec: ConvSpec, limits: Limits, width: int) -> GemmConfig:
@@ -610,13 +636,9 @@ class GemmPath:
         dd, dh, dw = spatial3(spec.dilation, 1)
         ob = cfg.ob
         defines = type_defines(spec, np.dtype(acc_dtype(spec)), "IN")
-        defines.update(FB=cfg.fb, OB=ob, KH=kh, KW=kw, WG_X=cfg.wg_x, WG_Y=cfg.wg_y, CU=cfg.cu)
-        prg = dctx.program("conv_gemm.cl", defines)
-        wg_x, wg_y = cfg.wg_x, cfg.wg_y
-        if wg_x * wg_y > min(limits.max_work_group,
-                             prg.max_work_group("conv_gemm", dctx.device)):
-            _fallback(dctx, queue, cfg.fb, nfb, packed, packed_bias, x, y, spec, limits)
-            return
+        defines.update(FB=cfg.fb, OB=ob, KH=kh, KW=kw, CU=cfg.cu)
+        prg, wg_x, wg_y = fitted_program(dctx, "conv_gemm.cl", "conv_gemm", defines, cfg.wg_x,
+                                         cfg.wg_y, limits.max_work_group)
         global_size = (round_up(-(-out_w // ob) * nfb, wg_x), round_up(out_d * out_h, wg_y),
                        spec.batch * spec.groups)
         i32, i64 = np.int32, np.int64
@@ -651,6 +673,10 @@ class PointwisePath(GemmPath):
         # work-items (1x256x28x28 -> 128, PoCL on Zen 4, interleaved in one
         # process: 0.66-0.68 -> 0.58-0.59 ms median; either alone ~0.62).
         cfg = GemmPath.config(spec, limits, math.prod(spec.out_size))
+        if limits.group_items > 1:
+            x_items = -(-math.prod(spec.out_size) // cfg.ob) * -(-spec.out_per_group // cfg.fb)
+            wg_x, wg_y = gpu_group(limits, x_items, 64)
+            return dataclasses.replace(cfg, cu=4, wg_x=wg_x, wg_y=wg_y)
         return dataclasses.replace(cfg, cu=4, wg_x=_work_group(16, limits.max_work_group, 16))
 
     def prepare(self, dctx: DeviceContext, queue: Any, weight: Operand, bias: Any,
@@ -780,7 +806,10 @@ class RowsPath:
         # Small kernels: little work per item, so group many items per
         # work-group (PoCL's per-group cost dominates otherwise).
         wanted = 16 if taps <= 32 else 1
-        wg_x = _work_group(-(-out_w // (8 * nv)), limits.max_work_group, wanted)
+        col_blocks = -(-out_w // (8 * nv))
+        if limits.group_items > 1:
+            return RowsConfig(nv, rows, kw_unroll, *gpu_group(limits, col_blocks, 16))
+        wg_x = _work_group(col_blocks, limits.max_work_group, wanted)
         return RowsConfig(nv, rows, kw_unroll, wg_x, 1)
 
     def packed_bytes(self, spec: ConvSpec, limits: Limits) -> int:
@@ -824,16 +853,13 @@ class RowsPath:
             pads = (0, 0, 0)
         defines = type_defines(spec, in_dtype, "IN")
         defines.update(BORDER=BORDER_CODES[spec.border], NV=cfg.nv, OR=cfg.rows, KH=kh,
-                       KW=kw, SH=sh, DH=dh, KW_UNROLL=cfg.kw_unroll, WG_X=cfg.wg_x,
-                       WG_Y=cfg.wg_y)
-        prg = dctx.program("conv_rows.cl", defines)
-        if cfg.wg_x * cfg.wg_y > prg.max_work_group("conv_rows", dctx.device):
-            _fallback(dctx, queue, 1, nfb, packed, packed_bias, x, y, spec, limits)
-            return
-        global_size = (round_up(-(-out_w // cols), cfg.wg_x), round_up(out_d * nrb, cfg.wg_y),
+                       KW=kw, SH=sh, DH=dh, KW_UNROLL=cfg.kw_unroll)
+        prg, wg_x, wg_y = fitted_program(dctx, "conv_rows.cl", "conv_rows", defines, cfg.wg_x,
+                                         cfg.wg_y, limits.max_work_group)
+        global_size = (round_up(-(-out_w // cols), wg_x), round_up(out_d * nrb, wg_y),
                        spec.batch * spec.groups)
         i32, i64 = np.int32, np.int64
-        enqueue(prg, "conv_rows", queue, global_size, (cfg.wg_x, cfg.wg_y, 1),
+        enqueue(prg, "conv_rows", queue, global_size, (wg_x, wg_y, 1),
                 buf, i64(off), *(i64(v) for v in strides),
                 packed, packed_bias, i32(packed_bias is not None),
                 y.buffer, i64(y.offset), *(i64(v) for v in layout_strides(y.strides, spec)),

@@ -8,7 +8,9 @@ Both variables are read at call time:
   is checked only against the device's real limit for its result.
 * ``CLCONV_STRICT_LIMITS=1``: caps work-groups at :data:`STRICT_WORK_GROUP`
   items and local memory at :data:`STRICT_LOCAL_MEM` bytes, like a small GPU,
-  even on devices (PoCL) that report far larger limits.
+  even on devices (PoCL) that report far larger limits, and plans the
+  GPU-shaped work-groups (:attr:`Limits.group_items`), so the kernels are
+  launched as a GPU would run them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,12 @@ from ...errors import ArgumentError
 from .devices import DeviceInfo
 
 STRICT_WORK_GROUP = 256
+# Work-items per group that the fast paths plan on GPUs and accelerators: a
+# compute unit runs a group's items in SIMD lanes (32-64 wide), so groups of
+# one item would leave most lanes idle. CPU devices (PoCL) loop over a
+# group's items instead and pay only ~10 ns per group, so there each path
+# keeps the shape measured best on the CPU.
+GPU_GROUP_ITEMS = 64
 STRICT_LOCAL_MEM = 32 * 1024
 # Share of global memory one piece of work may use: leaves room for the
 # caller's own arrays and the driver.
@@ -35,6 +43,7 @@ class Limits:
     max_work_group: int
     local_mem: int
     strict: bool
+    group_items: int = 1  # items per work-group the fast paths aim for (1: CPU shapes)
 
 
 def strict_mode() -> bool:
@@ -87,5 +96,6 @@ def _compute_limits(info: DeviceInfo) -> Limits:
     if strict:
         wg = min(wg, STRICT_WORK_GROUP)
         local = min(local, STRICT_LOCAL_MEM)
-    return Limits(max_alloc=max_alloc, memory_budget=budget,
-                  max_work_group=wg, local_mem=local, strict=strict)
+    group_items = min(GPU_GROUP_ITEMS, wg) if strict or info.type != "cpu" else 1
+    return Limits(max_alloc=max_alloc, memory_budget=budget, max_work_group=wg,
+                  local_mem=local, strict=strict, group_items=group_items)

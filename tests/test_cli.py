@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ import pytest
 from PIL import Image
 
 import clconv
-from clconv._images import to_pixels
+from clconv._images import ImageModeError, read_image, to_pixels, write_image
 
 
 def run(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -38,6 +40,47 @@ def images(tmp_path, rng) -> Path:
     Image.fromarray((rng.random((16, 16)) * 255).astype(np.uint8)).save(folder / "grey.jpg")
     (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not a PNG body")
     return folder
+
+
+def png16_bytes(pixels: np.ndarray, color_type: int = 2, filters=(0, 1, 2, 3, 4)) -> bytes:
+    """A 16-bit PNG built here from the spec (no pypng, no Pillow); row i uses filter
+    ``filters[i % len(filters)]`` (0 none, 1 sub, 2 up, 3 average, 4 paeth)."""
+    h, w, planes = pixels.shape
+    raw = pixels.astype(">u2").view(np.uint8).reshape(h, w * planes * 2).astype(np.int32)
+    bpp = planes * 2
+    left, up, upleft = (np.zeros_like(raw) for _ in range(3))
+    left[:, bpp:], up[1:], upleft[1:, bpp:] = raw[:, :-bpp], raw[:-1], raw[:-1, :-bpp]
+    p = left + up - upleft
+    pa, pb, pc = np.abs(p - left), np.abs(p - up), np.abs(p - upleft)
+    paeth = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, upleft))
+    kinds = np.resize(np.asarray(filters), h)
+    predicted = np.stack([np.zeros_like(raw), left, up, (left + up) // 2, paeth])[kinds,
+                                                                                 np.arange(h)]
+    body = np.concatenate([kinds[:, None], (raw - predicted) % 256], axis=1).astype(np.uint8)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(body.tobytes())) + chunk(b"IEND", b""))
+
+
+def png_header(path: Path) -> tuple[int, int]:
+    """``(bit depth, colour type)`` from a PNG file's IHDR."""
+    head = path.read_bytes()[:26]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR"
+    return head[24], head[25]
+
+
+@pytest.fixture
+def rgb16(rng) -> np.ndarray:
+    """uint16 RGB over the full 0..65535 range, mostly not multiples of 257."""
+    pixels = rng.integers(0, 65536, size=(19, 23, 3)).astype(np.uint16)
+    pixels[0, 0], pixels[0, 1] = 0, 65535
+    assert (pixels % 257 != 0).mean() > 0.99   # an 8-bit round trip would show
+    return pixels
 
 
 def test_devices():
@@ -90,6 +133,75 @@ def test_filter_16bit_stride_padding(images, tmp_path):
     assert np.asarray(written).shape == expected.shape == (7, 6)
     diff = np.abs(np.asarray(written).astype(int) - np.clip(np.rint(expected), 0, 65535))
     assert diff.max() <= 1
+
+
+def test_rgb16_png_read_write_round_trip(rgb16, tmp_path):
+    """Reading a hand-built 16-bit RGB PNG (every filter type) and writing it back."""
+    src = tmp_path / "rgb16.png"
+    src.write_bytes(png16_bytes(rgb16))
+    pixels, maxval = read_image(src)
+    assert maxval == 65535 and pixels.dtype == np.uint16 and pixels.shape == (19, 23, 3)
+    np.testing.assert_array_equal(pixels, rgb16)
+
+    out = tmp_path / "again.png"
+    write_image(out, pixels)
+    assert png_header(out) == (16, 2)
+    again, maxval = read_image(out)
+    assert maxval == 65535 and again.dtype == np.uint16
+    np.testing.assert_array_equal(again, rgb16)
+    with Image.open(out) as im:   # an independent decoder: Pillow keeps the high bytes
+        assert im.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(im), rgb16 >> 8)
+
+    tif = tmp_path / "again.tif"  # Pillow has no 16-bit RGB: other formats get 8 bits
+    write_image(tif, pixels)
+    eight, maxval = read_image(tif)
+    assert maxval == 255 and eight.dtype == np.uint8
+    np.testing.assert_array_equal(eight, (rgb16.astype(np.uint32) * 255 // 65535))
+
+
+def test_rgb16_png_interlaced_and_broken(rgb16, tmp_path):
+    import png  # pypng, the reader of 16-bit RGB PNGs
+
+    interlaced = tmp_path / "adam7.png"
+    with open(interlaced, "wb") as f:
+        png.Writer(23, 19, greyscale=False, bitdepth=16, interlace=True).write(
+            f, rgb16.reshape(19, 23 * 3).tolist())
+    pixels, maxval = read_image(interlaced)
+    assert maxval == 65535
+    np.testing.assert_array_equal(pixels, rgb16)
+
+    whole = png16_bytes(rgb16)
+    (tmp_path / "cut.png").write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(OSError, match="16-bit RGB PNG"):
+        read_image(tmp_path / "cut.png")
+    alpha = np.concatenate([rgb16, np.full((19, 23, 1), 65535, np.uint16)], axis=2)
+    (tmp_path / "rgba16.png").write_bytes(png16_bytes(alpha, color_type=6))
+    with pytest.raises(ImageModeError, match="'RGBA'"):
+        read_image(tmp_path / "rgba16.png")
+
+
+@pytest.mark.parametrize("kernel,scale", [("gaussian", "clip"), ("sobel_x", "rescale")])
+def test_filter_16bit_rgb_png(backend, rgb16, tmp_path, kernel, scale):
+    src, out = tmp_path / "rgb16.png", tmp_path / "out.png"
+    src.write_bytes(png16_bytes(rgb16))
+    proc = run("filter", str(src), "-k", kernel, "--scale", scale, "--backend", backend,
+               "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert png_header(out) == (16, 2)
+    written, maxval = read_image(out)
+    assert maxval == 65535 and written.dtype == np.uint16 and written.shape == (19, 23, 3)
+    expected = clconv.filter2d(rgb16, clconv.kernels.get(kernel), backend="numpy")
+    pixels = to_pixels(expected, 65535, scale)
+    # float32 rounding may move a value across a .5 boundary: at most 1 level
+    assert np.abs(written.astype(int) - pixels.astype(int)).max() <= 1
+    if backend == "numpy":
+        np.testing.assert_array_equal(written, pixels)
+    if scale == "rescale":
+        assert written.min() == 0 and written.max() == 65535
+    assert (written % 257 != 0).mean() > 0.9      # the low byte survived
+    with Image.open(out) as im:
+        np.testing.assert_array_equal(np.asarray(im), written >> 8)
 
 
 def test_filter_folder_with_a_corrupt_file(images, tmp_path):

@@ -406,6 +406,99 @@ def test_work_group_shrinks_to_what_the_kernel_allows(be, monkeypatch):
     assert "-DWG_X=8" in prg.options and "-DWG_Y=1" in prg.options
 
 
+SEPARABLE_CASES = [  # (input shape, kernel (KH, KW), conv2d keywords, dtype)
+    ((2, 3, 23, 30), (5, 7), {"padding": "same"}, "float32"),
+    ((1, 2, 20, 26), (4, 6), {"padding": ((2, 1), (3, 0)), "padding_mode": "reflect"},
+     "float32"),
+    ((1, 1, 25, 19), (3, 5), {"padding": 4, "padding_mode": "circular", "dilation": (2, 3)},
+     "float64"),
+    ((2, 2, 21, 24), (5, 3), {"padding": 2, "padding_mode": "replicate", "stride": (2, 1)},
+     "float32"),
+    ((1, 3, 18, 22), (3, 4), {"padding": "valid"}, "uint8"),
+    ((1, 4, 16, 20), (5, 5), {"padding": "same", "data_format": "channels_last"}, "float32"),
+]
+
+
+def _spy_rows(monkeypatch):
+    from clconv.backends.opencl import conv
+
+    calls = []
+    real = conv.ROWS.launch
+
+    def launch(dctx, queue, state, x, y, spec, limits):
+        calls.append(spec.kernel_size)
+        return real(dctx, queue, state, x, y, spec, limits)
+
+    monkeypatch.setattr(conv.ROWS, "launch", launch)
+    return calls
+
+
+@pytest.mark.parametrize("flip", [False, True])
+@pytest.mark.parametrize(("shape", "kernel", "kw", "dtype"), SEPARABLE_CASES)
+def test_separable_path_equals_oracle(cl_backend, monkeypatch, rng, shape, kernel, kw, dtype,
+                                      flip):
+    """Rank-1 one-filter kernels run as a column pass and a row pass (conv_rows.cl twice),
+    with every padding form, border mode, dilation, H stride, layout, flip and bias, and
+    give the oracle's numbers; the thresholds are lowered so small cases take the path."""
+    from clconv.backends.opencl import conv
+
+    monkeypatch.setattr(conv.SeparablePath, "MIN_TAPS", 1)
+    monkeypatch.setattr(conv.SeparablePath, "MIN_OUTPUTS", 1)
+    monkeypatch.setattr(conv.TinyPath, "MAX_MACS", 0)
+    calls = _spy_rows(monkeypatch)
+    channels_last = kw.get("data_format") == "channels_last"
+    c = shape[-1] if channels_last else shape[1]
+    x = rng.standard_normal(shape) * 3
+    x = (rng.integers(0, 256, shape) if dtype == "uint8" else x).astype(dtype)
+    wdtype = np.float64 if dtype == "float64" else np.float32
+    w = (rng.standard_normal((c, 1, kernel[0], 1))
+         * rng.standard_normal((c, 1, 1, kernel[1]))).astype(wdtype)
+    b = rng.standard_normal(c).astype(wdtype)
+    y = clconv.conv2d(x, w, b, groups=c, flip=flip, backend=cl_backend, **kw)
+    assert calls == [(kernel[0], 1), (1, kernel[1])]
+    ref = reference(clconv.conv2d, x, w, b, groups=c, flip=flip, **kw)
+    assert y.dtype == (np.float64 if dtype == "float64" else np.float32)
+    scale = 1 + np.abs(ref).max()
+    assert_close(y / scale, ref / scale, wdtype, kernel[0] * kernel[1])
+
+
+def test_separable_path_leaves_full_rank_and_fill_to_the_rows_path(cl_backend, monkeypatch,
+                                                                   rng):
+    """A kernel of rank 2 runs as one 2-D rows pass; a constant border with a non-zero
+    fill (convolve2d's fillvalue) is not offered to the separable path at all."""
+    from clconv.backends.opencl import conv
+
+    monkeypatch.setattr(conv.SeparablePath, "MIN_TAPS", 1)
+    monkeypatch.setattr(conv.SeparablePath, "MIN_OUTPUTS", 1)
+    monkeypatch.setattr(conv.TinyPath, "MAX_MACS", 0)
+    calls = _spy_rows(monkeypatch)
+    x = rng.standard_normal((1, 2, 20, 20)).astype(np.float32)
+    w = rng.standard_normal((2, 1, 5, 5)).astype(np.float32)
+    y = clconv.conv2d(x, w, padding=2, groups=2, backend=cl_backend)
+    assert calls == [(5, 5)]
+    assert_close(y, reference(clconv.conv2d, x, w, padding=2, groups=2), np.float32, 25)
+    img = rng.standard_normal((30, 30))
+    k = np.outer(rng.standard_normal(5), rng.standard_normal(5))
+    calls.clear()
+    got = clconv.convolve2d(img, k, mode="same", boundary="fill", fillvalue=2.5,
+                            backend=cl_backend)
+    assert calls == [(5, 5)]
+    want = clconv.convolve2d(img, k, mode="same", boundary="fill", fillvalue=2.5,
+                             backend="numpy")
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-11)
+
+
+def test_separable_path_is_the_default_for_large_rank_1_kernels(cl_backend, monkeypatch, rng):
+    """At the real thresholds: a 15x15 rank-1 kernel on 512x512 takes the two passes."""
+    calls = _spy_rows(monkeypatch)
+    x = rng.standard_normal((1, 1, 512, 512)).astype(np.float32)
+    g = np.exp(-0.5 * (np.arange(15) - 7) ** 2 / 9)
+    w = np.outer(g, g).astype(np.float32)[None, None]
+    y = clconv.conv2d(x, w, padding=7, backend=cl_backend)
+    assert calls == [(15, 1), (1, 15)]
+    assert_close(y, reference(clconv.conv2d, x, w, padding=7), np.float32, 225)
+
+
 def test_float64_without_fp64_is_backend_unavailable(be):
     from clconv.backends.opencl.backend import OpenCLBackend
 

@@ -10,6 +10,9 @@ problem (``CLCONV_OPENCL_PATH`` can force one). The order is the heuristic:
 ``pointwise``  1x1, stride 1, no padding: conv_gemm.cl over flattened pixels
 ``gemm``       >= 4 filters per group: register-blocked implicit GEMM
                (16 filters x 6 columns per work-item), pad pre-pass
+``separable``  rank-1 kernels of >= 121 taps, 1 filter per group, large outputs:
+               a column pass and a row pass of conv_rows.cl (weights checked
+               in ``prepare``; other weights run on ``rows``)
 ``rows``       1 filter per group, unit W stride: row-blocked float8 kernel
 ``direct``     everything else (strided one-filter groups, few filters per group, ...)
 =============  ==============================================================
@@ -308,7 +311,11 @@ def _pack_program(dctx: DeviceContext, spec: ConvSpec, dtype: np.dtype, fb: int)
 
 
 class ForwardPath(Protocol):
-    """One way of computing the forward convolution on a device."""
+    """One way of computing the forward convolution on a device.
+
+    A path may set ``weight_dependent = True`` when whether it helps depends
+    on the weights' values (it then checks them in ``prepare``).
+    """
 
     name: str
 
@@ -869,6 +876,107 @@ class RowsPath:
                 acc_dtype(spec).type(spec.fill_value))
 
 
+class SeparablePath:
+    """Rank-1 kernels of one-filter groups as two 1-D passes (columns, then rows).
+
+    A KH x KW kernel that is the outer product of a column and a row costs
+    KH + KW multiply-adds per output instead of KH * KW. ``prepare`` checks
+    the host weights (an SVD per filter, in float64); when a filter is not
+    rank 1 within the dtype's rounding, or the weights are a device array, the
+    problem goes to the rows path as usual. Both passes run conv_rows.cl: the
+    first over the input with the KH x 1 column and the padding along H, into
+    a scratch of the accumulator type; the second over the scratch with the
+    1 x KW row, the padding along W and the bias. Padding one axis after the
+    other equals padding both for every border mode except a constant fill
+    other than zero (the second pass would pad with the fill itself, not with
+    the first pass of it), which this path leaves to the others.
+    """
+
+    name = "separable"
+    overrides: dict[str, int] = {}
+    # Whether it applies depends on the weights' values, which clconv.tune (random
+    # weights) cannot judge: not a tuning candidate, and it comes before a stored
+    # winner in choose_path.
+    weight_dependent = True
+    # Measured on PoCL (two clconv passes against the 2-D rows kernel, 2026-11-29):
+    # 15x15 on 512x512 4.9 -> 1.0 ms and on RGB 1080p 39 -> 19 ms; 9x9 and smaller,
+    # or images of 128x128, no gain (the extra pass costs as much as it saves).
+    MIN_TAPS = 121
+    MIN_OUTPUTS = 1 << 18
+    # Second singular value / first below this: the filter counts as rank 1
+    # (float32 weights rounded from an exact outer product sit near 1e-8).
+    RANK_TOL = {"float32": 2e-7, "float64": 1e-14}
+
+    def supports(self, spec: ConvSpec, dctx: DeviceContext, limits: Limits) -> bool:
+        kh, kw = spec.kernel_size[-2:] if spec.ndim == 2 else (0, 0)
+        return (spec.ndim == 2 and spec.dtype in self.RANK_TOL and spec.in_per_group == 1
+                and spec.out_per_group == 1 and spec.stride[-1] == 1 and min(kh, kw) >= 2
+                and kh * kw >= self.MIN_TAPS and kh <= RowsPath.MAX_KH
+                and kw <= RowsPath.MAX_KW
+                and math.prod(spec.output_shape) >= self.MIN_OUTPUTS
+                and not (spec.border == "constant" and spec.fill_value != 0))
+
+    @staticmethod
+    def passes(spec: ConvSpec) -> tuple[ConvSpec, ConvSpec]:
+        """The column pass (input -> scratch) and the row pass (scratch -> output)."""
+        (kh, kw), (sh, _), (dh, dw) = spec.kernel_size, spec.stride, spec.dilation
+        (bh, bw), (ah, aw) = spec.pad_before, spec.pad_after
+        oh, w = spec.out_size[0], spec.in_size[1]
+        cols = spec.replace(kernel_size=(kh, 1), stride=(sh, 1), dilation=(dh, 1),
+                            pad_before=(bh, 0), pad_after=(ah, 0), out_size=(oh, w),
+                            flip=False, has_bias=False)
+        rows = spec.replace(in_size=(oh, w), kernel_size=(1, kw), stride=(1, 1),
+                            dilation=(1, dw), pad_before=(0, bw), pad_after=(0, aw),
+                            flip=False)
+        return cols, rows
+
+    def packed_bytes(self, spec: ConvSpec, limits: Limits) -> int:
+        return 2 * ROWS.packed_bytes(spec, limits)
+
+    def prepare(self, dctx: DeviceContext, queue: Any, weight: Any, bias: Any,
+                spec: ConvSpec, limits: Limits, allocate: Any) -> Any:
+        factors = None if isinstance(weight, Operand) else self.factors(weight, spec)
+        if factors is None:
+            return ("rows", ROWS.prepare(dctx, queue, weight, bias, spec, limits, allocate))
+        col, row = factors
+        cols, rows = self.passes(spec)
+        return ("separable",
+                ROWS.prepare(dctx, queue, col, None, cols, limits, allocate),
+                ROWS.prepare(dctx, queue, row, bias, rows, limits, allocate), allocate)
+
+    def factors(self, weight: Any, spec: ConvSpec) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(column, row)`` weights whose outer products are the filters, or None."""
+        w = np.asarray(weight, dtype=np.float64)
+        if spec.flip:
+            w = w[..., ::-1, ::-1]
+        if not np.isfinite(w).all():
+            return None
+        u, sv, vt = np.linalg.svd(w[:, 0])  # (F, KH, KH), (F, min), (F, KW, KW)
+        if (sv[:, 1] > self.RANK_TOL[spec.dtype] * sv[:, 0]).any():
+            return None
+        scale = np.sqrt(sv[:, :1])
+        acc = acc_dtype(spec)
+        col = (u[:, :, 0] * scale)[:, None, :, None].astype(acc)
+        row = (vt[:, 0, :] * scale)[:, None, None, :].astype(acc)
+        return col, row
+
+    def launch(self, dctx: DeviceContext, queue: Any, state: Any, x: Operand, y: Operand,
+               spec: ConvSpec, limits: Limits) -> None:
+        if state[0] == "rows":
+            ROWS.launch(dctx, queue, state[1], x, y, spec, limits)
+            return
+        _, col_state, row_state, allocate = state
+        cols, rows = self.passes(spec)
+        acc = acc_dtype(spec)
+        n, c, (oh, w) = spec.batch, spec.in_channels, cols.out_size
+        shape = (n, oh, w, c) if spec.channels_last else (n, c, oh, w)
+        strides = tuple(int(v) for v in np.cumprod((1, *shape[:0:-1]))[::-1])
+        mid = Operand(allocate(max(math.prod(shape) * acc.itemsize, 1)), 0, strides, shape,
+                      acc)
+        ROWS.launch(dctx, queue, col_state, x, mid, cols, limits)
+        ROWS.launch(dctx, queue, row_state, mid, y, rows, limits)
+
+
 class TinyPath(DirectPath):
     """Tiny problems: one launch of the direct kernel (borders handled inside).
 
@@ -885,8 +993,9 @@ class TinyPath(DirectPath):
         return spec.macs <= self.MAX_MACS
 
 
-FORWARD_PATHS: list[ForwardPath] = [TinyPath(), PointwisePath(), GemmPath(), RowsPath(),
-                                    DirectPath()]
+ROWS = RowsPath()
+FORWARD_PATHS: list[ForwardPath] = [TinyPath(), PointwisePath(), GemmPath(), SeparablePath(),
+                                    ROWS, DirectPath()]
 PATH_ENV = "CLCONV_OPENCL_PATH"
 # (path name, tile parameters) that clconv.tune is timing right now (this thread/task).
 TUNING: contextvars.ContextVar[tuple[str, dict[str, int]] | None] = contextvars.ContextVar(
@@ -930,13 +1039,16 @@ def choose_path(spec: ConvSpec, dctx: DeviceContext, limits: Limits) -> ForwardP
 
     The order is the heuristic: ``tiny`` (at most 65536 multiply-adds: one
     launch of the direct kernel), ``pointwise`` (1x1, stride 1, no padding),
-    ``gemm`` (groups of >= 4 filters), ``rows`` (one filter per group, unit
-    stride along W), then ``direct`` (everything). The
+    ``gemm`` (groups of >= 4 filters), ``separable`` (large rank-1 kernels of
+    one-filter groups), ``rows`` (one filter per group, unit stride along W),
+    then ``direct`` (everything). The
     environment variable ``CLCONV_OPENCL_PATH=<name>`` (read per call; for
     tests and measurements) puts that path first: it still runs only problems
     it supports, others take the usual order. Without it, a winner that
     :func:`clconv.tune` stored for this device and problem class (see
-    :mod:`.tunecache`) comes before the heuristic when it supports ``spec``.
+    :mod:`.tunecache`) comes before the heuristic when it supports ``spec``,
+    after the weight-dependent paths (the tuner times random weights, so it
+    cannot judge those).
     """
     tuning = TUNING.get()
     if tuning is not None:
@@ -953,6 +1065,9 @@ def choose_path(spec: ConvSpec, dctx: DeviceContext, limits: Limits) -> ForwardP
             raise ArgumentError(f"{PATH_ENV}={forced!r}; expected one of "
                                 f"{[p.name for p in FORWARD_PATHS]}")
     else:
+        for path in FORWARD_PATHS:
+            if getattr(path, "weight_dependent", False) and path.supports(spec, dctx, limits):
+                return path
         tuned = tuned_choice(spec, dctx)
         if tuned is not None:
             path = _named(*tuned, spec, dctx, limits)

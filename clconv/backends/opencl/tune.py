@@ -79,7 +79,7 @@ def candidates(spec: Any, dctx: Any, limits: Any) -> list[tuple[str, dict[str, i
     """``(path name, params)`` to try: every supporting path's default plus a few tiles."""
     found: list[tuple[str, dict[str, int]]] = []
     for path in FORWARD_PATHS:
-        if not path.supports(spec, dctx, limits):
+        if not path.supports(spec, dctx, limits) or getattr(path, "weight_dependent", False):
             continue
         found.append((path.name, {}))
         for params in _variants(path, spec, limits):

@@ -15,6 +15,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,11 @@ def rss_bytes() -> int:
 def live_buffers() -> int:
     """pyopencl memory objects alive in this process (pooled or not)."""
     gc.collect()
-    return sum(isinstance(o, cl.MemoryObjectHolder) for o in gc.get_objects())
+    with warnings.catch_warnings():
+        # isinstance() on some objects of other libraries (PyTorch, when installed)
+        # touches deprecated attributes that warn
+        warnings.simplefilter("ignore", FutureWarning)
+        return sum(isinstance(o, cl.MemoryObjectHolder) for o in gc.get_objects())
 
 
 @pytest.fixture

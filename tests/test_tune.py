@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from conftest import OPENCL_BACKENDS
 
 import clconv
 import clconv.backends.opencl.conv as conv_mod
@@ -14,7 +13,11 @@ import clconv.backends.opencl.tune as tune_mod
 import clconv.backends.opencl.tunecache as tunecache
 from clconv._normalize import normalize_conv
 
-pytestmark = pytest.mark.skipif(not OPENCL_BACKENDS, reason="no OpenCL device")
+
+@pytest.fixture
+def backend_name(cl_backend):
+    """Every OpenCL device under test (conftest's cl_backend)."""
+    return cl_backend
 
 
 PROBLEM = {"input_shape": (1, 4, 9, 11), "weight_shape": (8, 4, 3, 3), "padding": 1}
@@ -47,7 +50,6 @@ class FlippedPath(conv_mod.DirectPath):
                                limits, allocate)
 
 
-@pytest.mark.parametrize("backend_name", OPENCL_BACKENDS)
 def test_wrong_candidate_is_rejected(cache, monkeypatch, backend_name):
     monkeypatch.setattr(conv_mod, "FORWARD_PATHS", [FlippedPath(), *conv_mod.FORWARD_PATHS])
     monkeypatch.setattr(tune_mod, "FORWARD_PATHS", conv_mod.FORWARD_PATHS)
@@ -59,7 +61,6 @@ def test_wrong_candidate_is_rejected(cache, monkeypatch, backend_name):
     assert all(c.ms is not None for c in result.candidates if c.accepted)
 
 
-@pytest.mark.parametrize("backend_name", OPENCL_BACKENDS)
 def test_winner_is_stored_and_used(cache, monkeypatch, backend_name):
     # Make a non-default candidate win, so that using the cache is visible.
     real = tune_mod.candidates
@@ -93,9 +94,8 @@ def test_winner_is_stored_and_used(cache, monkeypatch, backend_name):
 @pytest.mark.parametrize("content", ["{not json", '{"format": 99, "devices": {}}', "[]",
                                      '{"format": 1, "devices": {"DEV": {"c": {"path": "rows", '
                                      '"params": {"rows": 999}}}}}'])
-def test_corrupt_cache_is_ignored(cache, content):
+def test_corrupt_cache_is_ignored(cache, content, backend_name):
     cache.write_text(content)
-    backend_name = OPENCL_BACKENDS[0]
     spec = _spec()
     with pytest.warns(RuntimeWarning, match="tune cache"):
         name, params = tune_mod.chosen(spec, backend_name)
@@ -105,8 +105,7 @@ def test_corrupt_cache_is_ignored(cache, content):
     assert clconv.conv2d(x, w, padding=1, backend=backend_name)[0, 0, 4, 4] == 36
 
 
-def test_bad_entry_for_this_device_is_ignored(cache):
-    backend_name = OPENCL_BACKENDS[0]
+def test_bad_entry_for_this_device_is_ignored(cache, backend_name):
     dctx = clconv.get_backend(backend_name).dctx
     spec = _spec()
     table = {tunecache.device_key(dctx): {tunecache.problem_class(spec): {
@@ -116,8 +115,8 @@ def test_bad_entry_for_this_device_is_ignored(cache):
         assert tune_mod.chosen(spec, backend_name)[1] == {}
 
 
-def test_keys_include_device_driver_version():
-    dctx = clconv.get_backend(OPENCL_BACKENDS[0]).dctx
+def test_keys_include_device_driver_version(backend_name):
+    dctx = clconv.get_backend(backend_name).dctx
     key = tunecache.device_key(dctx)
     assert dctx.device.name.strip() in key
     assert dctx.device.driver_version.strip() in key
@@ -134,11 +133,11 @@ def test_default_cache_location(monkeypatch, tmp_path):
         assert tunecache.cache_file() == tmp_path / "clconv" / "tune.json"
 
 
-def test_cli_tune(cache, capsys):
+def test_cli_tune(cache, capsys, backend_name):
     from clconv.cli import main
 
     assert main(["tune", "--input", "1,1,8,8", "--weight", "1,1,3,3", "--padding", "1",
-                 "--repeat", "1", "--backend", OPENCL_BACKENDS[0]]) == 0
+                 "--repeat", "1", "--backend", backend_name]) == 0
     out = capsys.readouterr().out
     assert "problem class" in out and "stored in" in out
     assert cache.exists()

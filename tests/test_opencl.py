@@ -464,7 +464,7 @@ def test_separable_path_equals_oracle(cl_backend, monkeypatch, rng, shape, kerne
 
 def test_separable_path_leaves_full_rank_and_fill_to_the_rows_path(cl_backend, monkeypatch,
                                                                    rng):
-    """A kernel of rank 2 runs as one 2-D rows pass; a constant border with a non-zero
+    """Kernels not all of rank 1 run as one 2-D rows pass; a constant border with a non-zero
     fill (convolve2d's fillvalue) is not offered to the separable path at all."""
     from clconv.backends.opencl import conv
 
@@ -474,6 +474,11 @@ def test_separable_path_leaves_full_rank_and_fill_to_the_rows_path(cl_backend, m
     calls = _spy_rows(monkeypatch)
     x = rng.standard_normal((1, 2, 20, 20)).astype(np.float32)
     w = rng.standard_normal((2, 1, 5, 5)).astype(np.float32)
+    y = clconv.conv2d(x, w, padding=2, groups=2, backend=cl_backend)
+    assert calls == [(5, 5)]
+    assert_close(y, reference(clconv.conv2d, x, w, padding=2, groups=2), np.float32, 25)
+    w[0, 0] = np.outer(rng.standard_normal(5), rng.standard_normal(5))  # only filter 1 not
+    calls.clear()
     y = clconv.conv2d(x, w, padding=2, groups=2, backend=cl_backend)
     assert calls == [(5, 5)]
     assert_close(y, reference(clconv.conv2d, x, w, padding=2, groups=2), np.float32, 25)

@@ -881,7 +881,8 @@ class SeparablePath:
 
     A KH x KW kernel that is the outer product of a column and a row costs
     KH + KW multiply-adds per output instead of KH * KW. ``prepare`` checks
-    the host weights (an SVD per filter, in float64); when a filter is not
+    the host weights (in float64: each filter against the outer product of
+    its row and column through its largest entry); when a filter is not
     rank 1 within the dtype's rounding, or the weights are a device array, the
     problem goes to the rows path as usual. Both passes run conv_rows.cl: the
     first over the input with the KH x 1 column and the padding along H, into
@@ -898,14 +899,15 @@ class SeparablePath:
     # weights) cannot judge: not a tuning candidate, and it comes before a stored
     # winner in choose_path.
     weight_dependent = True
-    # Measured on PoCL (two clconv passes against the 2-D rows kernel, 2026-11-29):
-    # 15x15 on 512x512 4.9 -> 1.0 ms and on RGB 1080p 39 -> 19 ms; 9x9 and smaller,
-    # or images of 128x128, no gain (the extra pass costs as much as it saves).
+    # Measured on PoCL against the 2-D rows kernel (2026-11-29, interleaved in one
+    # process): 15x15 on 512x512 2.23 -> 1.45 ms, on RGB 1080p 37.9 -> 12.7 ms,
+    # 11x11 on 512x512 1.98 -> 1.24 ms; 9x9 and smaller, or 128x128 images, no
+    # gain (two user-level passes: the extra pass costs as much as it saves).
     MIN_TAPS = 121
     MIN_OUTPUTS = 1 << 18
-    # Second singular value / first below this: the filter counts as rank 1
-    # (float32 weights rounded from an exact outer product sit near 1e-8).
-    RANK_TOL = {"float32": 2e-7, "float64": 1e-14}
+    # Largest |filter - outer product| over largest |filter| below this: rank 1
+    # (a float32 rounding of an exact outer product stays near 1e-7).
+    RANK_TOL = {"float32": 1e-6, "float64": 1e-13}
 
     def supports(self, spec: ConvSpec, dctx: DeviceContext, limits: Limits) -> bool:
         kh, kw = spec.kernel_size[-2:] if spec.ndim == 2 else (0, 0)
@@ -946,19 +948,31 @@ class SeparablePath:
 
     def factors(self, weight: Any, spec: ConvSpec) -> tuple[np.ndarray, np.ndarray] | None:
         """``(column, row)`` weights whose outer products are the filters, or None."""
-        w = np.asarray(weight, dtype=np.float64)
+        weight = np.asarray(weight)
+        # Learned kernels are rarely rank 1: the first filter alone usually decides.
+        if weight.shape[0] > 1 and self._rank1(weight[:1], spec) is None:
+            return None
+        return self._rank1(weight, spec)
+
+    def _rank1(self, weight: np.ndarray, spec: ConvSpec
+               ) -> tuple[np.ndarray, np.ndarray] | None:
+        w = np.asarray(weight, dtype=np.float64)[:, 0]  # (F, KH, KW)
         if spec.flip:
-            w = w[..., ::-1, ::-1]
+            w = w[:, ::-1, ::-1]
         if not np.isfinite(w).all():
             return None
-        u, sv, vt = np.linalg.svd(w[:, 0])  # (F, KH, KH), (F, min), (F, KW, KW)
-        if (sv[:, 1] > self.RANK_TOL[spec.dtype] * sv[:, 0]).any():
+        f = np.arange(w.shape[0])
+        size = np.abs(w).reshape(len(f), -1)
+        i, j = np.divmod(size.argmax(axis=1), w.shape[2])
+        pivot = w[f, i, j]
+        pivot = np.where(pivot == 0, 1.0, pivot)  # an all-zero filter: zero factors
+        col = w[f, :, j] / pivot[:, None]          # (F, KH), 1 at the pivot
+        row = w[f, i, :]                           # (F, KW)
+        misfit = np.abs(w - col[:, :, None] * row[:, None, :]).reshape(len(f), -1).max(axis=1)
+        if (misfit > self.RANK_TOL[spec.dtype] * size.max(axis=1)).any():
             return None
-        scale = np.sqrt(sv[:, :1])
         acc = acc_dtype(spec)
-        col = (u[:, :, 0] * scale)[:, None, :, None].astype(acc)
-        row = (vt[:, 0, :] * scale)[:, None, None, :].astype(acc)
-        return col, row
+        return col[:, None, :, None].astype(acc), row[:, None, None, :].astype(acc)
 
     def launch(self, dctx: DeviceContext, queue: Any, state: Any, x: Operand, y: Operand,
                spec: ConvSpec, limits: Limits) -> None:

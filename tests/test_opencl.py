@@ -462,6 +462,26 @@ def test_separable_path_equals_oracle(cl_backend, monkeypatch, rng, shape, kerne
     assert_close(y / scale, ref / scale, wdtype, kernel[0] * kernel[1])
 
 
+def test_separable_path_with_tiling(cl_backend, monkeypatch, rng):
+    """Pieces of a tiled call (CLCONV_MAX_ALLOC) each run the two passes and the
+    stitched result equals the oracle."""
+    from clconv.backends.opencl import conv
+
+    monkeypatch.setattr(conv.SeparablePath, "MIN_TAPS", 1)
+    monkeypatch.setattr(conv.SeparablePath, "MIN_OUTPUTS", 1)
+    monkeypatch.setattr(conv.TinyPath, "MAX_MACS", 0)
+    calls = _spy_rows(monkeypatch)
+    x = rng.standard_normal((3, 2, 60, 70)).astype(np.float32)
+    w = (rng.standard_normal((2, 1, 7, 1)) * rng.standard_normal((2, 1, 1, 5))).astype(
+        np.float32)
+    monkeypatch.setenv("CLCONV_MAX_ALLOC", "20000")
+    y = clconv.conv2d(x, w, padding=(3, 2), groups=2, padding_mode="reflect",
+                      backend=cl_backend)
+    assert len(calls) > 2 and calls == [(7, 1), (1, 5)] * (len(calls) // 2)
+    ref = reference(clconv.conv2d, x, w, padding=(3, 2), groups=2, padding_mode="reflect")
+    assert_close(y, ref, np.float32, 35)
+
+
 def test_separable_path_leaves_full_rank_and_fill_to_the_rows_path(cl_backend, monkeypatch,
                                                                    rng):
     """Kernels not all of rank 1 run as one 2-D rows pass; a constant border with a non-zero

@@ -20,6 +20,8 @@ import pyopencl as cl
 import pyopencl.array as cla
 import pytest
 from conftest import tolerance
+from hypothesis import given
+from hypothesis import strategies as st
 
 import clconv
 from clconv._normalize import normalize_conv
@@ -480,6 +482,60 @@ def test_separable_path_with_tiling(cl_backend, monkeypatch, rng):
     assert len(calls) > 2 and calls == [(7, 1), (1, 5)] * (len(calls) // 2)
     ref = reference(clconv.conv2d, x, w, padding=(3, 2), groups=2, padding_mode="reflect")
     assert_close(y, ref, np.float32, 35)
+
+
+@st.composite
+def _separable_cases(draw):
+    kh, kw = draw(st.integers(2, 6)), draw(st.integers(2, 6))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    h = draw(st.integers(1, 14)) + (kh - 1) * dh
+    w = draw(st.integers(1, 14)) + (kw - 1) * dw
+    pad = st.tuples(st.integers(0, 3), st.integers(0, 3))
+    padding = draw(st.one_of(st.sampled_from(["valid", "same"]), st.tuples(pad, pad)))
+    stride = (draw(st.integers(1, 3)), 1)
+    if padding == "same" and stride != (1, 1):
+        padding = "valid"
+    return dict(shape=(draw(st.integers(1, 2)), draw(st.integers(1, 3)), h, w),
+                kernel=(kh, kw), stride=stride, dilation=(dh, dw), padding=padding,
+                padding_mode=draw(st.sampled_from(["zeros", "reflect", "replicate",
+                                                   "circular"])),
+                flip=draw(st.booleans()), bias=draw(st.booleans()),
+                dtype=draw(st.sampled_from(["float32", "float64"])))
+
+
+@given(case=_separable_cases(), seed=st.integers(0, 2**16))
+def test_separable_path_hypothesis(cl_backend, case, seed):
+    """Random rank-1 one-filter convolutions take the two passes and equal the oracle."""
+    from clconv.backends.opencl import conv
+    from clconv.backends.opencl.limits import current_limits
+
+    rng = np.random.default_rng(seed)
+    n, c, h, w_ = case["shape"]
+    kh, kw = case["kernel"]
+    x = rng.standard_normal((n, c, h, w_)).astype(case["dtype"])
+    w = (rng.standard_normal((c, 1, kh, 1)) * rng.standard_normal((c, 1, 1, kw))).astype(
+        case["dtype"])
+    b = rng.standard_normal(c).astype(case["dtype"]) if case["bias"] else None
+    kwargs = dict(stride=case["stride"], dilation=case["dilation"], padding=case["padding"],
+                  padding_mode=case["padding_mode"], groups=c, flip=case["flip"])
+    limits = dict(MIN_TAPS=conv.SeparablePath.MIN_TAPS,
+                  MIN_OUTPUTS=conv.SeparablePath.MIN_OUTPUTS, MAX_MACS=conv.TinyPath.MAX_MACS)
+    conv.SeparablePath.MIN_TAPS = conv.SeparablePath.MIN_OUTPUTS = 1
+    conv.TinyPath.MAX_MACS = 0
+    try:
+        spec = normalize_conv(2, x, w, b, kwargs["stride"], kwargs["padding"],
+                              kwargs["dilation"], c, kwargs["padding_mode"], "channels_first",
+                              kwargs["flip"]).spec
+        dctx = clconv.get_backend(cl_backend).dctx
+        assert conv.choose_path(spec, dctx, current_limits(dctx.info)).name == "separable"
+        y = clconv.conv2d(x, w, b, backend=cl_backend, **kwargs)
+    finally:
+        conv.SeparablePath.MIN_TAPS = limits["MIN_TAPS"]
+        conv.SeparablePath.MIN_OUTPUTS = limits["MIN_OUTPUTS"]
+        conv.TinyPath.MAX_MACS = limits["MAX_MACS"]
+    ref = reference(clconv.conv2d, x, w, b, **kwargs)
+    scale = 1 + np.abs(ref).max()
+    assert_close(y / scale, ref / scale, np.dtype(case["dtype"]), kh * kw)
 
 
 def test_separable_path_leaves_full_rank_and_fill_to_the_rows_path(cl_backend, monkeypatch,

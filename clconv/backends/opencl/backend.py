@@ -195,7 +195,7 @@ class _driver_errors:
     error chained as the cause.
     """
 
-    def __init__(self, spec: ConvSpec, device: str = "") -> None:
+    def __init__(self, spec: ConvSpec, device: str) -> None:
         self.spec = spec
         self.device = device
 

@@ -33,6 +33,7 @@ from .conv import (
     BORDER_CODES,
     Operand,
     acc_dtype,
+    contiguous_strides,
     enqueue,
     layout_strides,
     round_up,
@@ -201,15 +202,6 @@ def _program(dctx: DeviceContext, spec: ConvSpec, cfg: BackwardConfig, x: Operan
     return dctx.program("conv_backward.cl", defines)
 
 
-def _contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Element strides of a C-contiguous array of ``shape``."""
-    strides, step = [], 1
-    for n in reversed(shape):
-        strides.append(step)
-        step *= n
-    return tuple(reversed(strides))
-
-
 def pack_weights_host(weight: Any, spec: ConvSpec, cb: int) -> np.ndarray:
     """What ``pack_weights_t`` makes, on the host: ``[G][NCB][FG][KD][KH][KW][CB]``."""
     g, cg, fg = spec.groups, spec.in_per_group, spec.out_per_group
@@ -273,7 +265,7 @@ def _launch(dctx: DeviceContext, queue: Any, allocate: Any, x: Operand, w: Opera
     _check_bytes(dctx, spec, "packed grad_output", gyp_items * cfg.fb * acc.itemsize)
     positions = out_d * out_h * out_w
     if (cfg.fb == 1 and not spec.channels_last and gy.offset == 0 and gy.dtype == acc
-            and gy.strides == _contiguous_strides(spec.output_shape)):
+            and gy.strides == contiguous_strides(spec.output_shape)):
         # One filter per block: the packed layout is grad_output itself.
         gyp = gy.buffer
     else:

@@ -94,6 +94,15 @@ def spatial3(values: tuple[int, ...], fill: int) -> tuple[int, ...]:
     return (fill,) * (3 - len(values)) + tuple(values)
 
 
+def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Element strides of a C-contiguous array of ``shape``."""
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
+
+
 def layout_strides(strides: tuple[int, ...], spec: ConvSpec) -> tuple[int, ...]:
     """``(n, c, d, h, w)`` element strides of an array in the spec's layout."""
     if spec.channels_last:
@@ -591,7 +600,8 @@ class GemmPath:
                 and spec.in_per_group * math.prod(spec.kernel_size) >= 4)
 
     @staticmethod
-    def config(spec: ConvSpec, limits: Limits, width: int) -> GemmConfig:
+    def config(spec: ConvSpec, limits: Limits, width: int, gpu_wide: int = 16) -> GemmConfig:
+        """Tiles for output rows of ``width`` columns; GPU groups up to ``gpu_wide`` along x."""
         fg = spec.out_per_group
         fb = 16 if fg > 8 else 8 if fg > 4 else 4
         ob = 6 if fb == 16 else 8
@@ -605,7 +615,7 @@ class GemmPath:
             ob = max(width, 1)
         if limits.group_items > 1:
             x_items = -(-max(width, 1) // ob) * -(-fg // fb)
-            return GemmConfig(fb, ob, *gpu_group(limits, x_items, 16))
+            return GemmConfig(fb, ob, *gpu_group(limits, x_items, gpu_wide))
         return GemmConfig(fb, ob, 1, 1)
 
     def _config(self, spec: ConvSpec, limits: Limits, width: int) -> GemmConfig:
@@ -679,12 +689,10 @@ class PointwisePath(GemmPath):
         # One tap per channel: unroll 4 channels per K step and group 16
         # work-items (1x256x28x28 -> 128, PoCL on Zen 4, interleaved in one
         # process: 0.66-0.68 -> 0.58-0.59 ms median; either alone ~0.62).
-        cfg = GemmPath.config(spec, limits, math.prod(spec.out_size))
-        if limits.group_items > 1:
-            x_items = -(-math.prod(spec.out_size) // cfg.ob) * -(-spec.out_per_group // cfg.fb)
-            wg_x, wg_y = gpu_group(limits, x_items, 64)
-            return dataclasses.replace(cfg, cu=4, wg_x=wg_x, wg_y=wg_y)
-        return dataclasses.replace(cfg, cu=4, wg_x=_work_group(16, limits.max_work_group, 16))
+        cfg = GemmPath.config(spec, limits, math.prod(spec.out_size), gpu_wide=64)
+        if limits.group_items == 1:
+            cfg = dataclasses.replace(cfg, wg_x=_work_group(16, limits.max_work_group, 16))
+        return dataclasses.replace(cfg, cu=4)
 
     def prepare(self, dctx: DeviceContext, queue: Any, weight: Operand, bias: Any,
                 spec: ConvSpec, limits: Limits, allocate: Any) -> Any:
@@ -984,9 +992,8 @@ class SeparablePath:
         acc = acc_dtype(spec)
         n, c, (oh, w) = spec.batch, spec.in_channels, cols.out_size
         shape = (n, oh, w, c) if spec.channels_last else (n, c, oh, w)
-        strides = tuple(int(v) for v in np.cumprod((1, *shape[:0:-1]))[::-1])
-        mid = Operand(allocate(max(math.prod(shape) * acc.itemsize, 1)), 0, strides, shape,
-                      acc)
+        mid = Operand(allocate(max(math.prod(shape) * acc.itemsize, 1)), 0,
+                      contiguous_strides(shape), shape, acc)
         ROWS.launch(dctx, queue, col_state, x, mid, cols, limits)
         ROWS.launch(dctx, queue, row_state, mid, y, rows, limits)
 

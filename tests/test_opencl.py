@@ -616,6 +616,60 @@ def test_eight_threads_at_once(cl_backend, rng):
         assert_close(results[i], ref, np.float32, 36)
 
 
+def test_pin_pocl_workers_rules(monkeypatch):
+    from clconv.backends.opencl.devices import pin_pocl_workers
+
+    def pin(env, allowed=frozenset({0, 1}), cpus=2):
+        return pin_pocl_workers(env, set(allowed), cpus), env.get("POCL_AFFINITY")
+
+    assert pin({}) == (True, "1")
+    assert pin({"POCL_AFFINITY": "0"}) == (False, "0")  # the user's choice stands
+    assert pin({}, allowed={1}) == (False, None)  # PoCL would pin a worker to CPU 0
+    assert pin({}, allowed={0, 1}, cpus=4) == (False, None)
+    assert pin({"POCL_CPU_MAX_CU_COUNT": "1"}) == (False, None)  # one worker: no pinning
+    assert pin({"POCL_MAX_PTHREAD_COUNT": "3"}) == (False, None)  # a worker past the CPUs
+    assert pin({"POCL_CPU_MAX_CU_COUNT": "2"}) == (True, "1")
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert pin({}) == (False, None)
+
+
+_AFFINITY_PROBE = """
+import os, sys, numpy as np, clconv
+be = clconv.get_backend(sys.argv[1])
+y = clconv.conv2d(np.ones((1, 8, 40, 40), np.float32), np.ones((16, 8, 3, 3), np.float32),
+                  backend=sys.argv[1])
+assert float(y[0, 0, 5, 5]) == 72.0, y[0, 0, 5, 5]
+main = os.getpid()
+pinned = sorted(sorted(os.sched_getaffinity(int(t))) for t in os.listdir("/proc/self/task")
+                if int(t) != main and len(os.sched_getaffinity(int(t))) == 1)
+print(be.dctx.info.platform, "|", os.environ.get("POCL_AFFINITY"), "|", pinned)
+"""
+
+
+@pytest.mark.parametrize("user_value", [None, "0"])
+def test_pocl_workers_pinned_one_per_cpu(cl_backend, user_value):
+    """On PoCL, clconv asks for one worker per CPU (POCL_AFFINITY=1) unless the
+    user decided: unpinned workers shared one CPU for whole processes here,
+    halving every kernel's speed."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("thread affinity is Linux-only")
+    from clconv.backends.opencl.devices import POCL_THREAD_COUNT_VARS, pin_pocl_workers
+
+    env = {k: v for k, v in os.environ.items()
+           if k != "POCL_AFFINITY" and k not in POCL_THREAD_COUNT_VARS}
+    if user_value is not None:
+        env["POCL_AFFINITY"] = user_value
+    proc = subprocess.run([sys.executable, "-c", _AFFINITY_PROBE, cl_backend],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    platform, value, pinned = (part.strip() for part in proc.stdout.split("|"))
+    expected = pin_pocl_workers(dict(env))
+    assert value == ("1" if expected else user_value or "None")
+    cpus = os.cpu_count()
+    if "Portable Computing Language" in platform and cpus > 1:
+        assert pinned == (str([[i] for i in range(cpus)]) if expected else "[]")
+
+
 @pytest.mark.parametrize("dtype", ["float16", "float64", "uint8", "int32", "bool"])
 @pytest.mark.parametrize("device_input", [False, True])
 def test_dtypes(cl_backend, be, rng, dtype, device_input):

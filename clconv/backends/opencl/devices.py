@@ -5,6 +5,9 @@ Importing this module does not import pyopencl; the functions do.
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +35,41 @@ class DeviceInfo:
     local_mem: int = 0
 
 
+POCL_THREAD_COUNT_VARS = ("POCL_CPU_MAX_CU_COUNT", "POCL_MAX_PTHREAD_COUNT")
+
+
+def pin_pocl_workers(environ: MutableMapping[str, str] | None = None,
+                     allowed: set[int] | None = None, cpus: int | None = None) -> bool:
+    """Set ``POCL_AFFINITY=1`` (PoCL's CPU driver pins worker thread i to CPU i) when safe.
+
+    Measured on a 2-core Linux VM: without it the kernel scheduler often
+    keeps both PoCL workers on one CPU for a whole process, and every kernel
+    takes twice as long (1x256x28x28 -> 128 1x1: 0.55 ms in such processes,
+    0.28 ms pinned, 5 of 5 processes each way). PoCL pins to absolute CPU
+    numbers and aborts when that fails, so this only happens on Linux when the
+    process may run on every CPU, PoCL will start one worker per CPU (no
+    thread-count variable asks otherwise) and the user has not set
+    ``POCL_AFFINITY`` themselves. It must run before PoCL starts (the first
+    platform query); later it changes nothing. Returns True when it set it.
+    """
+    environ = os.environ if environ is None else environ
+    if not sys.platform.startswith("linux") or "POCL_AFFINITY" in environ:
+        return False
+    if not hasattr(os, "sched_getaffinity"):
+        return False
+    cpus = os.cpu_count() if cpus is None else cpus
+    allowed = os.sched_getaffinity(0) if allowed is None else allowed
+    if not cpus or allowed != set(range(cpus)):
+        return False
+    for var in POCL_THREAD_COUNT_VARS:
+        if environ.get(var, "").strip() not in ("", str(cpus)):
+            return False
+    environ["POCL_AFFINITY"] = "1"
+    return True
+
+
 def _import_pyopencl():
+    pin_pocl_workers()
     try:
         import pyopencl as cl
     except Exception as exc:  # ImportError, or a broken ICD loader

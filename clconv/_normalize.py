@@ -11,6 +11,7 @@ import functools
 import math
 import numbers
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -254,17 +255,19 @@ def _physical_memory() -> int:
         return 2**49
 
 
-def check_host_memory(padded_elems: int, out_elems: int, dtype: np.dtype, detail: str) -> None:
+def check_host_memory(padded_elems: int, out_elems: int, dtype: np.dtype,
+                      detail: Callable[[], str]) -> None:
     """AllocationError, before anything is allocated, when the padded input plus the output
     (in the accumulator precision, as the NumPy reference holds them) exceed
-    :func:`host_memory_limit`: such a request could only fail or swap the machine to death."""
+    :func:`host_memory_limit`: such a request could only fail or swap the machine to death.
+    ``detail()`` describes the problem in the message (formatted only then)."""
     item = 8 if dtype == np.float64 else 4
     need = (padded_elems + out_elems) * item
     limit = host_memory_limit()
     if need > limit:
         raise AllocationError(
             f"the convolution needs about {need / 2**30:.3g} GiB of host memory for the padded "
-            f"input ({padded_elems} elements) and the output ({out_elems} elements) ({detail}); "
+            f"input ({padded_elems} elements) and the output ({out_elems} elements) ({detail()}); "
             f"expected at most {limit / 2**30:.3g} GiB (physical memory, or "
             f"{HOST_MEMORY_ENV}); use less padding, a smaller input or a dask array")
 
@@ -375,7 +378,7 @@ def normalize_conv(ndim: int, input: Any, weight: Any, bias: Any, stride: Any, p
             f"{MAX_ELEMENTS}")
     if check_memory:
         check_host_memory(padded_elems, out_elems, dtype,
-                          f"input {tuple(x.shape)}, padding {pads}, output {out}")
+                          lambda: f"input {tuple(x.shape)}, padding {pads}, output {out}")
 
     spec = ConvSpec(
         batch=batch, in_channels=channels, out_channels=filters, groups=groups,

@@ -33,8 +33,9 @@ import copy
 import dataclasses
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -55,6 +56,27 @@ CL_TYPES = {
     "float16": "half", "float32": "float", "float64": "double",
 }
 WG_PACK = 64
+
+_T = TypeVar("_T")
+# Launch plans (programs, sizes, configs) keyed by everything they depend on.
+_plans: dict[tuple, Any] = {}
+MAX_LAUNCH_PLANS = 1024
+
+
+def memoised(key: tuple, build: Callable[[], _T]) -> _T:
+    """``build()``, once per ``key``: the key must name everything the result depends on.
+
+    Planning a launch (configs, build defines, the program, global sizes) is a
+    pure function of the problem, the limits and the operands' strides but
+    costs tens of microseconds of Python, as much as a small layer's kernel
+    waits for; calls of the same problem reuse it.
+    """
+    hit = _plans.get(key)
+    if hit is None:
+        if len(_plans) >= MAX_LAUNCH_PLANS:
+            _plans.clear()
+        hit = _plans[key] = build()
+    return hit
 
 
 @dataclass(frozen=True)
@@ -84,9 +106,12 @@ class Operand:
         return CL_TYPES[self.dtype.name]
 
 
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
 def acc_dtype(spec: ConvSpec) -> np.dtype:
     """The accumulator dtype: float64 for float64 results, else float32."""
-    return np.dtype(np.float64 if spec.dtype == "float64" else np.float32)
+    return _F64 if spec.dtype == "float64" else _F32
 
 
 def spatial3(values: tuple[int, ...], fill: int) -> tuple[int, ...]:
@@ -245,8 +270,10 @@ def pack_host_weights(weight: np.ndarray, spec: ConvSpec, fb: int) -> np.ndarray
     g, fg, cg = spec.groups, spec.out_per_group, spec.in_per_group
     nfb = -(-fg // fb)
     taps = spatial3(spec.kernel_size, 1)
-    blocked = np.zeros((g, nfb * fb, cg, *taps), dtype=acc)
-    blocked[:, :fg] = w.reshape(g, fg, cg, *taps)
+    blocked = w.reshape(g, fg, cg, *taps)
+    if fg != nfb * fb:  # zero filters complete the last block
+        blocked = np.zeros((g, nfb * fb, cg, *taps), dtype=acc)
+        blocked[:, :fg] = w.reshape(g, fg, cg, *taps)
     # Aligned: the kernels read FB filters as one aligned vector, and on
     # unified memory this array is the device buffer itself.
     out = aligned_empty((g, nfb, cg, *taps, fb), acc)
@@ -347,11 +374,6 @@ class ForwardPath(Protocol):
         ...
 
 
-# (context, spec, config, operand geometry) -> launch plan of the direct kernel: a
-# tiny call spends more time building arguments than the device computes.
-_direct_plans: dict[tuple, tuple] = {}
-
-
 @dataclass(frozen=True)
 class DirectConfig:
     """Blocking and work-group size of one direct-path build."""
@@ -407,13 +429,9 @@ class DirectPath:
     def launch(self, dctx: DeviceContext, queue: Any, state: Any, x: Operand, y: Operand,
                spec: ConvSpec, limits: Limits) -> None:
         cfg, nfb, packed, packed_bias = state
-        key = (dctx, spec, cfg, nfb, x.dtype, x.offset, x.strides, y.offset, y.strides)
-        plan = _direct_plans.get(key)
-        if plan is None:
-            plan = self._plan(dctx, cfg, nfb, x, y, spec)
-            if len(_direct_plans) >= 256:
-                _direct_plans.clear()
-            _direct_plans[key] = plan
+        plan = memoised(("conv_direct", dctx, spec, cfg, nfb, x.dtype, x.offset, x.strides,
+                         y.offset, y.strides),
+                        lambda: self._plan(dctx, cfg, nfb, x, y, spec))
         prg, kernel, global_size, local_size, x_args, y_args, tail = plan
         enqueue(prg, kernel, queue, global_size, local_size, x.buffer, *x_args, packed,
                 packed_bias, np.int32(packed_bias is not None), y.buffer, *y_args, *tail)
@@ -485,14 +503,32 @@ def border_free_input(dctx: DeviceContext, queue: Any, x: Operand, spec: ConvSpe
     contiguous along W with non-negative strides and at least ``pitch`` x
     ``height`` large.
     """
+    plan = memoised(("pad", dctx, spec, x.strides, x.dtype, pitch, height, limits),
+                    lambda: _plan_padding(dctx, spec, x.strides, x.dtype, pitch, height, limits))
+    if plan is None or plan[0] == "too big":
+        return None
+    if plan[0] == "in place":
+        return Source(x.buffer, x.offset, *plan[1:])
+    _, nbytes, prg, global_size, local_size, scalars, strides, row = plan
+    scratch = allocate(nbytes)
+    enqueue(prg, "pad_input", queue, global_size, local_size, x.buffer, np.int64(x.offset),
+            *scalars[0], scratch, *scalars[1])
+    return Source(scratch, 0, strides, row)
+
+
+def _plan_padding(dctx: DeviceContext, spec: ConvSpec, x_strides: tuple[int, ...],
+                  x_dtype: np.dtype, pitch: int, height: int, limits: Limits) -> tuple:
+    """How :func:`border_free_input` gets a border-free input: ``("in place", strides,
+    pitch)``, ``("too big",)``, or ``("pad", scratch bytes, program, global size,
+    local size, (scalars before, after the scratch), scratch strides, row)``."""
     acc = acc_dtype(spec)
-    sn, sc, sd, sh, sw = layout_strides(x.strides, spec)
+    sn, sc, sd, sh, sw = layout_strides(x_strides, spec)
     in_d, in_h, in_w = spatial3(spec.in_size, 1)
     no_pad = not any(spec.pad_before) and not any(spec.pad_after)
-    if (no_pad and x.dtype == acc and spec.dtype == acc.name and sw == 1
+    if (no_pad and x_dtype == acc and spec.dtype == acc.name and sw == 1
             and min(sn, sc, sd, sh) >= 0 and in_w >= pitch and in_h >= height
             and max(sc * spec.in_channels, sd * in_d, sh * in_h) <= INT32_MAX):
-        return Source(x.buffer, x.offset, (sn, sc, sd, sh), in_w)
+        return ("in place", (sn, sc, sd, sh), in_w)
     pd, ph, pw = spatial3(spec.padded_size, 1)
     ph = max(ph, height)
     bd, bh, bw = spatial3(spec.pad_before, 0)
@@ -500,19 +536,17 @@ def border_free_input(dctx: DeviceContext, queue: Any, x: Operand, spec: ConvSpe
     c = spec.in_channels
     nbytes = spec.batch * c * pd * ph * row * acc.itemsize
     if nbytes > limits.max_alloc or nbytes // acc.itemsize > INT32_MAX:
-        return None
-    scratch = allocate(nbytes)
-    defines = type_defines(spec, x.dtype, "IN")
+        return ("too big",)
+    defines = type_defines(spec, x_dtype, "IN")
     wg_pad = WG_PAD if limits.group_items == 1 else limits.group_items
     defines.update(BORDER=BORDER_CODES[spec.border], WG_PAD=wg_pad)
     prg = dctx.program("pad.cl", defines)
     i32 = np.int32
-    enqueue(prg, "pad_input", queue, (round_up(pd * ph, wg_pad), spec.batch * c),
-            (wg_pad, 1), x.buffer, np.int64(x.offset),
-            *(np.int64(v) for v in (sn, sc, sd, sh, sw)), scratch,
-            i32(c), i32(in_d), i32(in_h), i32(in_w), i32(pd), i32(ph), i32(row),
-            i32(bd), i32(bh), i32(bw), acc.type(spec.fill_value))
-    return Source(scratch, 0, (c * pd * ph * row, pd * ph * row, ph * row, row), row)
+    before = tuple(np.int64(v) for v in (sn, sc, sd, sh, sw))
+    after = (i32(c), i32(in_d), i32(in_h), i32(in_w), i32(pd), i32(ph), i32(row),
+             i32(bd), i32(bh), i32(bw), acc.type(spec.fill_value))
+    return ("pad", nbytes, prg, (round_up(pd * ph, wg_pad), spec.batch * c), (wg_pad, 1),
+            (before, after), (c * pd * ph * row, pd * ph * row, ph * row, row), row)
 
 
 def _fast_dtype(spec: ConvSpec) -> bool:
@@ -620,6 +654,10 @@ class GemmPath:
 
     def _config(self, spec: ConvSpec, limits: Limits, width: int) -> GemmConfig:
         """``config`` with this instance's tuned overrides (output block <= ``width``)."""
+        return memoised(("gemm config", self, spec, limits, width),
+                        lambda: self._fresh_config(spec, limits, width))
+
+    def _fresh_config(self, spec: ConvSpec, limits: Limits, width: int) -> GemmConfig:
         cfg = self.config(spec, limits, width)
         if self.overrides:
             cfg = with_overrides(self, cfg)
@@ -642,31 +680,39 @@ class GemmPath:
     def launch(self, dctx: DeviceContext, queue: Any, state: Any, x: Operand, y: Operand,
                spec: ConvSpec, limits: Limits) -> None:
         cfg, nfb, packed, packed_bias, allocate = state
-        out_d, out_h, out_w = spatial3(spec.out_size, 1)
-        ys = layout_strides(y.strides, spec)
         src = border_free_input(dctx, queue, x, spec, 1, limits, allocate)
         if src is None:
             _fallback(dctx, queue, cfg.fb, nfb, packed, packed_bias, x, y, spec, limits)
             return
+        prg, global_size, local_size, x_strides, sizes = memoised(
+            ("conv_gemm", dctx, spec, cfg, nfb, limits, src.strides, y.strides),
+            lambda: self._plan_launch(dctx, spec, cfg, nfb, limits, src.strides, y.strides))
+        enqueue(prg, "conv_gemm", queue, global_size, local_size,
+                src.buffer, np.int64(src.offset), *x_strides,
+                packed, packed_bias, np.int32(packed_bias is not None),
+                y.buffer, np.int64(y.offset), *sizes)
+
+    @staticmethod
+    def _plan_launch(dctx: DeviceContext, spec: ConvSpec, cfg: GemmConfig, nfb: int,
+                     limits: Limits, x_strides: tuple[int, ...], y_strides: tuple[int, ...],
+                     ) -> tuple:
+        """Program, global and local size, and the scalar arguments of one launch."""
+        out_d, out_h, out_w = spatial3(spec.out_size, 1)
         kd, kh, kw = spatial3(spec.kernel_size, 1)
         sd, sh, sw = spatial3(spec.stride, 1)
         dd, dh, dw = spatial3(spec.dilation, 1)
-        ob = cfg.ob
         defines = type_defines(spec, np.dtype(acc_dtype(spec)), "IN")
-        defines.update(FB=cfg.fb, OB=ob, KH=kh, KW=kw, CU=cfg.cu)
+        defines.update(FB=cfg.fb, OB=cfg.ob, KH=kh, KW=kw, CU=cfg.cu)
         prg, wg_x, wg_y = fitted_program(dctx, "conv_gemm.cl", "conv_gemm", defines, cfg.wg_x,
                                          cfg.wg_y, limits.max_work_group)
-        global_size = (round_up(-(-out_w // ob) * nfb, wg_x), round_up(out_d * out_h, wg_y),
-                       spec.batch * spec.groups)
+        global_size = (round_up(-(-out_w // cfg.ob) * nfb, wg_x),
+                       round_up(out_d * out_h, wg_y), spec.batch * spec.groups)
         i32, i64 = np.int32, np.int64
-        enqueue(prg, "conv_gemm", queue, global_size, (wg_x, wg_y, 1),
-                src.buffer, i64(src.offset), i64(src.strides[0]),
-                *(i32(v) for v in src.strides[1:]),
-                packed, packed_bias, i32(packed_bias is not None),
-                y.buffer, i64(y.offset), *(i64(v) for v in ys),
-                i32(out_d), i32(out_h), i32(out_w), i32(kd), i32(sd), i32(sh), i32(sw),
-                i32(dd), i32(dh), i32(dw), i32(spec.groups), i32(spec.in_per_group),
-                i32(spec.out_per_group), i32(nfb))
+        sizes = (*(i64(v) for v in layout_strides(y_strides, spec)),
+                 *(i32(v) for v in (out_d, out_h, out_w, kd, sd, sh, sw, dd, dh, dw,
+                                    spec.groups, spec.in_per_group, spec.out_per_group, nfb)))
+        return (prg, global_size, (wg_x, wg_y, 1),
+                (i64(x_strides[0]), *(i32(v) for v in x_strides[1:])), sizes)
 
 
 class PointwisePath(GemmPath):
@@ -702,15 +748,20 @@ class PointwisePath(GemmPath):
 
     def launch(self, dctx: DeviceContext, queue: Any, state: Any, x: Operand, y: Operand,
                spec: ConvSpec, limits: Limits) -> None:
-        flat = _flatten_spatial(spec, x, y)
+        flat = memoised(("flat", spec, x.strides, x.shape, y.strides, y.shape),
+                        lambda: _flatten_spatial(spec, x, y))
         if flat is None:  # not contiguous over the pixels: the 2-D/3-D launch
             GemmPath.launch(self, dctx, queue, state, x, y, spec, limits)
         else:
-            GemmPath.launch(self, dctx, queue, state, *flat, limits)
+            (xs, xshape), (ys, yshape), one = flat
+            GemmPath.launch(self, dctx, queue, state,
+                            dataclasses.replace(x, strides=xs, shape=xshape),
+                            dataclasses.replace(y, strides=ys, shape=yshape), one, limits)
 
 
 def _flatten_spatial(spec: ConvSpec, x: Operand, y: Operand) -> tuple | None:
-    """``(x, y, spec)`` seen as 1-D over all pixels, when both are contiguous over them."""
+    """``((x strides, x shape), (y strides, y shape), spec)`` seen as 1-D over all
+    pixels, when both are contiguous over them; None otherwise."""
     size = math.prod(spec.in_size)
     for op, sizes in ((x, spec.in_size), (y, spec.out_size)):
         st = layout_strides(op.strides, spec)[2:][-len(sizes):]
@@ -722,12 +773,11 @@ def _flatten_spatial(spec: ConvSpec, x: Operand, y: Operand) -> tuple | None:
         if not ok:
             return None
     lay = 1 if spec.channels_last else 2
-    def flat(op: Operand) -> Operand:
+    def flat(op: Operand) -> tuple[tuple[int, ...], tuple[int, ...]]:
         st = op.strides
         w = st[-2] if spec.channels_last else st[-1]
-        strides = (*st[:lay], w, *st[lay + spec.ndim:])
-        return dataclasses.replace(op, strides=strides,
-                                   shape=(*op.shape[:lay], size, *op.shape[lay + spec.ndim:]))
+        return ((*st[:lay], w, *st[lay + spec.ndim:]),
+                (*op.shape[:lay], size, *op.shape[lay + spec.ndim:]))
     one = spec.replace(in_size=(size,), kernel_size=(1,), stride=(1,), dilation=(1,),
                        pad_before=(0,), pad_after=(0,), out_size=(size,))
     return flat(x), flat(y), one
@@ -839,17 +889,42 @@ class RowsPath:
     def launch(self, dctx: DeviceContext, queue: Any, state: Any, x: Operand, y: Operand,
                spec: ConvSpec, limits: Limits) -> None:
         cfg, nfb, packed, packed_bias, allocate = state
+        plan = memoised(("conv_rows", dctx, spec, cfg, limits, x.dtype, x.strides, y.strides),
+                        lambda: self._plan_launch(dctx, spec, cfg, limits, x.dtype, x.strides,
+                                                  y.strides))
+        src = None
+        if plan is not None and plan[0] is not None:
+            pitch, height = plan[0]
+            src = border_free_input(dctx, queue, x, spec, pitch, limits, allocate, height)
+        if plan is None or (plan[0] is not None and src is None):
+            # The padded copy would not fit the device.
+            _fallback(dctx, queue, 1, nfb, packed, packed_bias, x, y, spec, limits)
+            return
+        _, prg, global_size, local_size, x_strides, tail = plan
+        buf, off = (x.buffer, x.offset) if src is None else (src.buffer, src.offset)
+        enqueue(prg, "conv_rows", queue, global_size, local_size,
+                buf, np.int64(off), *x_strides,
+                packed, packed_bias, np.int32(packed_bias is not None),
+                y.buffer, np.int64(y.offset), *tail)
+
+    def _plan_launch(self, dctx: DeviceContext, spec: ConvSpec, cfg: RowsConfig,
+                     limits: Limits, x_dtype: np.dtype, x_strides: tuple[int, ...],
+                     y_strides: tuple[int, ...]) -> tuple | None:
+        """``((pitch, height) of the padded copy or None when read in place, program,
+        global size, local size, input strides, scalars after the output offset)``,
+        or None when the padded copy does not fit."""
         kd, kh, kw = spatial3(spec.kernel_size, 1)
         sd, sh, _ = spatial3(spec.stride, 1)
         dd, dh, dw = spatial3(spec.dilation, 1)
         out_d, out_h, out_w = spatial3(spec.out_size, 1)
-        xs = layout_strides(x.strides, spec)
+        xs = layout_strides(x_strides, spec)
         cols = 8 * cfg.nv
         nrb = -(-out_h // cfg.rows)
         limit = self.MAX_BORDER_SHARE if kh * kw <= 25 else self.MAX_BORDER_SHARE_WIDE
+        pad = None
         if xs[4] == 1 and self.border_share(spec, cfg) <= limit:
             # Read the input in place, borders applied in the kernel (one launch).
-            in_dtype, buf, off, strides = x.dtype, x.buffer, x.offset, xs[:4]
+            in_dtype, strides = x_dtype, xs[:4]
             sizes = spatial3(spec.in_size, 1)
             pads = spatial3(spec.pad_before, 0)
         else:
@@ -857,14 +932,17 @@ class RowsPath:
             # copy (pad.cl) large enough that every block reads inside it.
             pitch = round_up(out_w, cols) + (kw - 1) * dw
             height = (nrb * cfg.rows - 1) * sh + (kh - 1) * dh + 1
-            src = border_free_input(dctx, queue, x, spec, pitch, limits, allocate, height)
-            if src is None:
-                _fallback(dctx, queue, 1, nfb, packed, packed_bias, x, y, spec, limits)
-                return
-            in_dtype, buf, off, strides = np.dtype(acc_dtype(spec)), src.buffer, src.offset, \
-                src.strides
-            pd = spatial3(spec.padded_size, 1)[0]
-            sizes = (pd, max(height, spatial3(spec.padded_size, 1)[1]), src.pitch)
+            padding = memoised(
+                ("pad", dctx, spec, x_strides, x_dtype, pitch, height, limits),
+                lambda: _plan_padding(dctx, spec, x_strides, x_dtype, pitch, height, limits))
+            if padding[0] == "too big":
+                return None
+            pad = (pitch, height)
+            in_dtype, strides, row = acc_dtype(spec), padding[-2], padding[-1]
+            pd, ph, _ = spatial3(spec.padded_size, 1)
+            if padding[0] == "in place":
+                strides, row = padding[1], padding[2]
+            sizes = (pd, max(height, ph), row)
             pads = (0, 0, 0)
         defines = type_defines(spec, in_dtype, "IN")
         defines.update(BORDER=BORDER_CODES[spec.border], NV=cfg.nv, OR=cfg.rows, KH=kh,
@@ -874,14 +952,12 @@ class RowsPath:
         global_size = (round_up(-(-out_w // cols), wg_x), round_up(out_d * nrb, wg_y),
                        spec.batch * spec.groups)
         i32, i64 = np.int32, np.int64
-        enqueue(prg, "conv_rows", queue, global_size, (wg_x, wg_y, 1),
-                buf, i64(off), *(i64(v) for v in strides),
-                packed, packed_bias, i32(packed_bias is not None),
-                y.buffer, i64(y.offset), *(i64(v) for v in layout_strides(y.strides, spec)),
+        tail = (*(i64(v) for v in layout_strides(y_strides, spec)),
                 *(i32(v) for v in sizes),
-                i32(out_d), i32(out_h), i32(out_w), i32(kd), i32(sd), i32(dd), i32(dw),
-                i32(spec.groups), i32(spec.in_per_group), *(i32(v) for v in pads),
-                acc_dtype(spec).type(spec.fill_value))
+                *(i32(v) for v in (out_d, out_h, out_w, kd, sd, dd, dw, spec.groups,
+                                   spec.in_per_group)),
+                *(i32(v) for v in pads), acc_dtype(spec).type(spec.fill_value))
+        return (pad, prg, global_size, (wg_x, wg_y, 1), tuple(i64(v) for v in strides), tail)
 
 
 class SeparablePath:

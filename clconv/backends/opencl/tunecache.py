@@ -170,6 +170,12 @@ def _current() -> dict[str, dict[str, dict[str, Any]]]:
         return _data
 
 
+def current_table() -> dict[str, dict[str, dict[str, Any]]]:
+    """This process's copy of the cache: a new object whenever it changes (store,
+    forget, another file), so callers may key memos on its identity."""
+    return _current()
+
+
 def tuned_choice(spec: ConvSpec, dctx: Any) -> tuple[str, dict[str, int]] | None:
     """The cached winner ``(path name, tile parameters)`` for ``spec``, or ``None``."""
     entries = _current().get(device_key(dctx))

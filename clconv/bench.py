@@ -8,12 +8,19 @@ the ratio ``fastest other / clconv`` (above 1 means clconv is faster).
 Implementations of one case are timed in rounds (after a warm-up call) so that
 load from other processes on a shared machine hits all of them alike. Each
 round gives every implementation a block of :data:`BLOCK` consecutive calls,
-after a pause of :data:`SETTLE` seconds, and times all but the first. The
+after a pause of :data:`SETTLE` seconds; the first call of a block and any
+further calls within :data:`WARMUP` seconds of its start are not timed. The
 worker threads of the library called before keep spinning after their call
 (OpenBLAS for up to ~0.1 s, PyTorch's OpenMP) and take the cores from the
 next one: measured here, the OpenCL backend's 1x64x56x56 layer took 2.7 ms
 instead of 1.5 ms for ~0.1 s after a NumPy BLAS call, which a program that
-calls one library repeatedly never sees. Every implementation's result is checked against the
+calls one library repeatedly never sees. After the pause, every library
+also needs a few milliseconds of calls to reach its steady speed (measured
+per call position after 0.25 s idle, ms: PyTorch 1x256x28x28 1x1 10.7, 0.55,
+0.46, 0.45, ...; clconv OpenCL 1.14, 0.75, 0.65, 0.67, 0.68, 0.69, 0.68,
+0.61, 0.59, ...: PoCL's workers sleep between commands, so the cores take
+longer to come back to speed), which the warm-up time absorbs for every
+implementation alike. Every implementation's result is checked against the
 reference once; a wrong result is flagged in the table.
 
 Used by ``clconv bench`` (:func:`add_arguments`, :func:`run`) and by
@@ -116,6 +123,8 @@ ALIASES = {"issue2_dense": "conv3x3_64", "issue2_image": "img512_3x3"}
 # and the pause before each block that lets other libraries' threads sleep.
 BLOCK = 6
 SETTLE = 0.25
+# Untimed calls at the start of each block go on for at least this many seconds.
+WARMUP = 0.02
 
 # Skip NumPy peers whose temporary arrays would exceed this many bytes.
 PEER_MEMORY_LIMIT = 1 << 30
@@ -374,7 +383,8 @@ def _close(y, ref) -> bool:
 
 
 def _time_case(case: Case, backends: list[str], repeat: int, budget: float,
-               peers: list[str], block: int = 1, settle: float = 0.0) -> dict[str, Any]:
+               peers: list[str], block: int = 1, settle: float = 0.0,
+               warmup: float = 0.0) -> dict[str, Any]:
     np = _np()
     rng = np.random.default_rng(0)
     x = rng.standard_normal((case.batch, case.in_channels, *case.in_size), dtype=np.float32)
@@ -409,8 +419,9 @@ def _time_case(case: Case, backends: list[str], repeat: int, budget: float,
     outputs.clear()
 
     # Rounds: each round gives every implementation a block of consecutive
-    # calls; the first call of a block (block > 1) is not timed, it absorbs the
-    # switch from the previous implementation (see the module docstring).
+    # calls; the first call of a block (block > 1), and further calls until
+    # ``warmup`` seconds have passed, are not timed: they absorb the switch
+    # from the previous implementation (see the module docstring).
     counts = {n: max(1, min(repeat, int(budget * 1e3 / max(rows[n]["warmup_ms"], 1e-3))))
               for n in runners}
     timed_per_block = max(block - 1, 1)
@@ -422,7 +433,10 @@ def _time_case(case: Case, backends: list[str], repeat: int, budget: float,
             if settle:
                 time.sleep(settle)
             if block > 1:
+                start = time.perf_counter()
                 fn()
+                while time.perf_counter() - start < warmup:
+                    fn()
             for _ in range(min(timed_per_block, counts[name] - len(times))):
                 t0 = time.perf_counter()
                 fn()
@@ -455,7 +469,8 @@ def _ratio(row: dict[str, Any], key: str, others: list[dict[str, Any]]) -> None:
 
 def run_cases(cases: list[Case], backends: list[str], repeat: int = 7, budget: float = 3.0,
               peers: list[str] | None = None, progress: Callable[[str], None] | None = None,
-              block: int = BLOCK, settle: float = SETTLE) -> list[dict[str, Any]]:
+              block: int = BLOCK, settle: float = SETTLE,
+              warmup: float = WARMUP) -> list[dict[str, Any]]:
     """Time every case; one result dict per case (see the JSON output).
 
     ``peers`` names entries of :data:`PEERS` (default: all of them).
@@ -472,7 +487,8 @@ def run_cases(cases: list[Case], backends: list[str], repeat: int = 7, budget: f
     for case in cases:
         if progress:
             progress(f"  {case.name}: {case.title} ...")
-        results.append(_time_case(case, backends, repeat, budget, peers, block, settle))
+        results.append(_time_case(case, backends, repeat, budget, peers, block, settle,
+                                  warmup))
     return results
 
 
@@ -569,7 +585,8 @@ def _meta(args: argparse.Namespace, backends: list[str]) -> dict[str, Any]:
             "machine": platform.platform(), "processor": platform.processor(),
             "cpus": os.cpu_count(), "python": platform.python_version(),
             "numpy": numpy.__version__, "backends": backends, "repeat": args.repeat,
-            "quick": args.quick,
+            "quick": args.quick, "block": args.block, "settle": args.settle,
+            "warmup": args.warmup,
             "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")}
     for mod in ("scipy", "torch"):
         try:
@@ -609,6 +626,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "call timed)")
     parser.add_argument("--settle", type=float, default=SETTLE, metavar="S",
                         help=f"pause before each block (default {SETTLE} s; 0 with --quick)")
+    parser.add_argument("--warmup", type=float, default=WARMUP, metavar="S",
+                        help="untimed calls at the start of each block go on for at least S "
+                             f"seconds (default {WARMUP}; 0: only the first call; 0 with "
+                             "--quick)")
     parser.add_argument("--budget", type=float, default=3.0, metavar="S",
                         help="cap the timed calls of one implementation to about S seconds")
     parser.add_argument("--peers", nargs="+", metavar="PREFIX",
@@ -635,7 +656,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"clconv bench: {exc}", file=sys.stderr)
         return 2
     for option, value, least in (("--repeat", args.repeat, 1), ("--block", args.block, 1),
-                                 ("--settle", args.settle, 0)):
+                                 ("--settle", args.settle, 0), ("--warmup", args.warmup, 0)):
         if not value >= least:  # also rejects nan
             print(f"clconv bench: {option} {value}; expected at least {least}", file=sys.stderr)
             return 2
@@ -646,7 +667,8 @@ def run(args: argparse.Namespace) -> int:
           f"repeat {args.repeat}{', quick' if args.quick else ''}", file=sys.stderr)
     results = run_cases(cases, backends, args.repeat, args.budget, peers,
                         progress=lambda s: print(s, file=sys.stderr, flush=True),
-                        block=args.block, settle=0.0 if args.quick else args.settle)
+                        block=args.block, settle=0.0 if args.quick else args.settle,
+                        warmup=0.0 if args.quick else args.warmup)
     print(format_table(results))
     targets = check_targets(results)
     if targets:

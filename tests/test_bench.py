@@ -6,6 +6,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 
 from clconv import bench
 
@@ -85,8 +86,35 @@ def test_blocks_time_all_but_the_first_call_of_each_block(monkeypatch):
         assert len(calls) == want_calls  # warm-up + timed + one untimed per block
 
 
-def test_bad_block_or_settle_is_a_usage_error(tmp_path, capsys):
+def test_blocks_warm_up_for_a_time_before_timing(monkeypatch):
+    """With ``warmup`` each block's untimed calls go on until that much time has
+    passed since the block started (at least the first call)."""
+    calls: list[float] = []
+
+    def slow(case, x, w):
+        def call():
+            time.sleep(0.004)
+            calls.append(time.perf_counter())
+            return x
+        return call
+
+    monkeypatch.setitem(bench.PEERS, "slow", slow)
+    case = bench.select_cases(["latency8x8"], quick=True)[0]
+    result = bench._time_case(case, [], 4, 60.0, ["slow"], 3, 0.0, 0.03)
+    (row,) = result["results"]
+    assert len(row["times_ms"]) == 4
+    # The warm-up call, then 2 blocks of (untimed calls for >= 0.03 s, 2 timed):
+    # each block needs more than one 4 ms call to fill 0.03 s and at most 8
+    # (sleeps never return early), however slow the machine.
+    untimed = len(calls) - 1 - 4
+    assert 2 * 2 <= untimed <= 2 * 8, len(calls)
+    assert calls[-1] - calls[0] >= 2 * 0.03
+
+
+def test_bad_block_settle_or_warmup_is_a_usage_error(tmp_path, capsys):
     assert bench.run(_args(tmp_path, "--block", "0")) == 2
     assert "--block 0; expected at least 1" in capsys.readouterr().err
     assert bench.run(_args(tmp_path, "--settle", "-1")) == 2
     assert "--settle -1.0; expected at least 0" in capsys.readouterr().err
+    assert bench.run(_args(tmp_path, "--warmup", "nan")) == 2
+    assert "--warmup nan; expected at least 0" in capsys.readouterr().err

@@ -50,7 +50,10 @@ def pin_pocl_workers(environ: MutableMapping[str, str] | None = None,
     process may run on every CPU, PoCL will start one worker per CPU (no
     thread-count variable asks otherwise) and the user has not set
     ``POCL_AFFINITY`` themselves. It must run before PoCL starts (the first
-    platform query); later it changes nothing. Returns True when it set it.
+    platform query); later it changes nothing. Returns True when it set it
+    (:func:`enumerate_devices` removes it again once PoCL's workers have
+    started, in the first device query, so that child processes, which may
+    be confined to other CPUs, decide for themselves).
     """
     environ = os.environ if environ is None else environ
     if not sys.platform.startswith("linux") or "POCL_AFFINITY" in environ:
@@ -69,7 +72,6 @@ def pin_pocl_workers(environ: MutableMapping[str, str] | None = None,
 
 
 def _import_pyopencl():
-    pin_pocl_workers()
     try:
         import pyopencl as cl
     except Exception as exc:  # ImportError, or a broken ICD loader
@@ -91,18 +93,23 @@ def device_type(device: Any) -> str:
 def enumerate_devices() -> list[tuple[int, int, Any, Any]]:
     """``(platform_index, device_index, platform, device)`` for every device found."""
     cl = _import_pyopencl()
+    pinned = pin_pocl_workers()
     try:
-        platforms = cl.get_platforms()
-    except Exception as exc:  # pyopencl raises LogicError when there is no platform
-        raise BackendUnavailable(f"no OpenCL platform found ({exc})") from exc
-    found = []
-    for p, platform in enumerate(platforms):
         try:
-            devs = platform.get_devices()
-        except Exception:
-            continue
-        for d, device in enumerate(devs):
-            found.append((p, d, platform, device))
+            platforms = cl.get_platforms()
+        except Exception as exc:  # pyopencl raises LogicError when there is no platform
+            raise BackendUnavailable(f"no OpenCL platform found ({exc})") from exc
+        found = []
+        for p, platform in enumerate(platforms):
+            try:
+                devs = platform.get_devices()  # PoCL starts its workers here
+            except Exception:
+                continue
+            for d, device in enumerate(devs):
+                found.append((p, d, platform, device))
+    finally:
+        if pinned:  # the workers have read it; child processes decide for themselves
+            os.environ.pop("POCL_AFFINITY", None)
     if not found:
         raise BackendUnavailable("no OpenCL device found on any platform")
     return found

@@ -403,8 +403,9 @@ def test_work_group_shrinks_to_what_the_kernel_allows(be, monkeypatch):
     from clconv.backends.opencl import conv, program
 
     monkeypatch.setattr(program.BuiltProgram, "max_work_group", lambda self, name, dev: 8)
-    prg, wg_x, wg_y = conv.fitted_program(be.dctx, "pad.cl", "pad_input", {}, 16, 4, 256)
+    ref, wg_x, wg_y = conv.fitted_program(be.dctx, "pad.cl", "pad_input", {}, 16, 4, 256)
     assert (wg_x, wg_y) == (8, 1)
+    prg = ref.get(be.dctx)
     assert "-DWG_X=8" in prg.options and "-DWG_Y=1" in prg.options
 
 

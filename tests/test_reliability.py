@@ -237,6 +237,31 @@ def test_program_cache_is_a_bounded_lru(cl_backend, monkeypatch):
     assert program.cache_info()["size"] <= 2
 
 
+
+def test_launch_plans_do_not_keep_evicted_programs_alive(cl_backend, monkeypatch, rng):
+    """Memoised launch plans name their programs instead of holding them, so the
+    LRU bound is the real bound: an evicted program is freed, and a plan that
+    needs it again gets it rebuilt."""
+    import weakref
+
+    from clconv.backends.opencl import program
+
+    monkeypatch.setattr(program, "_cache", type(program._cache)())
+    x = rng.standard_normal((1, 8, 12, 11)).astype(np.float32)
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    ref = clconv.conv2d(x, w, padding=1, backend="numpy")
+    np.testing.assert_allclose(clconv.conv2d(x, w, padding=1, backend=cl_backend), ref,
+                               rtol=1e-4, atol=1e-4)
+    built = [weakref.ref(p) for p in program._cache.values()]
+    assert built
+    program.clear_cache()
+    gc.collect()
+    assert all(r() is None for r in built)
+    builds = program.build_count()
+    np.testing.assert_allclose(clconv.conv2d(x, w, padding=1, backend=cl_backend), ref,
+                               rtol=1e-4, atol=1e-4)
+    assert program.build_count() > builds
+
 # ------------------------------------------------------------ 3. faults
 
 def test_invalid_build_option_is_a_kernel_build_error_and_backend_recovers(cl_backend):

@@ -19,13 +19,9 @@ from ..._spec import ConvSpec
 from ...errors import AllocationError, ArgumentError, BackendUnavailable
 from . import tunecache
 from .context import DeviceContext
-from .conv import PATH_ENV, TUNING, Operand, choose_path, host_operand, read_back
+from .conv import PATH_ENV, TUNING, Operand, choose_path, host_operand, memoised, read_back
 from .limits import Limits, current_limits
 from .tiling import plan_pieces, take_piece
-
-# Plans kept per backend; more distinct problems than this in one process
-# start the memo afresh.
-MAX_PLANS = 512
 
 
 class OpenCLBackend:
@@ -34,7 +30,6 @@ class OpenCLBackend:
     def __init__(self, name: str, dctx: DeviceContext) -> None:
         self.name = name
         self.dctx = dctx
-        self._plans: dict[tuple, tuple] = {}
 
     def __repr__(self) -> str:
         info = self.dctx.info
@@ -106,23 +101,21 @@ class OpenCLBackend:
 
         Both depend only on the problem, the limits, a forced path and the
         tune cache, so they are memoised (about 25 us of Python per call for a
-        1x1 layer, a tenth of the whole host side); a new tune cache or a
-        forced path is part of the key. Candidates being tuned bypass it.
+        1x1 layer, a tenth of the whole host side) with the forced path and
+        the tune cache's identity in the key. Candidates being tuned bypass it.
         """
-        memo = TUNING.get() is None
-        if memo:
-            key = (spec, limits, os.environ.get(PATH_ENV, ""))
-            table = tunecache.current_table()
-            hit = self._plans.get(key)
-            if hit is not None and hit[0] is table:
-                return hit[1], hit[2]
+        if TUNING.get() is not None:
+            return self._fresh_plan(spec, limits)
+        table = tunecache.current_table()
+        key = ("forward", self.dctx, spec, limits, os.environ.get(PATH_ENV, ""), id(table))
+        hit = memoised(key, lambda: (table, *self._fresh_plan(spec, limits)))
+        if hit[0] is not table:  # an id reused by a newer table: plan afresh
+            return self._fresh_plan(spec, limits)
+        return hit[1], hit[2]
+
+    def _fresh_plan(self, spec: ConvSpec, limits: Limits) -> tuple[Any, list]:
         path = choose_path(spec, self.dctx, limits)
-        pieces = plan_pieces(spec, limits, weight_bytes=path.packed_bytes(spec, limits))
-        if memo:
-            if len(self._plans) >= MAX_PLANS:
-                self._plans.clear()
-            self._plans[key] = (table, path, pieces)
-        return path, pieces
+        return path, plan_pieces(spec, limits, weight_bytes=path.packed_bytes(spec, limits))
 
     def _empty(self, spec: ConvSpec) -> bool:
         return spec.batch == 0 or spec.out_channels == 0

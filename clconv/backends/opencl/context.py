@@ -58,9 +58,10 @@ class DeviceContext:
         with self._pool_lock:
             self._pool.free_held()
 
-    def program(self, filename: str, defines: Mapping[str, Any],
+    def program(self, filename: str, defines: Mapping[str, Any] | tuple[tuple[str, Any], ...],
                 extra_options: tuple[str, ...] = ()) -> BuiltProgram:
-        """``filename`` built for this device with ``defines`` (cached)."""
+        """``filename`` built for this device with ``defines`` (cached; a mapping or
+        its items sorted by name)."""
         return get_program(self.context, self.device, filename, defines, extra_options)
 
 

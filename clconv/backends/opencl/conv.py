@@ -66,10 +66,12 @@ MAX_LAUNCH_PLANS = 1024
 def memoised(key: tuple, build: Callable[[], _T]) -> _T:
     """``build()``, once per ``key``: the key must name everything the result depends on.
 
-    Planning a launch (configs, build defines, the program, global sizes) is a
-    pure function of the problem, the limits and the operands' strides but
+    Planning a launch (configs, build defines, which program, global sizes) is
+    a pure function of the problem, the limits and the operands' strides but
     costs tens of microseconds of Python, as much as a small layer's kernel
-    waits for; calls of the same problem reuse it.
+    waits for; calls of the same problem reuse it. Plans name programs by
+    :class:`ProgramRef`, never hold built ones: the program cache's LRU bound
+    stays the only owner.
     """
     hit = _plans.get(key)
     if hit is None:
@@ -77,6 +79,28 @@ def memoised(key: tuple, build: Callable[[], _T]) -> _T:
             _plans.clear()
         hit = _plans[key] = build()
     return hit
+
+
+def forget_plans() -> None:
+    """Drop every memoised plan (rebuilt on next use): for code that changes what
+    plans are computed from beyond their keys, such as a test patching a path."""
+    _plans.clear()
+
+
+@dataclass(frozen=True)
+class ProgramRef:
+    """A program by name: its ``.cl`` file and build defines (items sorted by name)."""
+
+    filename: str
+    defines: tuple[tuple[str, Any], ...]
+
+    @classmethod
+    def of(cls, filename: str, defines: dict[str, Any]) -> ProgramRef:
+        return cls(filename, tuple(sorted(defines.items())))
+
+    def get(self, dctx: DeviceContext) -> Any:
+        """The built program (from the program cache; built if it was evicted)."""
+        return dctx.program(self.filename, self.defines)
 
 
 @dataclass(frozen=True)
@@ -433,7 +457,7 @@ class DirectPath:
                          y.offset, y.strides),
                         lambda: self._plan(dctx, cfg, nfb, x, y, spec))
         prg, kernel, global_size, local_size, x_args, y_args, tail = plan
-        enqueue(prg, kernel, queue, global_size, local_size, x.buffer, *x_args, packed,
+        enqueue(prg.get(dctx), kernel, queue, global_size, local_size, x.buffer, *x_args, packed,
                 packed_bias, np.int32(packed_bias is not None), y.buffer, *y_args, *tail)
 
     @staticmethod
@@ -511,8 +535,8 @@ def border_free_input(dctx: DeviceContext, queue: Any, x: Operand, spec: ConvSpe
         return Source(x.buffer, x.offset, *plan[1:])
     _, nbytes, prg, global_size, local_size, scalars, strides, row = plan
     scratch = allocate(nbytes)
-    enqueue(prg, "pad_input", queue, global_size, local_size, x.buffer, np.int64(x.offset),
-            *scalars[0], scratch, *scalars[1])
+    enqueue(prg.get(dctx), "pad_input", queue, global_size, local_size, x.buffer,
+            np.int64(x.offset), *scalars[0], scratch, *scalars[1])
     return Source(scratch, 0, strides, row)
 
 
@@ -540,7 +564,8 @@ def _plan_padding(dctx: DeviceContext, spec: ConvSpec, x_strides: tuple[int, ...
     defines = type_defines(spec, x_dtype, "IN")
     wg_pad = WG_PAD if limits.group_items == 1 else limits.group_items
     defines.update(BORDER=BORDER_CODES[spec.border], WG_PAD=wg_pad)
-    prg = dctx.program("pad.cl", defines)
+    prg = ProgramRef.of("pad.cl", defines)
+    prg.get(dctx)  # build it now: a build error belongs to planning
     i32 = np.int32
     before = tuple(np.int64(v) for v in (sn, sc, sd, sh, sw))
     after = (i32(c), i32(in_d), i32(in_h), i32(in_w), i32(pd), i32(ph), i32(row),
@@ -575,16 +600,17 @@ def gpu_group(limits: Limits, x_items: int, wide: int) -> tuple[int, int]:
 
 
 def fitted_program(dctx: DeviceContext, filename: str, kernel: str, defines: dict[str, Any],
-                   wg_x: int, wg_y: int, limit: int) -> tuple[Any, int, int]:
+                   wg_x: int, wg_y: int, limit: int) -> tuple[ProgramRef, int, int]:
     """``(program, wg_x, wg_y)``: ``filename`` built with the largest work-group,
     starting from ``wg_x`` x ``wg_y`` and halving (``wg_y`` first), that both
     ``limit`` and the built ``kernel`` allow (a kernel may allow less than the
     device maximum: registers on GPUs)."""
     while True:
-        prg = dctx.program(filename, {**defines, "WG_X": wg_x, "WG_Y": wg_y})
+        ref = ProgramRef.of(filename, {**defines, "WG_X": wg_x, "WG_Y": wg_y})
+        prg = ref.get(dctx)
         if wg_x * wg_y <= min(limit, prg.max_work_group(kernel, dctx.device)) or (
                 wg_x * wg_y == 1):
-            return prg, wg_x, wg_y
+            return ref, wg_x, wg_y
         if wg_y > 1:
             wg_y //= 2
         else:
@@ -687,7 +713,7 @@ class GemmPath:
         prg, global_size, local_size, x_strides, sizes = memoised(
             ("conv_gemm", dctx, spec, cfg, nfb, limits, src.strides, y.strides),
             lambda: self._plan_launch(dctx, spec, cfg, nfb, limits, src.strides, y.strides))
-        enqueue(prg, "conv_gemm", queue, global_size, local_size,
+        enqueue(prg.get(dctx), "conv_gemm", queue, global_size, local_size,
                 src.buffer, np.int64(src.offset), *x_strides,
                 packed, packed_bias, np.int32(packed_bias is not None),
                 y.buffer, np.int64(y.offset), *sizes)
@@ -910,7 +936,7 @@ class RowsPath:
             return
         _, prg, global_size, local_size, x_strides, tail = plan
         buf, off = (x.buffer, x.offset) if src is None else (src.buffer, src.offset)
-        enqueue(prg, "conv_rows", queue, global_size, local_size,
+        enqueue(prg.get(dctx), "conv_rows", queue, global_size, local_size,
                 buf, np.int64(off), *x_strides,
                 packed, packed_bias, np.int32(packed_bias is not None),
                 y.buffer, np.int64(y.offset), *tail)

@@ -135,18 +135,23 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def get_program(context: Any, device: Any, filename: str, defines: Mapping[str, Any],
+def get_program(context: Any, device: Any, filename: str,
+                defines: Mapping[str, Any] | tuple[tuple[str, Any], ...],
                 extra_options: tuple[str, ...] = ()) -> BuiltProgram:
-    """The program ``filename`` built for ``device`` with ``defines`` (cached)."""
+    """The program ``filename`` built for ``device`` with ``defines`` (cached).
+
+    ``defines`` is a mapping or the tuple of its items sorted by name (what
+    launch plans keep: no sorting per call).
+    """
     global _builds
     # Per-call lookups skip re-formatting the options (~35 us: the regex on
     # the device's OpenCL C version and the -D strings) via a memo of the key.
-    short = (context.int_ptr, device.int_ptr, filename, tuple(sorted(defines.items())),
-             extra_options)
+    items = defines if isinstance(defines, tuple) else tuple(sorted(defines.items()))
+    short = (context.int_ptr, device.int_ptr, filename, items, extra_options)
     key = _keys.get(short)
     if key is None:
         source, digest = load_source(filename)
-        options = build_options(device, defines, extra_options)
+        options = build_options(device, dict(items), extra_options)
         key = (context.int_ptr, device.int_ptr, digest, options)
         if len(_keys) > 16 * CACHE_SIZE:
             _keys.clear()

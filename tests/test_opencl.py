@@ -757,6 +757,34 @@ def test_forced_path_against_oracle(cl_backend, monkeypatch, path, case, strict)
     check_against_oracle(case, cl_backend)
 
 
+DEVICE_PACK_CASES = GRID[::4]
+
+
+@pytest.mark.parametrize("case", DEVICE_PACK_CASES, ids=lambda c: c.ident())
+def test_host_weights_packed_on_the_device(cl_backend, monkeypatch, case):
+    """Large host weights are uploaded as they are and packed by pack.cl (every
+    path's layout: filter blocks, zero filters past the last, flipped taps,
+    groups, dtypes); here every weight takes that route."""
+    from clconv.backends.opencl import conv
+
+    monkeypatch.setattr(conv, "DEVICE_PACK_MIN", 1)
+    check_against_oracle(case, cl_backend)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_large_host_weights_at_the_real_threshold(cl_backend, rng, flip):
+    """A 1.2 MB weight (250 filters: the last block of 16 is padded with zeros)."""
+    from clconv.backends.opencl import conv
+
+    w = rng.standard_normal((250, 128, 3, 3)).astype(np.float32)
+    assert w.nbytes >= conv.DEVICE_PACK_MIN
+    x = rng.standard_normal((1, 128, 6, 5)).astype(np.float32)
+    b = rng.standard_normal(250).astype(np.float32)
+    y = clconv.conv2d(x, w, b, padding=1, flip=flip, backend=cl_backend)
+    assert_close(y, reference(clconv.conv2d, x, w, b, padding=1, flip=flip), np.float32,
+                 w[0].size + 1)
+
+
 @pytest.mark.parametrize(("path", "shape", "kw"), [
     ("gemm", ((2, 8, 9, 10), (16, 8, 3, 3)), {"padding": 1}),
     ("gemm", ((1, 3, 20, 20), (20, 3, 7, 7)), {"padding": 3, "stride": 2}),

@@ -3,8 +3,9 @@
  *
  * One work-item computes OR consecutive output rows x (8 * NV) consecutive
  * output columns of one (sample, group): OR * NV float8 accumulators. The
- * output columns are the vector lanes, so the stride along W must be 1
- * (vload8 of input columns). Each loaded input vector is reused by every
+ * output columns are the vector lanes: the stride along W (SW) is 1 (eight
+ * consecutive input columns per vector) or 2 (every other one of sixteen,
+ * which LLVM loads as two vectors and a shuffle). Each loaded input vector is reused by every
  * (output row, kernel row) pair that reads it: input row i of the block
  * feeds output row r through kernel row kh when r * SH + kh * DH == i, a
  * condition the compiler resolves after unrolling (SH, DH, KH, OR are build
@@ -44,6 +45,12 @@
 #endif
 #ifndef KW
 #define KW 3
+#endif
+#ifndef SW
+#define SW 1
+#endif
+#if SW != 1 && SW != 2
+#error "SW (stride along W) must be 1 or 2"
 #endif
 #ifndef SH
 #define SH 1
@@ -96,17 +103,18 @@
 #define UNROLL_ROWS
 #endif
 
-/* Eight consecutive input elements converted to the accumulator type (one
- * vector load when IN_T is ACC_T). */
-#define LOAD8_IN(p) ((V8)(LOAD_IN(p, 0), LOAD_IN(p, 1), LOAD_IN(p, 2), LOAD_IN(p, 3), \
-                          LOAD_IN(p, 4), LOAD_IN(p, 5), LOAD_IN(p, 6), LOAD_IN(p, 7)))
+/* Eight input elements SW apart, converted to the accumulator type (one
+ * vector load when IN_T is ACC_T and SW is 1). */
+#define LOAD8_IN(p) ((V8)(LOAD_IN(p, 0), LOAD_IN(p, SW), LOAD_IN(p, 2 * SW),             \
+                          LOAD_IN(p, 3 * SW), LOAD_IN(p, 4 * SW), LOAD_IN(p, 5 * SW),     \
+                          LOAD_IN(p, 6 * SW), LOAD_IN(p, 7 * SW)))
 
-/* Border blocks: eight input columns c0 .. c0 + 7 of one input row, each
+/* Border blocks: eight input columns c0, c0 + SW, .. c0 + 7 * SW of one input row, each
  * mapped by the border rule (fill where constant mode maps outside). */
 #if BORDER == BORDER_CONSTANT
 /* Constant mode: a lane is its element when inside the row, else the fill
  * value; built as one vector (no private array, no 64-bit index maths). */
-#define LANE_C(j) (((uint)(c0 + (j)) < (uint)IW) ? LOAD_IN(xr, c0 + (j)) : fill)
+#define LANE_C(j) (((uint)(c0 + (j) * SW) < (uint)IW) ? LOAD_IN(xr, c0 + (j) * SW) : fill)
 inline void load8_border(V8 *out, __global const IN_T *xr, const bool row_ok, const int c0,
                          const int IW, const ACC_T fill)
 {
@@ -120,7 +128,7 @@ inline void load8_border(V8 *out, __global const IN_T *xr, const bool row_ok, co
 {
     ACC_T l[8] __attribute__((aligned(8 * sizeof(ACC_T))));
     for (int j = 0; j < 8; ++j) {
-        const long iw = map_border((long)c0 + j, IW);
+        const long iw = map_border((long)c0 + j * SW, IW);
         l[j] = (row_ok && iw >= 0) ? LOAD_IN(xr, iw) : fill;
     }
     *out = *(V8 *)l;
@@ -156,17 +164,17 @@ inline void load8_border(V8 *out, __global const IN_T *xr, const bool row_ok, co
     }
 
 #define ROW_INTERIOR(i) __global const IN_T *xr = xd + (long)(ih0 + (i)) * xs_h + iw0
-#define LOAD_INTERIOR(dst, kw, v) ((dst) = LOAD8_IN(xr + (kw) * DW + (v) * 8))
+#define LOAD_INTERIOR(dst, kw, v) ((dst) = LOAD8_IN(xr + (kw) * DW + (v) * 8 * SW))
 #define ROW_BORDER(i)                                                                \
     const long ihm = map_border((long)ih0 + (i), IH);                                \
     const bool row_ok = idm >= 0 && ihm >= 0;                                        \
     __global const IN_T *xr = xd + (row_ok ? idm * xs_d + ihm * xs_h : 0)
-#define LOAD_BORDER(dst, kw, v) load8_border(&(dst), xr, row_ok, iw0 + (kw) * DW + (v) * 8, IW, \
-                                            fill)
+#define LOAD_BORDER(dst, kw, v) \
+    load8_border(&(dst), xr, row_ok, iw0 + (kw) * DW + (v) * 8 * SW, IW, fill)
 /* Blocks whose columns all lie inside the input (top / bottom rows of the
  * image): rows mapped by the border rule, columns read as plain vectors. */
 #define LOAD_ROWS_ONLY(dst, kw, v) \
-    ((dst) = row_ok ? LOAD8_IN(xr + iw0 + (kw) * DW + (v) * 8) : (V8)(fill))
+    ((dst) = row_ok ? LOAD8_IN(xr + iw0 + (kw) * DW + (v) * 8 * SW) : (V8)(fill))
 
 __kernel __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
 void conv_rows(__global const IN_T *restrict x, const long x_off,
@@ -195,7 +203,7 @@ void conv_rows(__global const IN_T *restrict x, const long x_off,
     /* first input depth / row / column of the block (may lie in the padding) */
     const int id0 = od * SD - PD;
     const int ih0 = oh0 * SH - PH;
-    const int iw0 = ow0 - PW;
+    const int iw0 = ow0 * SW - PW;
     /* Interior blocks (every read, also those of rows / columns past the
      * output that are never stored, inside the input) take the plain path;
      * blocks touching the padding map each coordinate by the border rule. */
@@ -204,7 +212,7 @@ void conv_rows(__global const IN_T *restrict x, const long x_off,
     const bool cols_inside = true;
     const bool inside = true;
 #else
-    const bool cols_inside = iw0 >= 0 && iw0 + 8 * NV - 1 + (KW - 1) * DW < IW;
+    const bool cols_inside = iw0 >= 0 && iw0 + (8 * NV - 1) * SW + (KW - 1) * DW < IW;
     const bool inside = cols_inside && id0 >= 0 && id0 + (KD - 1) * DD < ID
         && ih0 >= 0 && ih0 + IN_ROWS - 1 < IH;
 #endif

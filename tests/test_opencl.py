@@ -757,6 +757,41 @@ def test_forced_path_against_oracle(cl_backend, monkeypatch, path, case, strict)
     check_against_oracle(case, cl_backend)
 
 
+ROWS_SW2_CASES = [
+    dataclasses.replace(GRID[0], ndim=2, size=size, kernel=kernel, batch=2, channels=3,
+                        filters=3, groups=3, stride=stride, padding=padding,
+                        dilation=dilation, padding_mode=mode, channels_last=last, dtype=dtype)
+    for size, kernel, stride, padding, dilation, mode, last, dtype in [
+        ((9, 37), (3, 3), (1, 2), 1, 1, "zeros", False, "float32"),
+        ((10, 41), (3, 3), 2, 1, 1, "reflect", False, "float32"),
+        ((7, 50), (3, 5), (2, 2), (1, 2), (1, 2), "circular", False, "float64"),
+        ((8, 35), (5, 3), (1, 2), 2, 1, "replicate", True, "float16"),
+        ((6, 70), (1, 7), (1, 2), (0, 3), 1, "zeros", False, "float32"),
+        ((5, 33), (3, 2), 2, "same", (2, 3), "reflect", False, "float32"),
+    ]]
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize("case", ROWS_SW2_CASES, ids=lambda c: c.ident())
+def test_rows_path_with_stride_two_along_w(cl_backend, monkeypatch, case, inplace):
+    """Stride 2 along W on the rows kernel (every other input column per lane),
+    rows wide enough for interior, border and tail blocks, borders read in place
+    or from the padded copy."""
+    from clconv.backends.opencl.conv import RowsPath
+
+    if inplace:
+        monkeypatch.setattr(RowsPath, "MAX_BORDER_SHARE", 1.0)
+        monkeypatch.setattr(RowsPath, "MAX_BORDER_SHARE_WIDE", 1.0)
+    monkeypatch.setenv("CLCONV_OPENCL_PATH", "rows")
+    chosen = []
+    from clconv.backends.opencl import backend as backend_mod
+    real = backend_mod.choose_path
+    monkeypatch.setattr(backend_mod, "choose_path",
+                        lambda *a: chosen.append(real(*a).name) or real(*a))
+    check_against_oracle(case, cl_backend)
+    assert chosen == ["rows"]
+
+
 DEVICE_PACK_CASES = GRID[::4]
 
 

@@ -13,7 +13,7 @@ problem (``CLCONV_OPENCL_PATH`` can force one). The order is the heuristic:
 ``separable``  rank-1 kernels of >= 121 taps, 1 filter per group, large outputs:
                a column pass and a row pass of conv_rows.cl (weights checked
                in ``prepare``; other weights run on ``rows``)
-``rows``       1 filter per group, unit W stride: row-blocked float8 kernel
+``rows``       1 filter per group, W stride 1 or 2: row-blocked float8 kernel
 ``direct``     everything else (strided one-filter groups, few filters per group, ...)
 =============  ==============================================================
 
@@ -837,8 +837,8 @@ class RowsConfig:
 class RowsPath:
     """One filter per group (depthwise, single-channel images, 1-D, 3-D, large kernels).
 
-    kernels_cl/conv_rows.cl: output columns are float8 lanes (stride 1 along
-    W), each work-item computes ``OR`` rows x ``8 * NV`` columns and reuses
+    kernels_cl/conv_rows.cl: output columns are float8 lanes (stride 1 or 2
+    along W), each work-item computes ``OR`` rows x ``8 * NV`` columns and reuses
     every loaded input vector across the output rows it feeds. Borders are
     handled inside the kernel (one launch, the input read in place, any
     dtype); only inputs strided along W get the pad pre-pass.
@@ -865,7 +865,7 @@ class RowsPath:
     def border_share(spec: ConvSpec, cfg: RowsConfig) -> float:
         """The share of work-items whose block reads padding (for the in-place kernel)."""
         kd, kh, kw = spatial3(spec.kernel_size, 1)
-        sd, sh, _ = spatial3(spec.stride, 1)
+        sd, sh, sw = spatial3(spec.stride, 1)
         dd, dh, dw = spatial3(spec.dilation, 1)
         out_d, out_h, out_w = spatial3(spec.out_size, 1)
         in_d, in_h, in_w = spatial3(spec.in_size, 1)
@@ -875,7 +875,8 @@ class RowsPath:
                 (out_d, sd, (kd - 1) * dd, pd, in_d),
                 (-(-out_h // cfg.rows), cfg.rows * sh, (cfg.rows - 1) * sh + (kh - 1) * dh,
                  ph, in_h),
-                (-(-out_w // (8 * cfg.nv)), 8 * cfg.nv, 8 * cfg.nv - 1 + (kw - 1) * dw, pw,
+                (-(-out_w // (8 * cfg.nv)), 8 * cfg.nv * sw,
+                 (8 * cfg.nv - 1) * sw + (kw - 1) * dw, pw,
                  in_w)):
             first = -(-pad // step)                    # blocks with start >= 0
             last = (size - 1 - reach + pad) // step    # blocks with end < size
@@ -884,7 +885,7 @@ class RowsPath:
 
     def supports(self, spec: ConvSpec, dctx: DeviceContext, limits: Limits) -> bool:
         kh, kw = spatial3(spec.kernel_size, 1)[1:]
-        return (_fast_dtype(spec) and spec.out_per_group == 1 and spec.stride[-1] == 1
+        return (_fast_dtype(spec) and spec.out_per_group == 1 and spec.stride[-1] in (1, 2)
                 and kw <= self.MAX_KW and kh <= self.MAX_KH)
 
     @staticmethod
@@ -962,7 +963,7 @@ class RowsPath:
         global size, local size, input strides, scalars after the output offset)``,
         or None when the padded copy does not fit."""
         kd, kh, kw = spatial3(spec.kernel_size, 1)
-        sd, sh, _ = spatial3(spec.stride, 1)
+        sd, sh, sw = spatial3(spec.stride, 1)
         dd, dh, dw = spatial3(spec.dilation, 1)
         out_d, out_h, out_w = spatial3(spec.out_size, 1)
         xs = layout_strides(x_strides, spec)
@@ -978,7 +979,7 @@ class RowsPath:
         else:
             # Many border blocks (small images, 3-D) or strided along W: a padded
             # copy (pad.cl) large enough that every block reads inside it.
-            pitch = round_up(out_w, cols) + (kw - 1) * dw
+            pitch = (round_up(out_w, cols) - 1) * sw + (kw - 1) * dw + 1
             height = (nrb * cfg.rows - 1) * sh + (kh - 1) * dh + 1
             padding = memoised(
                 ("pad", dctx, spec, x_strides, x_dtype, pitch, height, limits),
@@ -994,7 +995,7 @@ class RowsPath:
             pads = (0, 0, 0)
         defines = type_defines(spec, in_dtype, "IN")
         defines.update(BORDER=BORDER_CODES[spec.border], NV=cfg.nv, OR=cfg.rows, KH=kh,
-                       KW=kw, SH=sh, DH=dh, KW_UNROLL=cfg.kw_unroll,
+                       KW=kw, SH=sh, SW=sw, DH=dh, KW_UNROLL=cfg.kw_unroll,
                        BORDER_FREE=int(pad is not None))
         prg, wg_x, wg_y = fitted_program(dctx, "conv_rows.cl", "conv_rows", defines, cfg.wg_x,
                                          cfg.wg_y, limits.max_work_group)
@@ -1186,7 +1187,7 @@ def choose_path(spec: ConvSpec, dctx: DeviceContext, limits: Limits) -> ForwardP
     The order is the heuristic: ``tiny`` (at most 65536 multiply-adds: one
     launch of the direct kernel), ``pointwise`` (1x1, stride 1, no padding),
     ``gemm`` (groups of >= 4 filters), ``separable`` (large rank-1 kernels of
-    one-filter groups), ``rows`` (one filter per group, unit stride along W),
+    one-filter groups), ``rows`` (one filter per group, stride 1 or 2 along W),
     then ``direct`` (everything). The
     environment variable ``CLCONV_OPENCL_PATH=<name>`` (read per call; for
     tests and measurements) puts that path first: it still runs only problems

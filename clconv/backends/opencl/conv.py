@@ -687,10 +687,14 @@ class GemmPath:
             # of 6) when they waste that much less (7 wide: 8 columns computed
             # instead of 12; 1x512x7x7 512 3x3 kernel 1.98 -> 1.90 ms).
             ob = 4
+        # One tap per channel (1x1 kernels the pointwise path leaves: strided or
+        # padded): unroll 4 channels per K step, as pointwise does (1x256x56x56
+        # -> 512 1x1 stride 2, clconv tune: 2.22 -> 1.87 ms).
+        cu = 4 if math.prod(spec.kernel_size) == 1 else 1
         if limits.group_items > 1:
             x_items = -(-max(width, 1) // ob) * -(-fg // fb)
-            return GemmConfig(fb, ob, *gpu_group(limits, x_items, gpu_wide))
-        return GemmConfig(fb, ob, 1, 1)
+            return GemmConfig(fb, ob, *gpu_group(limits, x_items, gpu_wide), cu=cu)
+        return GemmConfig(fb, ob, 1, 1, cu=cu)
 
     def _config(self, spec: ConvSpec, limits: Limits, width: int) -> GemmConfig:
         """``config`` with this instance's tuned overrides (output block <= ``width``)."""

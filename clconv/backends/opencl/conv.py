@@ -538,7 +538,7 @@ def border_free_input(dctx: DeviceContext, queue: Any, x: Operand, spec: ConvSpe
     """
     plan = memoised(("pad", dctx, spec, x.strides, x.dtype, pitch, height, limits),
                     lambda: _plan_padding(dctx, spec, x.strides, x.dtype, pitch, height, limits))
-    if plan is None or plan[0] == "too big":
+    if plan[0] == "too big":
         return None
     if plan[0] == "in place":
         return Source(x.buffer, x.offset, *plan[1:])

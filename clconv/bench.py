@@ -114,6 +114,26 @@ CASES: tuple[Case, ...] = (
     Case("latency8x8", "1x1x8x8, 3x3, pad 1 (latency)", 1, 1, (8, 8), 1, (3, 3), padding=1),
     Case("img512_3x3", "1x1x512x512, 3x3 kernel, pad 1 (issue 2)", 1, 1, (512, 512), 1,
          (3, 3), padding=1),
+    # Other common layers (no issue targets): training batches, MobileNet's
+    # strided depthwise, grouped, 5x5, ResNet's last stage and shortcut, audio, 3-D.
+    Case("layer_cifar_in", "64x3x32x32, 32 filters 3x3, pad 1", 64, 3, (32, 32), 32, (3, 3),
+         padding=1),
+    Case("layer_cifar_mid", "64x32x32x32, 64 filters 3x3, pad 1", 64, 32, (32, 32), 64,
+         (3, 3), padding=1),
+    Case("layer_dw_s2", "depthwise 1x32x112x112 3x3, stride 2, pad 1", 1, 32, (112, 112), 32,
+         (3, 3), stride=2, padding=1, groups=32),
+    Case("layer_grouped", "1x64x56x56, 64 filters 3x3, 4 groups, pad 1", 1, 64, (56, 56), 64,
+         (3, 3), padding=1, groups=4),
+    Case("layer_5x5", "1x16x64x64, 32 filters 5x5, pad 2", 1, 16, (64, 64), 32, (5, 5),
+         padding=2),
+    Case("layer_res7x7", "1x512x7x7, 512 filters 3x3, pad 1", 1, 512, (7, 7), 512, (3, 3),
+         padding=1),
+    Case("layer_1x1_s2", "1x256x56x56, 512 filters 1x1, stride 2", 1, 256, (56, 56), 512,
+         (1, 1), stride=2),
+    Case("layer_audio", "1-D 1x1x16000, 32 filters k=80, stride 4", 1, 1, (16000,), 32, (80,),
+         stride=4),
+    Case("layer_vol", "3-D 1x8x32x32x32, 16 filters 3x3x3, pad 1", 1, 8, (32, 32, 32), 16,
+         (3, 3, 3), padding=1),
 )
 
 # Other names accepted by --cases.

@@ -18,6 +18,10 @@
  *                back and re-read the same input lines from cache
  *   global id 1: output row od * OH + oh (padded to a multiple of WG_Y)
  *   global id 2: n * G + g
+ * With FLAT=1 a block is OB consecutive pixels of the whole OH x OW slice
+ * (crossing rows) and global id 1 is od: narrow outputs (7x7, 14x14) no
+ * longer compute a partly empty block per row, and fewer blocks stream
+ * the weights (a 512 -> 512 3x3 layer's are 9.4 MB).
  * No barriers; out-of-range work-items return at once. */
 #include "common.h"
 
@@ -46,6 +50,9 @@
 #define WG_Y 1
 #endif
 
+#ifndef FLAT
+#define FLAT 0
+#endif
 #ifndef CU
 #define CU 1
 #endif
@@ -82,23 +89,36 @@ void conv_gemm(__global const ACC_T *restrict x, const long x_off,
     const int ng = get_global_id(2);
     const int wb = wf / NFB;
     const int fblk = wf % NFB;
-    if (wb * OB >= OW || row >= OD * OH)
-        return;
     const int g = ng % G;
     const long n = ng / G;
+#if FLAT
+    const int P = OH * OW;   /* pixels of one output depth slice */
+    if (wb * OB >= P || row >= OD)
+        return;
+    const int od = row;
+    const int p0 = wb * OB;
+    __global const ACC_T *xg = x + x_off + n * xs_n + (long)g * CG * xs_c + od * SD * xs_d;
+#else
+    if (wb * OB >= OW || row >= OD * OH)
+        return;
     const int od = row / OH;
     const int oh = row % OH;
     const int ow0 = wb * OB;
-
     __global const ACC_T *xg = x + x_off + n * xs_n + (long)g * CG * xs_c
                              + od * SD * xs_d + oh * SH * xs_h;
+#endif
     __global const ACC_T *w = wp + (long)(g * NFB + fblk) * CG * KD * KH * KW * FB;
 
     int xo[OB];
     ACCV_T acc[OB];
 #pragma unroll
     for (int ob = 0; ob < OB; ++ob) {
+#if FLAT
+        const int p = CLCONV_MIN(p0 + ob, P - 1);
+        xo[ob] = (p / OW) * SH * xs_h + (p % OW) * SW;
+#else
         xo[ob] = CLCONV_MIN(ow0 + ob, OW - 1) * SW;
+#endif
         acc[ob] = (ACCV_T)(0);
     }
 UNROLL_C
@@ -123,9 +143,19 @@ UNROLL_C
 
     const int f0 = g * FG + fblk * FB;
     const int nf = CLCONV_MIN(FB, FG - fblk * FB);
+#if FLAT
+    const int nob = CLCONV_MIN(OB, P - p0);
+    __global OUT_T *yo = y + y_off + n * ys_n + od * ys_d + (long)f0 * ys_c;
+    long yoff[OB];
+    for (int ob = 0; ob < nob; ++ob)
+        yoff[ob] = ((p0 + ob) / OW) * ys_h + ((p0 + ob) % OW) * ys_w;
+#define Y_AT(ob) yoff[ob]
+#else
     const int nob = CLCONV_MIN(OB, OW - ow0);
     __global OUT_T *yo = y + y_off + n * ys_n + od * ys_d + oh * ys_h + ow0 * ys_w
                        + (long)f0 * ys_c;
+#define Y_AT(ob) ((ob) * ys_w)
+#endif
     /* Spill the accumulators through an aligned private array (a vector
      * store, not vstoreN: an out-of-line call on PoCL), then write filter by
      * filter so consecutive stores go to consecutive output columns. The
@@ -138,6 +168,6 @@ UNROLL_C
         const ACC_T b = has_bias ? bias[f0 + j] : (ACC_T)(0);
         __global OUT_T *yj = yo + j * ys_c;
         for (int ob = 0; ob < nob; ++ob)
-            STORE_OUT(yj, ob * ys_w, has_bias ? lanes[ob][j] + b : lanes[ob][j]);
+            STORE_OUT(yj, Y_AT(ob), has_bias ? lanes[ob][j] + b : lanes[ob][j]);
     }
 }

@@ -722,7 +722,7 @@ def test_devices_command_prints_the_table(be):
 # it supports, in normal and strict (small-GPU) limits, so each path's whole
 # sub-contract is checked against the float64 NumPy oracle.
 
-from test_conv_oracle import GRID, check_against_oracle  # noqa: E402
+from test_conv_oracle import GRID, check_against_oracle, make_operands  # noqa: E402
 
 
 def _pointwise_cases() -> list:
@@ -791,6 +791,37 @@ def test_rows_path_with_stride_two_along_w(cl_backend, monkeypatch, case, inplac
                         lambda *a: chosen.append(real(*a).name) or real(*a))
     check_against_oracle(case, cl_backend)
     assert chosen == ["rows"]
+
+
+GEMM_FLAT_CASES = [
+    dataclasses.replace(GRID[0], ndim=nd, size=size, kernel=kernel, batch=2, channels=ch,
+                        filters=f, groups=g, stride=stride, padding=padding, dilation=dil,
+                        padding_mode=mode, channels_last=last, dtype=dtype)
+    for nd, size, kernel, ch, f, g, stride, padding, dil, mode, last, dtype in [
+        (2, (7, 7), (3, 3), 24, 20, 1, 1, 1, 1, "zeros", False, "float32"),
+        (2, (9, 15), (3, 3), 8, 32, 2, 2, 1, (1, 2), "reflect", True, "float32"),
+        (2, (5, 13), (2, 3), 6, 12, 1, (1, 2), (0, 1), 1, "circular", False, "float64"),
+        (2, (4, 4), (3, 3), 4, 8, 1, 1, "same", 1, "replicate", False, "float16"),
+        (3, (3, 5, 4), (2, 3, 3), 4, 8, 1, 1, 1, 1, "zeros", False, "float32"),
+    ]]
+
+
+@pytest.mark.parametrize("case", GEMM_FLAT_CASES, ids=lambda c: c.ident())
+def test_gemm_blocks_crossing_rows(cl_backend, monkeypatch, case):
+    """Narrow outputs take gemm blocks of consecutive pixels across rows (FLAT):
+    every pixel written once, in the right place, for strides, dilation, layouts,
+    3-D depth slices, groups and dtypes."""
+    from clconv.backends.opencl import conv
+    from clconv.backends.opencl.limits import current_limits
+
+    spec = normalize_conv(case.ndim, *make_operands(case, 0)[:2], None, case.stride,
+                          case.padding, case.dilation, case.groups, case.padding_mode,
+                          "channels_last" if case.channels_last else "channels_first",
+                          False).spec
+    limits = current_limits(clconv.get_backend(cl_backend).dctx.info)
+    assert conv.GemmPath.config(spec, limits, spec.out_size[-1]).flat == 1
+    monkeypatch.setenv("CLCONV_OPENCL_PATH", "gemm")
+    check_against_oracle(case, cl_backend)
 
 
 DEVICE_PACK_CASES = GRID[::4]

@@ -696,11 +696,6 @@ class GemmPath:
             flat = 1
         elif width < ob:
             ob = max(width, 1)
-        elif ob == 6 and round_up(width, 4) * 7 < round_up(width, 6) * 6:
-            # Narrow rows: blocks of 4 columns (about 6/7 the speed per column
-            # of 6) when they waste that much less (7 wide: 8 columns computed
-            # instead of 12; 1x512x7x7 512 3x3 kernel 1.98 -> 1.90 ms).
-            ob = 4
         # One tap per channel (1x1 kernels the pointwise path leaves: strided or
         # padded): unroll 4 channels per K step, as pointwise does (1x256x56x56
         # -> 512 1x1 stride 2, clconv tune: 2.22 -> 1.87 ms).

@@ -536,8 +536,7 @@ def border_free_input(dctx: DeviceContext, queue: Any, x: Operand, spec: ConvSpe
     contiguous along W with non-negative strides and at least ``pitch`` x
     ``height`` large.
     """
-    plan = memoised(("pad", dctx, spec, x.strides, x.dtype, pitch, height, limits),
-                    lambda: _plan_padding(dctx, spec, x.strides, x.dtype, pitch, height, limits))
+    plan = padding_plan(dctx, spec, x.strides, x.dtype, pitch, height, limits)
     if plan[0] == "too big":
         return None
     if plan[0] == "in place":
@@ -549,11 +548,19 @@ def border_free_input(dctx: DeviceContext, queue: Any, x: Operand, spec: ConvSpe
     return Source(scratch, 0, strides, row)
 
 
-def _plan_padding(dctx: DeviceContext, spec: ConvSpec, x_strides: tuple[int, ...],
-                  x_dtype: np.dtype, pitch: int, height: int, limits: Limits) -> tuple:
-    """How :func:`border_free_input` gets a border-free input: ``("in place", strides,
-    pitch)``, ``("too big",)``, or ``("pad", scratch bytes, program, global size,
-    local size, (scalars before, after the scratch), scratch strides, row)``."""
+def padding_plan(dctx: DeviceContext, spec: ConvSpec, x_strides: tuple[int, ...],
+                 x_dtype: np.dtype, pitch: int, height: int, limits: Limits) -> tuple:
+    """How :func:`border_free_input` gets a border-free input (memoised):
+    ``("in place", strides, row)``, ``("too big",)``, or ``("pad", scratch bytes,
+    program, global size, local size, (scalars before, after the scratch),
+    strides, row)``; both usable forms end with the input's strides and row."""
+    return memoised(("pad", dctx, spec, x_strides, x_dtype, pitch, height, limits),
+                    lambda: _fresh_padding_plan(dctx, spec, x_strides, x_dtype, pitch,
+                                                height, limits))
+
+
+def _fresh_padding_plan(dctx: DeviceContext, spec: ConvSpec, x_strides: tuple[int, ...],
+                        x_dtype: np.dtype, pitch: int, height: int, limits: Limits) -> tuple:
     acc = acc_dtype(spec)
     sn, sc, sd, sh, sw = layout_strides(x_strides, spec)
     in_d, in_h, in_w = spatial3(spec.in_size, 1)
@@ -789,13 +796,14 @@ class PointwisePath(GemmPath):
 
     @staticmethod
     def config(spec: ConvSpec, limits: Limits, width: int) -> GemmConfig:
-        # One tap per channel: unroll 4 channels per K step and group 16
-        # work-items (1x256x28x28 -> 128, PoCL on Zen 4, interleaved in one
-        # process: 0.66-0.68 -> 0.58-0.59 ms median; either alone ~0.62).
+        # GemmPath.config unrolls 4 channels per K step (one tap per channel);
+        # here 16 work-items per group as well (1x256x28x28 -> 128, PoCL on
+        # Zen 4, interleaved in one process: 0.66-0.68 -> 0.58-0.59 ms median;
+        # either alone ~0.62).
         cfg = GemmPath.config(spec, limits, math.prod(spec.out_size), gpu_wide=64, rows=False)
         if limits.group_items == 1:
             cfg = dataclasses.replace(cfg, wg_x=_work_group(16, limits.max_work_group, 16))
-        return dataclasses.replace(cfg, cu=4)
+        return cfg
 
     def prepare(self, dctx: DeviceContext, queue: Any, weight: Operand, bias: Any,
                 spec: ConvSpec, limits: Limits, allocate: Any) -> Any:
@@ -998,16 +1006,12 @@ class RowsPath:
             # copy (pad.cl) large enough that every block reads inside it.
             pitch = (round_up(out_w, cols) - 1) * sw + (kw - 1) * dw + 1
             height = (nrb * cfg.rows - 1) * sh + (kh - 1) * dh + 1
-            padding = memoised(
-                ("pad", dctx, spec, x_strides, x_dtype, pitch, height, limits),
-                lambda: _plan_padding(dctx, spec, x_strides, x_dtype, pitch, height, limits))
+            padding = padding_plan(dctx, spec, x_strides, x_dtype, pitch, height, limits)
             if padding[0] == "too big":
                 return None
             pad = (pitch, height)
             in_dtype, strides, row = acc_dtype(spec), padding[-2], padding[-1]
             pd, ph, _ = spatial3(spec.padded_size, 1)
-            if padding[0] == "in place":
-                strides, row = padding[1], padding[2]
             sizes = (pd, max(height, ph), row)
             pads = (0, 0, 0)
         defines = type_defines(spec, in_dtype, "IN")

@@ -58,6 +58,9 @@
 #ifndef DH
 #define DH 1
 #endif
+#ifndef DW
+#define DW 1
+#endif
 /* KW_UNROLL: how far the tap loop along W is unrolled (all of it by default;
  * long 1-D kernels use a partial unroll to keep the code small). */
 #ifndef KW_UNROLL
@@ -109,31 +112,22 @@
                           LOAD_IN(p, 3 * SW), LOAD_IN(p, 4 * SW), LOAD_IN(p, 5 * SW),     \
                           LOAD_IN(p, 6 * SW), LOAD_IN(p, 7 * SW)))
 
-/* Border blocks: eight input columns c0, c0 + SW, .. c0 + 7 * SW of one input row, each
- * mapped by the border rule (fill where constant mode maps outside). */
-#if BORDER == BORDER_CONSTANT
-/* Constant mode: a lane is its element when inside the row, else the fill
- * value; built as one vector (no private array, no 64-bit index maths). */
-#define LANE_C(j) (((uint)(c0 + (j) * SW) < (uint)IW) ? LOAD_IN(xr, c0 + (j) * SW) : fill)
-inline void load8_border(V8 *out, __global const IN_T *xr, const bool row_ok, const int c0,
-                         const int IW, const ACC_T fill)
+/* Column border blocks: each input row of the block is first gathered into a
+ * private row (RB_LEN elements, every column mapped by the border rule once)
+ * and the vectors are then read from it, instead of mapping each lane of
+ * every (kernel column, vector) load: 10 mapped reads per row instead of 24
+ * for a 3x3 kernel and one vector. */
+#define RB_LEN ((8 * NV - 1) * SW + (KW - 1) * DW + 1)
+#define LOAD8_RB(p) ((V8)((p)[0], (p)[SW], (p)[2 * SW], (p)[3 * SW], (p)[4 * SW],          \
+                          (p)[5 * SW], (p)[6 * SW], (p)[7 * SW]))
+inline void fill_row(ACC_T *rb, __global const IN_T *xr, const bool row_ok, const int c0,
+                     const int IW, const ACC_T fill)
 {
-    *out = row_ok ? (V8)(LANE_C(0), LANE_C(1), LANE_C(2), LANE_C(3), LANE_C(4), LANE_C(5),
-                         LANE_C(6), LANE_C(7))
-                  : (V8)(fill);
-}
-#else
-inline void load8_border(V8 *out, __global const IN_T *xr, const bool row_ok, const int c0,
-                         const int IW, const ACC_T fill)
-{
-    ACC_T l[8] __attribute__((aligned(8 * sizeof(ACC_T))));
-    for (int j = 0; j < 8; ++j) {
-        const long iw = map_border((long)c0 + j * SW, IW);
-        l[j] = (row_ok && iw >= 0) ? LOAD_IN(xr, iw) : fill;
+    for (int j = 0; j < RB_LEN; ++j) {
+        const long iw = map_border((long)c0 + j, IW);
+        rb[j] = (row_ok && iw >= 0) ? LOAD_IN(xr, iw) : fill;
     }
-    *out = *(V8 *)l;
 }
-#endif
 
 /* The tap loops for one (channel, kernel depth) slice; ROW_PTR(i) sets xr
  * (and row_ok) for input row i of the block, LOADV(dst, kw, v) loads vector v
@@ -169,8 +163,11 @@ inline void load8_border(V8 *out, __global const IN_T *xr, const bool row_ok, co
     const long ihm = map_border((long)ih0 + (i), IH);                                \
     const bool row_ok = idm >= 0 && ihm >= 0;                                        \
     __global const IN_T *xr = xd + (row_ok ? idm * xs_d + ihm * xs_h : 0)
-#define LOAD_BORDER(dst, kw, v) \
-    load8_border(&(dst), xr, row_ok, iw0 + (kw) * DW + (v) * 8 * SW, IW, fill)
+#define ROW_BUFFERED(i)                                                              \
+    ROW_BORDER(i);                                                                   \
+    ACC_T rb[RB_LEN];                                                                \
+    fill_row(rb, xr, row_ok, iw0, IW, fill)
+#define LOAD_BUFFERED(dst, kw, v) ((dst) = LOAD8_RB(rb + (kw) * DW + (v) * 8 * SW))
 /* Blocks whose columns all lie inside the input (top / bottom rows of the
  * image): rows mapped by the border rule, columns read as plain vectors. */
 #define LOAD_ROWS_ONLY(dst, kw, v) \
@@ -186,7 +183,7 @@ void conv_rows(__global const IN_T *restrict x, const long x_off,
                const long ys_w,
                const int ID, const int IH, const int IW,
                const int OD, const int OH, const int OW, const int KD,
-               const int SD, const int DD, const int DW, const int G, const int CG,
+               const int SD, const int DD, const int G, const int CG,
                const int PD, const int PH, const int PW, const ACC_T fill)
 {
     const int wb = get_global_id(0);
@@ -240,7 +237,7 @@ UNROLL(NV)
             } else {
                 const long idm = map_border((long)id0 + kd * DD, ID);
                 __global const IN_T *xd = xg + c * xs_c;
-                ACCUMULATE(ROW_BORDER, LOAD_BORDER)
+                ACCUMULATE(ROW_BUFFERED, LOAD_BUFFERED)
             }
         }
     }

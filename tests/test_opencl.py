@@ -737,6 +737,8 @@ PATH_CASES = {
     "rows": [c for c in GRID if c.filters == c.groups],
     # rows with borders applied inside the kernel (no pad pass) for every case
     "rows-inplace": [c for c in GRID if c.filters == c.groups],
+    # rows reading a padded copy (pad.cl, border code compiled out) for every case
+    "rows-padded": [c for c in GRID if c.filters == c.groups],
     "pointwise": _pointwise_cases(),
 }
 PATH_PARAMS = [pytest.param(path, case, strict, id=f"{path}-{case.ident()}{'-strict' * strict}")
@@ -744,13 +746,18 @@ PATH_PARAMS = [pytest.param(path, case, strict, id=f"{path}-{case.ident()}{'-str
                for strict in ((False, True) if i % 4 == 0 else (False,))]
 
 
+def force_rows_borders(monkeypatch, inplace: bool) -> None:
+    """Make the rows path read every input in place (True) or from a padded copy."""
+    from clconv.backends.opencl.conv import RowsPath
+
+    for name in ("MAX_BORDER_SHARE_PLANE", "MAX_BORDER_SHARE", "MAX_BORDER_SHARE_WIDE"):
+        monkeypatch.setattr(RowsPath, name, 1.0 if inplace else -1.0)
+
+
 @pytest.mark.parametrize(("path", "case", "strict"), PATH_PARAMS)
 def test_forced_path_against_oracle(cl_backend, monkeypatch, path, case, strict):
-    if path == "rows-inplace":
-        from clconv.backends.opencl.conv import RowsPath
-
-        monkeypatch.setattr(RowsPath, "MAX_BORDER_SHARE", 1.0)
-        monkeypatch.setattr(RowsPath, "MAX_BORDER_SHARE_WIDE", 1.0)
+    if path.startswith("rows-"):
+        force_rows_borders(monkeypatch, path == "rows-inplace")
         path = "rows"
     monkeypatch.setenv("CLCONV_OPENCL_PATH", path)
     if strict:
@@ -778,11 +785,7 @@ def test_rows_path_with_stride_two_along_w(cl_backend, monkeypatch, case, inplac
     """Stride 2 along W on the rows kernel (every other input column per lane),
     rows wide enough for interior, border and tail blocks, borders read in place
     or from the padded copy."""
-    from clconv.backends.opencl.conv import RowsPath
-
-    if inplace:
-        monkeypatch.setattr(RowsPath, "MAX_BORDER_SHARE", 1.0)
-        monkeypatch.setattr(RowsPath, "MAX_BORDER_SHARE_WIDE", 1.0)
+    force_rows_borders(monkeypatch, inplace)
     monkeypatch.setenv("CLCONV_OPENCL_PATH", "rows")
     chosen = []
     from clconv.backends.opencl import backend as backend_mod
@@ -791,6 +794,32 @@ def test_rows_path_with_stride_two_along_w(cl_backend, monkeypatch, case, inplac
                         lambda *a: chosen.append(real(*a).name) or real(*a))
     check_against_oracle(case, cl_backend)
     assert chosen == ["rows"]
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_rows_path_long_dilated_rows_take_the_padded_copy(cl_backend, monkeypatch, inplace):
+    """A row too long for the kernel's private row buffer (k=9, dilation 40:
+    352 elements) is read from the padded copy even when in place is preferred."""
+    from clconv.backends.opencl.conv import RowsPath
+
+    case = dataclasses.replace(GRID[0], ndim=1, size=(400,), kernel=(9,), batch=2, channels=2,
+                               filters=2, groups=2, stride=1, padding=160, dilation=40,
+                               padding_mode="zeros", channels_last=False, dtype="float32")
+    assert (8 * 4 - 1) + 8 * 40 + 1 > RowsPath.MAX_ROW_BUFFER
+    force_rows_borders(monkeypatch, inplace)
+    monkeypatch.setenv("CLCONV_OPENCL_PATH", "rows")
+    kernels = []
+    import pyopencl as cl
+
+    real = cl.enqueue_nd_range_kernel
+
+    def spy(queue, kernel, *args, **kwargs):
+        kernels.append(kernel.function_name)
+        return real(queue, kernel, *args, **kwargs)
+
+    monkeypatch.setattr(cl, "enqueue_nd_range_kernel", spy)
+    check_against_oracle(case, cl_backend)
+    assert "pad_input" in kernels and "conv_rows" in kernels
 
 
 GEMM_FLAT_CASES = [

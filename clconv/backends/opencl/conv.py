@@ -866,7 +866,8 @@ class RowsPath:
     along W), each work-item computes ``OR`` rows x ``8 * NV`` columns and reuses
     every loaded input vector across the output rows it feeds. Borders are
     handled inside the kernel (one launch, the input read in place, any
-    dtype); only inputs strided along W get the pad pre-pass.
+    dtype) unless many blocks touch them (3-D, wide kernels) or the input is
+    strided along W: then a pad pre-pass (pad.cl) makes a border-free copy.
     """
 
     name = "rows"
@@ -874,17 +875,27 @@ class RowsPath:
     MAX_KW = 128
     MAX_KH = 32
     # Border blocks are slower than interior ones (row-only border blocks
-    # load plain vectors, column border blocks select lane by lane), more so
-    # for wide kernels: above these shares of them a pad pass first is
-    # cheaper. Measured before the cheaper border loads (kernel ms, in place
-    # vs pad pass + kernel): 1-D 1M k=101 3.6 vs 6.6; RGB 1080p 3x3 depthwise
-    # 7.2 vs 6.7; 512x512 15x15 12.1 vs 5.1; 1x128x56x56 3x3 depthwise 3.2 vs
-    # 0.5. After (2026-11-22, round-robin wall medians): 512x512 3x3 (share
-    # 0.077) 0.80 / 0.76 in place vs 0.93 / 0.84 ms; 1x128x56x56 depthwise
-    # (share 0.57) kernel 0.60-0.76 in place vs 0.56-0.64 ms, so it keeps the
-    # pad pass; 64^3 3x3x3 1.18 vs 0.93 ms.
-    MAX_BORDER_SHARE = 0.10
+    # load plain vectors, column border blocks first gather each input row
+    # through the border rule), more so for 3-D and wide kernels: above these
+    # shares of them a pad pass first is cheaper. 2026-11-22 (lane-by-lane
+    # column borders), kernel ms in place vs pad pass + kernel: 512x512 3x3
+    # (share 0.077) 0.80 vs 0.93; 1x128x56x56 depthwise (share 0.57) 0.60-0.76
+    # vs 0.56-0.64; 64^3 3x3x3 1.18 vs 0.93; 512x512 15x15 12.1 vs 5.1.
+    # 2026-11-29 (gathered rows), wall ms in place vs pad, one process
+    # alternating: 1x128x56x56 3x3 depthwise 0.48 vs 0.54, 5x5 0.70 vs 0.80,
+    # 1x32x112x112 stride 2 0.43 vs 0.49, 1x512x14x14 0.35 vs 0.38 (so planar
+    # kernels of up to 25 taps always read in place); 64^3 3x3x3 0.67 vs
+    # 0.52 and 512x512 15x15 2.39 vs 2.14 (3-D and wide keep the limits).
+    MAX_BORDER_SHARE_PLANE = 1.0   # 1-D and 2-D kernels of at most 25 taps
+    MAX_BORDER_SHARE = 0.10        # 3-D kernels of at most 25 taps per plane
     MAX_BORDER_SHARE_WIDE = 0.002  # kernels of more than 25 taps per plane
+    # Column border blocks gather an input row of (8 * NV - 1) * SW + (KW - 1)
+    # * DW + 1 elements into private memory; longer rows (strongly dilated
+    # wide kernels) take the pad pass, so that private arrays stay small on GPUs.
+    MAX_ROW_BUFFER = 256
+    # Input-row loops of at most this many multiply-add steps (IN_ROWS *
+    # KW_UNROLL) are unrolled (passed to conv_rows.cl).
+    ROWS_UNROLL_MAX = 96
 
     @staticmethod
     def border_share(spec: ConvSpec, cfg: RowsConfig) -> float:
@@ -933,6 +944,14 @@ class RowsPath:
         # 0.42-0.46 ms in profiling events, same process).
         nv = max(range(1, nv + 1), key=lambda v: (-round_up(out_w, 8 * v), v))
         kw_unroll = kw if kw <= 16 else 8
+        sh, dh = spatial3(spec.stride, 1)[1], spatial3(spec.dilation, 1)[1]
+        if (nv == 1 and rows == 4 and kd == 1 and out_h > 4 and spec.dtype != "float64"
+                and (7 * sh + (kh - 1) * dh + 1) * kw_unroll <= RowsPath.ROWS_UNROLL_MAX):
+            # One vector per row: 8 rows keep the work per item of 4 x 16
+            # (PoCL's per-item set-up is amortised over twice the multiply-adds;
+            # 1x128x56x56 3x3 depthwise kernel 0.189 -> 0.146 ms, 5x5 0.31 ->
+            # 0.26). With two vectors 8 rows lost (1x32x112x112 0.128 -> 0.140).
+            rows = 8
         taps = kd * kh * kw * spec.in_per_group
         # Small kernels: little work per item, so group many items per
         # work-group (PoCL's per-group cost dominates otherwise).
@@ -994,9 +1013,12 @@ class RowsPath:
         xs = layout_strides(x_strides, spec)
         cols = 8 * cfg.nv
         nrb = -(-out_h // cfg.rows)
-        limit = self.MAX_BORDER_SHARE if kh * kw <= 25 else self.MAX_BORDER_SHARE_WIDE
+        limit = (self.MAX_BORDER_SHARE_WIDE if kh * kw > 25
+                 else self.MAX_BORDER_SHARE_PLANE if kd == 1 else self.MAX_BORDER_SHARE)
         pad = None
-        if xs[4] == 1 and self.border_share(spec, cfg) <= limit:
+        row_buffer = (cols - 1) * sw + (kw - 1) * dw + 1
+        if (xs[4] == 1 and row_buffer <= self.MAX_ROW_BUFFER
+                and self.border_share(spec, cfg) <= limit):
             # Read the input in place, borders applied in the kernel (one launch).
             in_dtype, strides = x_dtype, xs[:4]
             sizes = spatial3(spec.in_size, 1)
@@ -1016,7 +1038,8 @@ class RowsPath:
             pads = (0, 0, 0)
         defines = type_defines(spec, in_dtype, "IN")
         defines.update(BORDER=BORDER_CODES[spec.border], NV=cfg.nv, OR=cfg.rows, KH=kh,
-                       KW=kw, SH=sh, SW=sw, DH=dh, KW_UNROLL=cfg.kw_unroll,
+                       KW=kw, SH=sh, SW=sw, DH=dh, DW=dw, KW_UNROLL=cfg.kw_unroll,
+                       ROWS_UNROLL_MAX=self.ROWS_UNROLL_MAX,
                        BORDER_FREE=int(pad is not None))
         prg, wg_x, wg_y = fitted_program(dctx, "conv_rows.cl", "conv_rows", defines, cfg.wg_x,
                                          cfg.wg_y, limits.max_work_group)
@@ -1025,7 +1048,7 @@ class RowsPath:
         i32, i64 = np.int32, np.int64
         tail = (*(i64(v) for v in layout_strides(y_strides, spec)),
                 *(i32(v) for v in sizes),
-                *(i32(v) for v in (out_d, out_h, out_w, kd, sd, dd, dw, spec.groups,
+                *(i32(v) for v in (out_d, out_h, out_w, kd, sd, dd, spec.groups,
                                    spec.in_per_group)),
                 *(i32(v) for v in pads), acc_dtype(spec).type(spec.fill_value))
         return (pad, prg, global_size, (wg_x, wg_y, 1), tuple(i64(v) for v in strides), tail)

@@ -14,9 +14,9 @@
  * The input is read in place (any IN_T, contiguous along W, any other
  * strides) with the border rule applied here: blocks whose reads all lie
  * inside the input run the plain vector loop, blocks whose columns lie inside
- * map only their rows (then load plain vectors), the others map every row and
- * column through map_border (common.h; constant mode: a per-lane bounds
- * select). No pre-pass, one launch.
+ * map only their rows (then load plain vectors), the others gather each input
+ * row through map_border (common.h) into a private row and load from it. No
+ * pre-pass, one launch (BORDER_FREE=1 builds read pad.cl's copy instead).
  *
  *   global id 0: block of 8 * NV output columns (padded to WG_X)
  *   global id 1: od * ceil(OH / OR) + block of OR output rows (padded to WG_Y)

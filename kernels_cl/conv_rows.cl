@@ -58,9 +58,6 @@
 #ifndef DH
 #define DH 1
 #endif
-#ifndef DW
-#define DW 1
-#endif
 /* KW_UNROLL: how far the tap loop along W is unrolled (all of it by default;
  * long 1-D kernels use a partial unroll to keep the code small). */
 #ifndef KW_UNROLL
@@ -113,17 +110,22 @@
                           LOAD_IN(p, 6 * SW), LOAD_IN(p, 7 * SW)))
 
 /* Column border blocks: each input row of the block is first gathered into a
- * private row (RB_LEN elements, every column mapped by the border rule once)
- * and the vectors are then read from it, instead of mapping each lane of
- * every (kernel column, vector) load: 10 mapped reads per row instead of 24
- * for a 3x3 kernel and one vector. */
-#define RB_LEN ((8 * NV - 1) * SW + (KW - 1) * DW + 1)
+ * private row (ROW_LEN = (8 * NV - 1) * SW + (KW - 1) * DW + 1 elements, every
+ * column mapped by the border rule once) and the vectors are then read from
+ * it, instead of mapping each lane of every (kernel column, vector) load: 10
+ * mapped reads per row instead of 24 for a 3x3 kernel and one vector. The
+ * host passes ROW_LEN; DW itself stays a kernel argument: as a constant,
+ * LLVM turned the overlapping interior loads of wide kernels into shuffles
+ * (512x512 15x15 kernel 0.71 -> 1.74 ms). */
+#ifndef ROW_LEN
+#define ROW_LEN ((8 * NV - 1) * SW + KW)
+#endif
 #define LOAD8_RB(p) ((V8)((p)[0], (p)[SW], (p)[2 * SW], (p)[3 * SW], (p)[4 * SW],          \
                           (p)[5 * SW], (p)[6 * SW], (p)[7 * SW]))
 inline void fill_row(ACC_T *rb, __global const IN_T *xr, const bool row_ok, const int c0,
                      const int IW, const ACC_T fill)
 {
-    for (int j = 0; j < RB_LEN; ++j) {
+    for (int j = 0; j < ROW_LEN; ++j) {
         const long iw = map_border((long)c0 + j, IW);
         rb[j] = (row_ok && iw >= 0) ? LOAD_IN(xr, iw) : fill;
     }
@@ -165,7 +167,7 @@ inline void fill_row(ACC_T *rb, __global const IN_T *xr, const bool row_ok, cons
     __global const IN_T *xr = xd + (row_ok ? idm * xs_d + ihm * xs_h : 0)
 #define ROW_BUFFERED(i)                                                              \
     ROW_BORDER(i);                                                                   \
-    ACC_T rb[RB_LEN];                                                                \
+    ACC_T rb[ROW_LEN];                                                               \
     fill_row(rb, xr, row_ok, iw0, IW, fill)
 #define LOAD_BUFFERED(dst, kw, v) ((dst) = LOAD8_RB(rb + (kw) * DW + (v) * 8 * SW))
 /* Blocks whose columns all lie inside the input (top / bottom rows of the
@@ -183,7 +185,7 @@ void conv_rows(__global const IN_T *restrict x, const long x_off,
                const long ys_w,
                const int ID, const int IH, const int IW,
                const int OD, const int OH, const int OW, const int KD,
-               const int SD, const int DD, const int G, const int CG,
+               const int SD, const int DD, const int DW, const int G, const int CG,
                const int PD, const int PH, const int PW, const ACC_T fill)
 {
     const int wb = get_global_id(0);

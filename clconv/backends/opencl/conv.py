@@ -1038,9 +1038,11 @@ class RowsPath:
             pads = (0, 0, 0)
         defines = type_defines(spec, in_dtype, "IN")
         defines.update(BORDER=BORDER_CODES[spec.border], NV=cfg.nv, OR=cfg.rows, KH=kh,
-                       KW=kw, SH=sh, SW=sw, DH=dh, DW=dw, KW_UNROLL=cfg.kw_unroll,
+                       KW=kw, SH=sh, SW=sw, DH=dh, KW_UNROLL=cfg.kw_unroll,
                        ROWS_UNROLL_MAX=self.ROWS_UNROLL_MAX,
                        BORDER_FREE=int(pad is not None))
+        if pad is None:
+            defines["ROW_LEN"] = row_buffer
         prg, wg_x, wg_y = fitted_program(dctx, "conv_rows.cl", "conv_rows", defines, cfg.wg_x,
                                          cfg.wg_y, limits.max_work_group)
         global_size = (round_up(-(-out_w // cols), wg_x), round_up(out_d * nrb, wg_y),
@@ -1048,7 +1050,7 @@ class RowsPath:
         i32, i64 = np.int32, np.int64
         tail = (*(i64(v) for v in layout_strides(y_strides, spec)),
                 *(i32(v) for v in sizes),
-                *(i32(v) for v in (out_d, out_h, out_w, kd, sd, dd, spec.groups,
+                *(i32(v) for v in (out_d, out_h, out_w, kd, sd, dd, dw, spec.groups,
                                    spec.in_per_group)),
                 *(i32(v) for v in pads), acc_dtype(spec).type(spec.fill_value))
         return (pad, prg, global_size, (wg_x, wg_y, 1), tuple(i64(v) for v in strides), tail)

@@ -881,11 +881,12 @@ class RowsPath:
     # column borders), kernel ms in place vs pad pass + kernel: 512x512 3x3
     # (share 0.077) 0.80 vs 0.93; 1x128x56x56 depthwise (share 0.57) 0.60-0.76
     # vs 0.56-0.64; 64^3 3x3x3 1.18 vs 0.93; 512x512 15x15 12.1 vs 5.1.
-    # 2026-11-29 (gathered rows), wall ms in place vs pad, one process
-    # alternating: 1x128x56x56 3x3 depthwise 0.48 vs 0.54, 5x5 0.70 vs 0.80,
-    # 1x32x112x112 stride 2 0.43 vs 0.49, 1x512x14x14 0.35 vs 0.38 (so planar
-    # kernels of up to 25 taps always read in place); 64^3 3x3x3 0.67 vs
-    # 0.52 and 512x512 15x15 2.39 vs 2.14 (3-D and wide keep the limits).
+    # 2026-11-29 (gathered rows, 8-row blocks), wall ms in place vs pad, one
+    # process alternating: 1x32x112x112 stride 2 0.31-0.33 vs 0.35-0.37,
+    # 1x512x14x14 0.35 vs 0.37, 5x5 1x128x56x56 0.70 vs 0.80, 3x3 1x128x56x56
+    # 0.44-0.46 vs 0.43-0.44 (a tie within noise), so planar kernels of up
+    # to 25 taps always read in place; 64^3 3x3x3 0.67 vs 0.52 and 512x512
+    # 15x15 2.39 vs 2.14 (3-D and wide keep the limits).
     MAX_BORDER_SHARE_PLANE = 1.0   # 1-D and 2-D kernels of at most 25 taps
     MAX_BORDER_SHARE = 0.10        # 3-D kernels of at most 25 taps per plane
     MAX_BORDER_SHARE_WIDE = 0.002  # kernels of more than 25 taps per plane

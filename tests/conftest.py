@@ -36,7 +36,7 @@ os.environ["CLCONV_TUNE_CACHE"] = os.path.join(tempfile.mkdtemp(prefix="clconv-t
 def _fresh_launch_plans():
     """Every test plans its OpenCL launches afresh: some patch a path's thresholds
     or helpers, which memoised plans (keyed on the problem) would not notice."""
-    from clconv.backends.opencl.conv import forget_plans
+    from clconv.backends.opencl.launch import forget_plans
 
     forget_plans()
     yield

@@ -35,6 +35,19 @@ def reference(fn, x, w, b=None, **kw):
     return fn(as64(x), as64(w), as64(b), backend="numpy", **kw)
 
 
+def spy_launches(monkeypatch) -> list[tuple[str, tuple | None]]:
+    """Record (kernel name, local size) of every kernel launch from now on."""
+    launched = []
+    real = cl.enqueue_nd_range_kernel
+
+    def spy(queue, kernel, global_size, local_size, *args, **kwargs):
+        launched.append((kernel.function_name, local_size))
+        return real(queue, kernel, global_size, local_size, *args, **kwargs)
+
+    monkeypatch.setattr(cl, "enqueue_nd_range_kernel", spy)
+    return launched
+
+
 def assert_close(y, ref, dtype, reduction):
     np.testing.assert_allclose(np.asarray(y, dtype=np.float64), ref,
                                **tolerance(dtype, reduction))
@@ -332,7 +345,7 @@ def test_bad_max_alloc_setting(cl_backend, monkeypatch):
 # ------------------------------------------------------------ limits
 
 def test_strict_mode_caps_limits_and_still_computes(be, cl_backend, monkeypatch, rng):
-    from clconv.backends.opencl.conv import DirectPath
+    from clconv.backends.opencl.direct import DirectPath
     from clconv.backends.opencl.limits import current_limits
 
     monkeypatch.setenv("CLCONV_STRICT_LIMITS", "1")
@@ -348,7 +361,7 @@ def test_strict_mode_caps_limits_and_still_computes(be, cl_backend, monkeypatch,
 
 
 def test_launch_respects_small_device_work_group(be, rng):
-    from clconv.backends.opencl.conv import DirectPath
+    from clconv.backends.opencl.direct import DirectPath
     from clconv.backends.opencl.limits import current_limits
 
     small = dataclasses.replace(be.dctx.info, max_work_group_size=4)
@@ -371,7 +384,6 @@ def test_gpu_like_devices_get_wide_work_groups(be, cl_backend, monkeypatch, rng,
     """On GPUs (and in strict mode, which CI uses to launch kernels as a GPU would) the
     fast paths plan groups of 64 items instead of the CPU's 1-16, the launches use
     them, and the numbers match the oracle."""
-    from clconv.backends.opencl import conv
     from clconv.backends.opencl.limits import GPU_GROUP_ITEMS, current_limits
 
     monkeypatch.delenv("CLCONV_STRICT_LIMITS", raising=False)  # CI's second pass sets it
@@ -382,11 +394,7 @@ def test_gpu_like_devices_get_wide_work_groups(be, cl_backend, monkeypatch, rng,
     monkeypatch.setenv("CLCONV_STRICT_LIMITS", "1")
     monkeypatch.setenv("CLCONV_OPENCL_PATH", path)
     assert current_limits(be.dctx.info).group_items == GPU_GROUP_ITEMS
-    launched = []
-    real = conv.enqueue
-    monkeypatch.setattr(conv, "enqueue", lambda built, name, queue, gsize, lsize, *args:
-                        launched.append((name, lsize)) or real(built, name, queue, gsize,
-                                                               lsize, *args))
+    launched = spy_launches(monkeypatch)
     xs, ws, kw = GROUP_CASES[path]
     x = rng.standard_normal(xs).astype(np.float32)
     w = rng.standard_normal(ws).astype(np.float32)
@@ -400,10 +408,10 @@ def test_gpu_like_devices_get_wide_work_groups(be, cl_backend, monkeypatch, rng,
 def test_work_group_shrinks_to_what_the_kernel_allows(be, monkeypatch):
     """A built kernel that allows fewer items than planned (registers on a GPU) gets a
     smaller group (wg_y halved first), not a failed launch."""
-    from clconv.backends.opencl import conv, program
+    from clconv.backends.opencl import launch, program
 
     monkeypatch.setattr(program.BuiltProgram, "max_work_group", lambda self, name, dev: 8)
-    ref, wg_x, wg_y = conv.fitted_program(be.dctx, "pad.cl", "pad_input", {}, 16, 4, 256)
+    ref, wg_x, wg_y = launch.fitted_program(be.dctx, "pad.cl", "pad_input", {}, 16, 4, 256)
     assert (wg_x, wg_y) == (8, 1)
     prg = ref.get(be.dctx)
     assert "-DWG_X=8" in prg.options and "-DWG_Y=1" in prg.options
@@ -423,16 +431,16 @@ SEPARABLE_CASES = [  # (input shape, kernel (KH, KW), conv2d keywords, dtype)
 
 
 def _spy_rows(monkeypatch):
-    from clconv.backends.opencl import conv
+    from clconv.backends.opencl import rows
 
     calls = []
-    real = conv.ROWS.launch
+    real = rows.ROWS.launch
 
     def launch(dctx, queue, state, x, y, spec, limits):
         calls.append(spec.kernel_size)
         return real(dctx, queue, state, x, y, spec, limits)
 
-    monkeypatch.setattr(conv.ROWS, "launch", launch)
+    monkeypatch.setattr(rows.ROWS, "launch", launch)
     return calls
 
 
@@ -748,7 +756,7 @@ PATH_PARAMS = [pytest.param(path, case, strict, id=f"{path}-{case.ident()}{'-str
 
 def force_rows_borders(monkeypatch, inplace: bool) -> None:
     """Make the rows path read every input in place (True) or from a padded copy."""
-    from clconv.backends.opencl.conv import RowsPath
+    from clconv.backends.opencl.rows import RowsPath
 
     for name in ("MAX_BORDER_SHARE_PLANE", "MAX_BORDER_SHARE", "MAX_BORDER_SHARE_WIDE"):
         monkeypatch.setattr(RowsPath, name, 1.0 if inplace else -1.0)
@@ -800,7 +808,7 @@ def test_rows_path_with_stride_two_along_w(cl_backend, monkeypatch, case, inplac
 def test_rows_path_long_dilated_rows_take_the_padded_copy(cl_backend, monkeypatch, inplace):
     """A row too long for the kernel's private row buffer (k=9, dilation 40:
     352 elements) is read from the padded copy even when in place is preferred."""
-    from clconv.backends.opencl.conv import RowsPath
+    from clconv.backends.opencl.rows import RowsPath
 
     case = dataclasses.replace(GRID[0], ndim=1, size=(400,), kernel=(9,), batch=2, channels=2,
                                filters=2, groups=2, stride=1, padding=160, dilation=40,
@@ -808,17 +816,9 @@ def test_rows_path_long_dilated_rows_take_the_padded_copy(cl_backend, monkeypatc
     assert (8 * 4 - 1) + 8 * 40 + 1 > RowsPath.MAX_ROW_BUFFER
     force_rows_borders(monkeypatch, inplace)
     monkeypatch.setenv("CLCONV_OPENCL_PATH", "rows")
-    kernels = []
-    import pyopencl as cl
-
-    real = cl.enqueue_nd_range_kernel
-
-    def spy(queue, kernel, *args, **kwargs):
-        kernels.append(kernel.function_name)
-        return real(queue, kernel, *args, **kwargs)
-
-    monkeypatch.setattr(cl, "enqueue_nd_range_kernel", spy)
+    launched = spy_launches(monkeypatch)
     check_against_oracle(case, cl_backend)
+    kernels = {name for name, _ in launched}
     assert "pad_input" in kernels and "conv_rows" in kernels
 
 
@@ -861,19 +861,19 @@ def test_host_weights_packed_on_the_device(cl_backend, monkeypatch, case):
     """Large host weights are uploaded as they are and packed by pack.cl (every
     path's layout: filter blocks, zero filters past the last, flipped taps,
     groups, dtypes); here every weight takes that route."""
-    from clconv.backends.opencl import conv
+    from clconv.backends.opencl import weights
 
-    monkeypatch.setattr(conv, "DEVICE_PACK_MIN", 1)
+    monkeypatch.setattr(weights, "DEVICE_PACK_MIN", 1)
     check_against_oracle(case, cl_backend)
 
 
 @pytest.mark.parametrize("flip", [False, True])
 def test_large_host_weights_at_the_real_threshold(cl_backend, rng, flip):
     """A 1.2 MB weight (250 filters: the last block of 16 is padded with zeros)."""
-    from clconv.backends.opencl import conv
+    from clconv.backends.opencl import weights
 
     w = rng.standard_normal((250, 128, 3, 3)).astype(np.float32)
-    assert w.nbytes >= conv.DEVICE_PACK_MIN
+    assert w.nbytes >= weights.DEVICE_PACK_MIN
     x = rng.standard_normal((1, 128, 6, 5)).astype(np.float32)
     b = rng.standard_normal(250).astype(np.float32)
     y = clconv.conv2d(x, w, b, padding=1, flip=flip, backend=cl_backend)
@@ -920,10 +920,14 @@ def test_unknown_forced_path_is_an_argument_error(cl_backend, monkeypatch):
 @pytest.mark.parametrize("path", ["gemm", "pointwise", "rows"])
 def test_fast_path_hands_over_when_scratch_does_not_fit(cl_backend, monkeypatch, path, rng):
     """Without room for the padded scratch a fast path runs its piece on `direct`."""
-    from clconv.backends.opencl import conv as conv_mod
+    from clconv.backends.opencl import gemm, rows
 
-    monkeypatch.setattr(conv_mod, "border_free_input", lambda *a, **k: None)
+    for module in (gemm, rows):
+        monkeypatch.setattr(module, "border_free_input", lambda *a, **k: None)
     monkeypatch.setenv("CLCONV_OPENCL_PATH", path)
+    if path == "rows":  # a padded copy for the rows kernel, which here does not fit
+        force_rows_borders(monkeypatch, inplace=False)
+    launched = spy_launches(monkeypatch)
     groups = 6 if path == "rows" else 1
     k = 1 if path == "pointwise" else 3
     x = rng.standard_normal((2, 6, 8, 9)).astype(np.float32)
@@ -935,3 +939,6 @@ def test_fast_path_hands_over_when_scratch_does_not_fit(cl_backend, monkeypatch,
     ref = reference(clconv.conv2d, x, w, b, padding=pad, groups=groups,
                     padding_mode="zeros" if pad == 0 else "reflect")
     assert_close(y, ref, np.float32, w[0].size + 1)
+    names = {name for name, _ in launched}
+    assert any(name.startswith("conv_direct") for name in names), names
+    assert not names & {"conv_gemm", "conv_rows"}, names

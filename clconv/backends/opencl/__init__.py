@@ -1,6 +1,15 @@
 """The OpenCL backend: kernels from ``kernels_cl/`` on any OpenCL device.
 
-Nothing here imports pyopencl until a backend object is created.
+Nothing here imports pyopencl until a backend object is created. Modules:
+
+- ``devices``, ``context``, ``program``, ``limits``: finding devices, one
+  context and queue per device, building and caching programs, launch limits;
+- ``backend``: the backend object (operands in, kernels launched, results out),
+  ``tiling``: host inputs split into pieces that fit the device;
+- ``conv``: the forward path registry and choice; the paths themselves in
+  ``direct``, ``gemm`` and ``rows``, sharing ``launch`` (operands, buffers,
+  enqueue, the plan memo), ``weights`` (packing) and ``padding`` (pad pass);
+- ``backward``: the gradients; ``tune``, ``tunecache``: the autotuner and its cache.
 """
 
 from __future__ import annotations

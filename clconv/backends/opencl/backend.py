@@ -19,7 +19,8 @@ from ..._spec import ConvSpec
 from ...errors import AllocationError, ArgumentError, BackendUnavailable
 from . import tunecache
 from .context import DeviceContext
-from .conv import PATH_ENV, TUNING, Operand, choose_path, host_operand, memoised, read_back
+from .conv import PATH_ENV, TUNING, choose_path
+from .launch import Operand, host_operand, memoised, read_back
 from .limits import Limits, current_limits
 from .tiling import plan_pieces, take_piece
 

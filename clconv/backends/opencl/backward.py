@@ -29,7 +29,7 @@ from ..._normalize import is_device_array
 from ..._spec import ConvSpec
 from ...errors import AllocationError
 from .context import DeviceContext
-from .conv import (
+from .launch import (
     BORDER_CODES,
     Operand,
     acc_dtype,

@@ -118,7 +118,11 @@
  * LLVM turned the overlapping interior loads of wide kernels into shuffles
  * (512x512 15x15 kernel 0.71 -> 1.74 ms). */
 #ifndef ROW_LEN
-#define ROW_LEN ((8 * NV - 1) * SW + KW)
+#if BORDER_FREE
+#define ROW_LEN ((8 * NV - 1) * SW + KW)  /* unused: the border code is compiled out */
+#else
+#error "ROW_LEN (elements of the gathered border row, which depend on DW) must be given"
+#endif
 #endif
 #define LOAD8_RB(p) ((V8)((p)[0], (p)[SW], (p)[2 * SW], (p)[3 * SW], (p)[4 * SW],          \
                           (p)[5 * SW], (p)[6 * SW], (p)[7 * SW]))

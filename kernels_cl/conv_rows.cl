@@ -77,9 +77,6 @@
 #endif
 
 #define V8 CLCONV_CAT(ACC_T, 8)
-/* Eight consecutive elements from any address (one unaligned vector load
- * after LLVM merges the scalar reads; see common.h). */
-#define LOAD8(p) CLCONV_VLOAD(8, V8, p)
 #if ELEM_KIND == 2
 #define STORE8(p, v) do { V8 v_ = (v); const ACC_T *l_ = (const ACC_T *)&v_; \
     for (int j_ = 0; j_ < 8; ++j_) STORE_OUT((p), j_, l_[j_]); } while (0)
@@ -103,11 +100,15 @@
 #define UNROLL_ROWS
 #endif
 
-/* Eight input elements SW apart, converted to the accumulator type (one
- * vector load when IN_T is ACC_T and SW is 1). */
-#define LOAD8_IN(p) ((V8)(LOAD_IN(p, 0), LOAD_IN(p, SW), LOAD_IN(p, 2 * SW),             \
-                          LOAD_IN(p, 3 * SW), LOAD_IN(p, 4 * SW), LOAD_IN(p, 5 * SW),     \
-                          LOAD_IN(p, 6 * SW), LOAD_IN(p, 7 * SW)))
+/* Eight elements SW apart read by LD(p, i): one unaligned vector load after
+ * LLVM merges the scalar reads when they are consecutive and of ACC_T (see
+ * common.h). LOAD8_IN reads the input (converted to ACC_T), LOAD8_RB a
+ * gathered private row (below). */
+#define LANES8(p, LD) ((V8)(LD(p, 0), LD(p, SW), LD(p, 2 * SW), LD(p, 3 * SW),           \
+                            LD(p, 4 * SW), LD(p, 5 * SW), LD(p, 6 * SW), LD(p, 7 * SW)))
+#define ELEMENT(p, i) ((p)[i])
+#define LOAD8_IN(p) LANES8(p, LOAD_IN)
+#define LOAD8_RB(p) LANES8(p, ELEMENT)
 
 /* Column border blocks: each input row of the block is first gathered into a
  * private row (ROW_LEN = (8 * NV - 1) * SW + (KW - 1) * DW + 1 elements, every
@@ -124,8 +125,6 @@
 #error "ROW_LEN (elements of the gathered border row, which depend on DW) must be given"
 #endif
 #endif
-#define LOAD8_RB(p) ((V8)((p)[0], (p)[SW], (p)[2 * SW], (p)[3 * SW], (p)[4 * SW],          \
-                          (p)[5 * SW], (p)[6 * SW], (p)[7 * SW]))
 inline void fill_row(ACC_T *rb, __global const IN_T *xr, const bool row_ok, const int c0,
                      const int IW, const ACC_T fill)
 {

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+import os
 import re
 import threading
 import warnings
@@ -178,15 +179,29 @@ def get_program(context: Any, device: Any, filename: str,
         return built
 
 
+def build_uncached(context: Any, device: Any, filename: str,
+                   defines: Mapping[str, Any] | None = None) -> Any:
+    """``filename`` built for ``device`` outside the cache (the health probe: one
+    build per device and process, which must not count as a cached program)."""
+    source, _ = load_source(filename)
+    return _build(context, device, source, build_options(device, defines or {}), filename)
+
+
 def _build(context: Any, device: Any, source: str, options: tuple[str, ...], filename: str,
            ) -> Any:
     import pyopencl as cl
 
+    # pyopencl's binary cache reads this variable unguarded when a build fails with
+    # an error other than BUILD_PROGRAM_FAILURE (Intel's runtime rejecting an option):
+    # unset, that is a KeyError instead of the driver's error. Empty is its default.
+    os.environ.setdefault("PYOPENCL_CACHE_FAILURE_FATAL", "")
     program = cl.Program(context, source)
     try:
         with warnings.catch_warnings():
-            # pyopencl warns with the (empty or informational) log of good builds.
+            # pyopencl warns with the (empty or informational) log of good builds,
+            # and once more when its cache falls back to a plain build.
             warnings.simplefilter("ignore", cl.CompilerWarning)
+            warnings.filterwarnings("ignore", "PyOpenCL compiler caching failed")
             built = program.build(options=list(options), devices=[device])
     except cl.Error as exc:
         log = _build_log(program, device) or str(exc)
@@ -207,6 +222,8 @@ def _build_log(program: Any, device: Any) -> str:
     import pyopencl as cl
 
     try:
-        return program._get_prg().get_build_info(device, cl.program_build_info.LOG).strip()
+        with warnings.catch_warnings():  # "pre-build attribute access": the build is over
+            warnings.simplefilter("ignore", UserWarning)
+            return program._get_prg().get_build_info(device, cl.program_build_info.LOG).strip()
     except Exception:  # the log is best effort; the exception text is the fallback
         return ""

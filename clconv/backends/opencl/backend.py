@@ -20,7 +20,7 @@ from ...errors import AllocationError, ArgumentError, BackendUnavailable
 from . import tunecache
 from .context import DeviceContext
 from .conv import PATH_ENV, TUNING, choose_path
-from .launch import Operand, host_operand, memoised, read_back
+from .launch import Operand, host_operand, mark_complete, memoised, read_back
 from .limits import Limits, current_limits
 from .tiling import plan_pieces, take_piece
 
@@ -132,17 +132,18 @@ class OpenCLBackend:
             return cla.zeros(queue, spec.output_shape, np.dtype(spec.dtype), allocator=allocator)
         limits = current_limits(self.dctx.info)
         out_bytes = math.prod(spec.output_shape) * np.dtype(spec.dtype).itemsize
-        if out_bytes > self.dctx.info.max_alloc:
+        if out_bytes > limits.max_alloc:
             raise AllocationError(
                 f"the result {spec.output_shape} ({out_bytes} bytes) of a device-array input "
                 f"exceeds device {self.dctx.info.name!r}'s largest buffer "
-                f"({self.dctx.info.max_alloc} bytes); pass a host array to have it tiled")
+                f"({limits.max_alloc} bytes); pass a host array to have it tiled")
         allocate = allocator or self._plain_allocator(queue)
         with _driver_errors(spec, self.dctx.info.name):
             path = choose_path(spec, self.dctx, limits)
             state = self._prepare(path, queue, weight, bias, spec, limits, allocate)
             y = cla.empty(queue, spec.output_shape, np.dtype(spec.dtype), allocator=allocator)
             path.launch(self.dctx, queue, state, Operand.of(x), Operand.of(y), spec, limits)
+            mark_complete(queue, y)
         return y
 
     def _forward_host(self, x: np.ndarray, weight: Any, bias: Any, spec: ConvSpec) -> Any:

@@ -36,6 +36,7 @@ from .launch import (
     contiguous_strides,
     enqueue,
     layout_strides,
+    mark_complete,
     round_up,
     spatial3,
     type_defines,
@@ -165,6 +166,7 @@ def run_backward(backend: Any, x: Any, weight: Any, grad_output: Any, spec: Conv
             _launch(dctx, queue, allocate, x_op, w_op, w_host, gy_op,
                     *(Operand.of(g) for g in grads), spec)
         if on_device:
+            mark_complete(queue, *grads)
             return grads
         # Start every read, then wait once: one synchronisation instead of three.
         results = tuple(np.empty(g.shape, dtype) for g in grads)

@@ -264,6 +264,20 @@ def read_back(queue: Any, buffer: Any, out: np.ndarray) -> None:
         cl.enqueue_copy(queue, out, buffer, is_blocking=True)
 
 
+def mark_complete(queue: Any, *arrays: Any) -> None:
+    """Give each device result the event of the work enqueued so far on ``queue``.
+
+    A marker on the in-order queue completes after every command before it,
+    so ``array.finish()`` waits for the whole computation, and pyopencl
+    operations on other queues (which wait for ``array.events``) order after it.
+    """
+    import pyopencl as cl
+
+    marker = cl.enqueue_marker(queue)
+    for array in arrays:
+        array.add_event(marker)
+
+
 def aligned_empty(shape: tuple[int, ...], dtype: Any, align: int = 128) -> np.ndarray:
     """An uninitialised C-contiguous array whose data starts on an ``align``-byte boundary."""
     dtype = np.dtype(dtype)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,7 @@ class Result:
     max_error: float | None
     seconds: float
     note: str = ""
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
 
 
 def _tol(dtype: Any, reduction: int) -> tuple[float, float]:
@@ -202,13 +203,14 @@ def run_selftest(backend: str) -> list[Result]:
     results = []
     for feature, check in _checks(backend):
         start = time.perf_counter()
+        error = None
         try:
             err, note = check()
             ok = True
         except Exception as exc:  # every failure becomes a row, not a traceback
-            err, ok = None, False
+            err, ok, error = None, False, exc
             note = f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
-        results.append(Result(feature, ok, err, time.perf_counter() - start, note))
+        results.append(Result(feature, ok, err, time.perf_counter() - start, note, error))
     return results
 
 

@@ -376,15 +376,13 @@ PEERS: dict[str, Callable[[Case, Any, Any], Callable[[], Any]]] = {
 # Running
 
 def default_backends() -> list[str]:
-    """Every usable clconv backend plus one ``opencl:P:D`` name per OpenCL device."""
+    """The NumPy backend plus one ``opencl:P:D`` name per working OpenCL device
+    (not ``opencl`` as well: it is one of those devices)."""
     import clconv
 
-    names = list(clconv.available_backends())
-    try:
-        names += [d.backend for d in clconv.devices()]
-    except Exception:  # no OpenCL at all: the registry's names are enough
-        pass
-    return list(dict.fromkeys(names))
+    names = ["numpy"] + [d.backend for d in clconv.devices() if d.works]
+    others = [n for n in clconv.available_backends() if n not in ("numpy", "opencl")]
+    return list(dict.fromkeys(names + others))
 
 
 def _short(exc: BaseException) -> str:
@@ -690,6 +688,7 @@ def run(args: argparse.Namespace) -> int:
                         block=args.block, settle=0.0 if args.quick else args.settle,
                         warmup=0.0 if args.quick else args.warmup)
     print(format_table(results))
+    status = _nothing_ran(results)
     targets = check_targets(results)
     if targets:
         print("\nTargets" + (" (meaningless with --quick)" if args.quick else "") + ":")
@@ -705,7 +704,19 @@ def run(args: argparse.Namespace) -> int:
         except ImportError as exc:
             print(f"clconv bench: --plot needs matplotlib: {exc}", file=sys.stderr)
             return 1
-    return 0
+    return status
+
+
+def _nothing_ran(results: list[dict[str, Any]]) -> int:
+    """1 (with the first error, once) when no clconv row of any case could run, else 0."""
+    rows = [r for case in results for r in case["results"] if r["kind"] == "clconv"]
+    if not rows or any(r["ms"] is not None for r in rows):
+        return 0
+    first = next((r for r in rows if r["error"]), None)
+    cause = f": {first['impl']}: {first['error']}" if first else ""
+    print(f"clconv bench: no clconv backend could run any case{cause}; use a working "
+          "device (see `clconv devices`) or --backend numpy", file=sys.stderr)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
-from .errors import ArgumentError, BackendUnavailable, ClconvError
+from .errors import ArgumentError, BackendUnavailable, ClconvError, KernelBuildError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -30,6 +30,27 @@ def _error(message: str) -> None:
     print(f"clconv: error: {message}", file=sys.stderr)
 
 
+HINT = ("use a working device (see `clconv devices`) or `--backend numpy`")
+
+
+def device_fault(exc: BaseException) -> str | None:
+    """The root cause of a device failure in a few lines, or None for any other error.
+
+    A kernel that does not build or a device that cannot run affects every
+    later call the same way, so commands report it once, with the device, the
+    first lines of the build log and :data:`HINT`, and stop.
+    """
+    if isinstance(exc, KernelBuildError):
+        log = [line for line in exc.log.splitlines() if line.strip()][:3]
+        head = str(exc).splitlines()[0]
+        lines = [f"OpenCL device {exc.device!r} cannot build clconv's kernels ({head})"]
+        lines += [f"  build log: {line.strip()}" for line in log]
+        return "\n".join([*lines, HINT])
+    if isinstance(exc, BackendUnavailable):
+        return f"{str(exc).splitlines()[0]}; {HINT}"
+    return None
+
+
 def _cmd_devices(args: argparse.Namespace) -> int:
     from . import devices
 
@@ -38,13 +59,28 @@ def _cmd_devices(args: argparse.Namespace) -> int:
         print("no OpenCL platform or device found; clconv will use the NumPy backend")
         return 0
     header = ("backend", "type", "name", "platform", "CUs", "global mem", "max alloc",
-              "fp64", "fp16")
+              "fp64", "fp16", "driver", "status")
     rows = [(d.backend, d.type, d.name, d.platform, str(d.compute_units),
              f"{d.global_mem / 2**30:.1f} GiB", f"{d.max_alloc / 2**30:.1f} GiB",
-             "yes" if d.fp64 else "no", "yes" if d.fp16 else "no") for d in found]
+             "yes" if d.fp64 else "no", "yes" if d.fp16 else "no", d.driver_version,
+             "works" if d.works else "NOT WORKING") for d in found]
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    for d in found:
+        if not d.works:
+            print(f"{d.backend} ({d.name}, {d.platform}) does not work: {d.problem}")
+    working = [d for d in found if d.works]
+    if not working:
+        print("no OpenCL device works; clconv will use the NumPy backend")
+        return 0
+    try:
+        from . import get_backend
+
+        info = get_backend("opencl").dctx.info
+        print(f"'opencl' (the default) selects {info.backend}: {info.name} ({info.platform})")
+    except ClconvError as exc:
+        print(f"'opencl' cannot start: {str(exc).splitlines()[0]}")
     return 0
 
 
@@ -161,6 +197,12 @@ def _cmd_filter(args: argparse.Namespace) -> int:
             stage = "write"
             write_image(dst, to_pixels(values, maxval, args.scale))
         except (OSError, ImageModeError, ClconvError) as exc:
+            fault = device_fault(exc) if stage == "filter" else None
+            if fault is not None:  # every later image would fail the same way
+                progress.end_line()
+                _error(f"{src}: {fault}")
+                _error(f"stopped after {done - 1 - len(failed)} of {len(inputs)} images")
+                return EXIT_FAILED
             if isinstance(exc, FileNotFoundError) and stage == "read":
                 reason = "no such file"
             elif stage == "write":
@@ -199,6 +241,9 @@ def _cmd_selftest(args: argparse.Namespace) -> int:
     failed = [r for r in results if not r.ok]
     print(f"{len(results) - len(failed)} passed, {len(failed)} failed "
           f"in {time.perf_counter() - start:.1f} s")
+    faults = [f for f in (device_fault(r.exception) for r in failed if r.exception) if f]
+    if faults:
+        _error(f"{len(faults)} of the failures have one root cause: {faults[0]}")
     return EXIT_FAILED if failed else 0
 
 
@@ -237,9 +282,17 @@ def _cmd_tune(args: argparse.Namespace) -> int:
                      "dilation": args.dilation, "groups": args.groups, "dtype": args.dtype}]
     else:
         raise UsageError("clconv tune needs CASE names or both --input and --weight")
+    status = 0
     for problem in problems:
-        print(tune(**problem, **common).format(), flush=True)
-    return 0
+        result = tune(**problem, **common)
+        print(result.format(), flush=True)
+        if result.winner is None:
+            errors = [c.exception for c in result.candidates if c.exception is not None]
+            cause = next((f for f in map(device_fault, errors) if f), None)
+            _error("every candidate was rejected"
+                   + (f"; root cause: {cause}" if cause else ""))
+            status = EXIT_FAILED
+    return status
 
 
 # ---------------------------------------------------------------- parser
@@ -323,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         _error(str(exc))
         return EXIT_USAGE
     except ClconvError as exc:   # bad option values (2) or a backend that cannot run (1)
-        _error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        _error(device_fault(exc) or (str(exc).splitlines()[0] if str(exc)
+                                     else type(exc).__name__))
         return EXIT_USAGE if isinstance(exc, (ArgumentError, BackendUnavailable)) \
             else EXIT_FAILED
     except BrokenPipeError:   # e.g. `clconv bench --list | head`: not an error

@@ -39,6 +39,7 @@ class Candidate:
     error: str | None = None         # why it was rejected (wrong numbers, build failure)
     max_error: float | None = None   # largest |result - oracle| seen
     times: list[float] = field(default_factory=list, repr=False)
+    exception: BaseException | None = field(default=None, repr=False)  # what rejected it
 
     @property
     def accepted(self) -> bool:
@@ -213,6 +214,7 @@ def tune(input_shape: Any = None, weight_shape: Any = None, *, case: str | None 
             got = np.asarray(run(c), dtype=np.float64)
         except Exception as exc:  # a failing candidate is reported, never fatal
             c.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            c.exception = exc
             continue
         if got.shape != want.shape:
             c.error = f"wrong shape {got.shape}, expected {want.shape}"

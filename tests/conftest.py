@@ -1,9 +1,11 @@
 """Shared test fixtures: one suite runs on every backend and every OpenCL device.
 
 ``backend`` is parametrised over "numpy" and one ``opencl:P:D`` name per
-OpenCL device found. With ``CLCONV_REQUIRE_OPENCL=1`` (set by ``.ci/run``)
-the run fails at collection when no OpenCL device is found, instead of
-quietly testing NumPy only.
+working OpenCL device (every runtime present; ``CLCONV_TEST_DEVICES=default``
+keeps only the device that ``"opencl"`` selects). Devices that do not work
+are named, with the reason, in the run's header. With
+``CLCONV_REQUIRE_OPENCL=1`` (set by ``.ci/run``) the run fails at collection
+when no OpenCL device works, instead of quietly testing NumPy only.
 """
 
 from __future__ import annotations
@@ -43,13 +45,40 @@ def _fresh_launch_plans():
 
 
 def opencl_backend_names() -> list[str]:
-    """One backend name per OpenCL device on this machine."""
-    names = [d.backend for d in clconv.devices()]
+    """One backend name per working OpenCL device on this machine."""
+    names = [d.backend for d in clconv.devices() if d.works]
+    if names and os.environ.get("CLCONV_TEST_DEVICES") == "default":
+        names = [clconv.get_backend("opencl").dctx.info.backend]
     if not names and os.environ.get("CLCONV_REQUIRE_OPENCL") == "1":
+        found = "; ".join(f"{d.backend} {d.name!r} ({d.platform}): {d.problem}"
+                          for d in clconv.devices()) or "none"
         raise pytest.UsageError(
-            "CLCONV_REQUIRE_OPENCL=1 but no OpenCL device was found: install "
-            "pocl-binary-distribution or a vendor driver")
+            "CLCONV_REQUIRE_OPENCL=1 but no OpenCL device works (devices found: "
+            f"{found}); reinstall with `pip install -e .[dev]` (PoCL and Intel's CPU "
+            "runtime) or install a vendor driver")
     return names
+
+
+def device_report() -> list[str]:
+    """Which OpenCL devices the suite runs on, and why the others are left out."""
+    lines = []
+    for d in clconv.devices():
+        status = ("tested" if d.backend in OPENCL_BACKENDS else "not tested" if d.works
+                  else f"NOT TESTED, does not work: {d.problem}")
+        lines.append(f"clconv OpenCL {d.backend}: {d.name} ({d.platform}, driver "
+                     f"{d.driver_version}): {status}")
+    return lines or ["clconv OpenCL: no device found"]
+
+
+def pytest_report_header(config) -> list[str]:
+    return device_report()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The device report again at the end (``-q`` runs show no header)."""
+    terminalreporter.write_sep("-", "OpenCL devices")
+    for line in device_report():
+        terminalreporter.write_line(line)
 
 
 BACKENDS = ["numpy", *opencl_backend_names()]

@@ -2,8 +2,10 @@
 
 Nothing here imports pyopencl until a backend object is created. Modules:
 
-- ``devices``, ``context``, ``program``, ``limits``: finding devices, one
-  context and queue per device, building and caching programs, launch limits;
+- ``runtimes``: pip-installed OpenCL runtimes made visible to the ICD loader;
+- ``devices``, ``context``, ``program``, ``limits``: finding devices and
+  probing their health, one context and queue per device, building and
+  caching programs, launch limits;
 - ``backend``: the backend object (operands in, kernels launched, results out),
   ``tiling``: host inputs split into pieces that fit the device;
 - ``conv``: the forward path registry and choice; the paths themselves in
@@ -22,10 +24,10 @@ __all__ = ["DeviceInfo", "factory", "list_devices"]
 
 
 def factory(option: str | None) -> Any:
-    """Registry factory for ``opencl``, ``opencl:gpu``, ``opencl:cpu``, ``opencl:P:D``."""
-    p, d, platform, device = select_device(option)  # raises BackendUnavailable with the reason
+    """Registry factory for ``opencl[:option]`` (see :data:`.devices.NAME_FORMS`)."""
+    found = select_device(option)  # a working device, or BackendUnavailable with the reason
     from .backend import OpenCLBackend
     from .context import device_context
 
     name = "opencl" if option is None else f"opencl:{option}"
-    return OpenCLBackend(name, device_context(p, d, platform, device))
+    return OpenCLBackend(name, device_context(found))

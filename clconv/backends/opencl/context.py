@@ -10,7 +10,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from .devices import DeviceInfo, describe
+from .devices import DeviceInfo, Found
 from .program import BuiltProgram, get_program
 
 _contexts: dict[tuple[int, int], DeviceContext] = {}
@@ -20,14 +20,14 @@ _lock = threading.Lock()
 class DeviceContext:
     """The per-device OpenCL state: context, in-order queue, pooled allocator."""
 
-    def __init__(self, p: int, d: int, platform: Any, device: Any) -> None:
+    def __init__(self, found: Found) -> None:
         import pyopencl as cl
         import pyopencl.tools as cl_tools
 
-        self.info: DeviceInfo = describe(p, d, platform, device)
-        self.device = device
-        self.context = cl.Context([device])
-        self.queue = cl.CommandQueue(self.context, device)
+        self.info: DeviceInfo = found.info
+        self.device = found.device
+        self.context = found.context  # the one the health probe ran in
+        self.queue = cl.CommandQueue(self.context, self.device)
         self._pool = cl_tools.MemoryPool(cl_tools.ImmediateAllocator(self.queue))
         self._pool_lock = threading.Lock()
 
@@ -65,11 +65,11 @@ class DeviceContext:
         return get_program(self.context, self.device, filename, defines, extra_options)
 
 
-def device_context(p: int, d: int, platform: Any, device: Any) -> DeviceContext:
-    """The process-wide :class:`DeviceContext` of platform ``p``, device ``d``."""
+def device_context(found: Found) -> DeviceContext:
+    """The process-wide :class:`DeviceContext` of a working device."""
     with _lock:
-        ctx = _contexts.get((p, d))
+        ctx = _contexts.get((found.p, found.d))
         if ctx is None:
-            ctx = DeviceContext(p, d, platform, device)
-            _contexts[(p, d)] = ctx
+            ctx = DeviceContext(found)
+            _contexts[(found.p, found.d)] = ctx
         return ctx

@@ -63,7 +63,7 @@ def result_dtype(dtype: Any, name: str = "input") -> np.dtype:
     """The dtype a convolution of data of ``dtype`` returns (API.md section 1)."""
     dtype = np.dtype(dtype)
     if dtype.kind == "f" and dtype.itemsize in (2, 4, 8):
-        return dtype
+        return dtype if dtype.isnative else dtype.newbyteorder("=")
     if dtype.kind in "biuf":
         return np.dtype(np.float32)
     raise DTypeError(
@@ -78,9 +78,17 @@ def check_numeric(dtype: Any, name: str) -> None:
 
 
 def as_operand(obj: Any, name: str) -> Any:
-    """A NumPy array (or an untouched device array) for a user operand."""
+    """A NumPy array in native byte order (or an untouched device array) for a user operand.
+
+    Big-endian host data is converted here, once: kernels and the NumPy
+    backend's BLAS read native numbers only.
+    """
     if is_device_array(obj):
         check_numeric(obj.dtype, name)
+        if not obj.dtype.isnative:
+            raise DTypeError(f"{name} is a device array of non-native byte order "
+                             f"({obj.dtype.str}); expected native data (upload with "
+                             "clconv.to_device, which converts it)")
         return obj
     if hasattr(obj, "__dask_graph__"):
         raise ArgumentError(f"{name} is a dask array; clconv does not handle dask arrays here")
@@ -89,6 +97,8 @@ def as_operand(obj: Any, name: str) -> Any:
     except (ValueError, TypeError) as exc:
         raise ArgumentError(f"{name} could not be read as an array: {exc}") from None
     check_numeric(arr.dtype, name)
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     return arr
 
 
@@ -231,20 +241,28 @@ def canonical_steps(in_size, kernel_size, stride, dilation, pads):
     return tuple(strides), tuple(dilations)
 
 
+def env_bytes(name: str) -> int | None:
+    """A byte count from environment variable ``name``: None when unset, empty or
+    infinite (``inf``, ``1e400``: no limit); ArgumentError for anything but a positive
+    number."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not value >= 1:  # also NaN and -inf
+        raise ArgumentError(f"environment variable {name}={raw!r}; expected a positive "
+                            "number of bytes (or inf for no limit)")
+    return None if math.isinf(value) else int(value)
+
+
 def host_memory_limit() -> int:
     """Bytes of host memory one convolution may need: ``CLCONV_MAX_HOST_BYTES``, else the
     machine's physical memory (2**49 when the platform does not say)."""
-    raw = os.environ.get(HOST_MEMORY_ENV, "").strip()
-    if raw:
-        try:
-            value = int(float(raw))
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise ArgumentError(f"environment variable {HOST_MEMORY_ENV}={raw!r}; expected a "
-                                "positive number of bytes")
-        return value
-    return _physical_memory()
+    limit = env_bytes(HOST_MEMORY_ENV)
+    return _physical_memory() if limit is None else limit
 
 
 @functools.lru_cache(maxsize=1)

@@ -2,10 +2,10 @@
 
 Both variables are read at call time:
 
-* ``CLCONV_MAX_ALLOC`` (bytes): lowers the largest single buffer, so tests
-  can exercise tiling on small arrays. It applies to host inputs, which are
-  the ones that can be tiled; a device-array input is already resident and
-  is checked only against the device's real limit for its result.
+* ``CLCONV_MAX_ALLOC`` (bytes; ``inf`` for none): lowers the largest single
+  buffer, so tests can exercise tiling on small arrays. Host inputs are tiled
+  to fit it; a device-array input is already resident and its result must
+  fit it (else ``AllocationError``).
 * ``CLCONV_STRICT_LIMITS=1``: caps work-groups at :data:`STRICT_WORK_GROUP`
   items and local memory at :data:`STRICT_LOCAL_MEM` bytes, like a small GPU,
   even on devices (PoCL) that report far larger limits, and plans the
@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ...errors import ArgumentError
+from ..._normalize import env_bytes
 from .devices import DeviceInfo
 
 STRICT_WORK_GROUP = 256
@@ -51,20 +51,6 @@ def strict_mode() -> bool:
     return os.environ.get("CLCONV_STRICT_LIMITS", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _env_bytes(name: str) -> int | None:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        value = int(float(raw))
-    except ValueError:
-        raise ArgumentError(f"environment variable {name}={raw!r}; expected a number of bytes"
-                            ) from None
-    if value < 1:
-        raise ArgumentError(f"environment variable {name}={raw!r}; expected a positive size")
-    return value
-
-
 # (id(info), CLCONV_MAX_ALLOC, CLCONV_STRICT_LIMITS) -> (info, Limits): the variables
 # are still read at every call, only the arithmetic is remembered.
 _memo: dict[tuple, tuple[DeviceInfo, Limits]] = {}
@@ -87,7 +73,7 @@ def current_limits(info: DeviceInfo) -> Limits:
 def _compute_limits(info: DeviceInfo) -> Limits:
     max_alloc = info.max_alloc
     budget = int(info.global_mem * MEMORY_FRACTION)
-    override = _env_bytes("CLCONV_MAX_ALLOC")
+    override = env_bytes("CLCONV_MAX_ALLOC")
     if override is not None:
         max_alloc = min(max_alloc, override)
     strict = strict_mode()

@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from ..._normalize import check_numeric, is_device_array
+from ..._normalize import as_operand, is_device_array
 from ..._spec import ConvSpec
 from ...errors import AllocationError, ArgumentError, BackendUnavailable
 from . import tunecache
-from .context import DeviceContext
+from .context import DeviceContext, is_released
 from .conv import PATH_ENV, TUNING, choose_path
+from .devices import check_not_forked
 from .launch import Operand, host_operand, mark_complete, memoised, read_back
 from .limits import Limits, current_limits
 from .tiling import plan_pieces, take_piece
@@ -60,14 +61,18 @@ class OpenCLBackend:
         """Upload a host array to this backend's queue (device arrays on it pass through)."""
         import pyopencl.array as cla
 
+        check_not_forked()
         if is_device_array(array):
             self._check_device_array(array, "array")
             return array
-        host = np.ascontiguousarray(np.asarray(array))
-        check_numeric(host.dtype, "array")
-        return cla.to_device(self.queue, host)
+        host = np.ascontiguousarray(as_operand(array, "array"))  # native byte order
+        return cla.to_device(self.queue, host, allocator=self.dctx.buffer)
 
     def _check_device_array(self, array: Any, name: str) -> None:
+        if is_released(array.base_data):
+            raise ArgumentError(
+                f"{name} is a device array whose buffer was released; expected a live array "
+                "(upload the data again with clconv.to_device)")
         if array.context != self.context:
             raise ArgumentError(
                 f"{name} is a pyopencl array from another OpenCL context; expected an array "
@@ -88,6 +93,7 @@ class OpenCLBackend:
 
     def conv_forward(self, x: Any, weight: Any, bias: Any, spec: ConvSpec) -> Any:
         """The convolution (cross-correlation unless ``spec.flip``) plus bias."""
+        check_not_forked()
         self._check_dtype(spec)
         on_device = is_device_array(x)
         for name, operand in (("input", x), ("weight", weight), ("bias", bias)):
@@ -127,9 +133,9 @@ class OpenCLBackend:
         queue = x.queue if x.queue is not None else self.queue
         own_queue = queue == self.queue
         # Pooled buffers are recycled in queue order, which holds only on our queue.
-        allocator = (lambda n: self.dctx.allocate(n)) if own_queue else None
+        allocate = self.dctx.allocate if own_queue else self.dctx.buffer
         if self._empty(spec):
-            return cla.zeros(queue, spec.output_shape, np.dtype(spec.dtype), allocator=allocator)
+            return cla.zeros(queue, spec.output_shape, np.dtype(spec.dtype), allocator=allocate)
         limits = current_limits(self.dctx.info)
         out_bytes = math.prod(spec.output_shape) * np.dtype(spec.dtype).itemsize
         if out_bytes > limits.max_alloc:
@@ -137,11 +143,10 @@ class OpenCLBackend:
                 f"the result {spec.output_shape} ({out_bytes} bytes) of a device-array input "
                 f"exceeds device {self.dctx.info.name!r}'s largest buffer "
                 f"({limits.max_alloc} bytes); pass a host array to have it tiled")
-        allocate = allocator or self._plain_allocator(queue)
         with _driver_errors(spec, self.dctx.info.name):
             path = choose_path(spec, self.dctx, limits)
             state = self._prepare(path, queue, weight, bias, spec, limits, allocate)
-            y = cla.empty(queue, spec.output_shape, np.dtype(spec.dtype), allocator=allocator)
+            y = cla.empty(queue, spec.output_shape, np.dtype(spec.dtype), allocator=allocate)
             path.launch(self.dctx, queue, state, Operand.of(x), Operand.of(y), spec, limits)
             mark_complete(queue, y)
         return y
@@ -154,8 +159,8 @@ class OpenCLBackend:
         limits = current_limits(self.dctx.info)
         queue = self.queue
         allocate = self.dctx.allocate
-        y = np.empty(spec.output_shape, dtype=spec.dtype)
         with _driver_errors(spec, self.dctx.info.name):
+            y = np.empty(spec.output_shape, dtype=spec.dtype)
             path, pieces = self._plan(spec, limits)
             state = self._prepare(path, queue, weight, bias, spec, limits, allocate)
             for piece in pieces:
@@ -176,11 +181,6 @@ class OpenCLBackend:
                             piece.spec, limits)
                 y[piece.out_index] = y_dev.get(queue)
         return y
-
-    def _plain_allocator(self, queue: Any) -> Any:
-        import pyopencl as cl
-
-        return lambda n: cl.Buffer(self.context, cl.mem_flags.READ_WRITE, size=max(int(n), 1))
 
     def _prepare(self, path: Any, queue: Any, weight: Any, bias: Any, spec: ConvSpec,
                  limits: Any, allocate: Any) -> Any:
@@ -203,6 +203,7 @@ class OpenCLBackend:
         """
         from .backward import run_backward
 
+        check_not_forked()
         self._check_dtype(spec)
         for name, operand in (("input", x), ("weight", weight), ("grad_output", grad_output)):
             if is_device_array(operand):
@@ -213,7 +214,8 @@ class OpenCLBackend:
 class _driver_errors:
     """Turn the driver's errors during a call into clconv's documented classes.
 
-    Out-of-memory errors become :class:`clconv.AllocationError`; any other
+    Out-of-memory errors (the driver's, or the host's own ``MemoryError``)
+    become :class:`clconv.AllocationError`; any other
     pyopencl error (a device lost or reset mid-run, a driver failure) becomes
     :class:`clconv.BackendUnavailable` naming the device, with the driver's
     error chained as the cause.
@@ -229,6 +231,11 @@ class _driver_errors:
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc is None:
             return False
+        if isinstance(exc, MemoryError) and not isinstance(exc, AllocationError):
+            s = self.spec  # the host refused (a process memory limit below physical memory)
+            raise AllocationError(
+                f"host memory ran out for input {s.input_shape}, kernel {s.kernel_size}, "
+                f"output {s.output_shape}: {exc or 'MemoryError'}") from None
         import pyopencl as cl
 
         out_of_memory = isinstance(exc, cl.MemoryError) or (

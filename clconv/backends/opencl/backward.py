@@ -151,8 +151,7 @@ def run_backward(backend: Any, x: Any, weight: Any, grad_output: Any, spec: Conv
         # Pooled buffers are recycled in queue order, which holds only on our queue.
         allocate = dctx.allocate
     else:
-        def allocate(nbytes: int) -> Any:
-            return cl.Buffer(dctx.context, cl.mem_flags.READ_WRITE, size=max(int(nbytes), 1))
+        allocate = dctx.buffer
     dtype = np.dtype(spec.dtype)
     shapes = (spec.input_shape, spec.weight_shape, (spec.out_channels,))
     with _driver_errors(spec, dctx.info.name):

@@ -6,6 +6,7 @@ the same device (``opencl`` and ``opencl:0:0`` may be the same device).
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -36,6 +37,18 @@ class DeviceContext:
         with self._pool_lock:
             return self._pool.allocate(max(int(nbytes), 1))
 
+    def buffer(self, nbytes: int) -> Any:
+        """A plain (unpooled) buffer of ``nbytes`` that remembers being released.
+
+        Used for uploads and for results on a caller's own queue: a buffer the
+        caller released must be refused, and querying a released handle can
+        crash the driver, so the flag is the only safe check.
+        """
+        import pyopencl as cl
+
+        return _tracked_buffer_class()(self.context, cl.mem_flags.READ_WRITE,
+                                       size=max(int(nbytes), 1))
+
     def memory_stats(self) -> dict[str, int]:
         """The memory pool's counters: live buffers and cached (held) ones.
 
@@ -63,6 +76,27 @@ class DeviceContext:
         """``filename`` built for this device with ``defines`` (cached; a mapping or
         its items sorted by name)."""
         return get_program(self.context, self.device, filename, defines, extra_options)
+
+
+@functools.cache
+def _tracked_buffer_class() -> type:
+    import pyopencl as cl
+
+    class TrackedBuffer(cl.Buffer):
+        """A ``pyopencl.Buffer`` whose :meth:`release` leaves ``released = True``."""
+
+        released = False
+
+        def release(self) -> None:
+            self.released = True
+            super().release()
+
+    return TrackedBuffer
+
+
+def is_released(buffer: Any) -> bool:
+    """True for a :meth:`DeviceContext.buffer` the caller released."""
+    return bool(getattr(buffer, "released", False))
 
 
 def device_context(found: Found) -> DeviceContext:

@@ -87,13 +87,42 @@ def pin_pocl_workers(environ: MutableMapping[str, str] | None = None,
     return True
 
 
+# ------------------------------------------------------------------ fork safety
+
+# Set in a child forked after this process touched OpenCL: the runtimes' worker
+# threads and driver state do not survive fork(), and any OpenCL call there can
+# hang forever, so every entry point refuses instead.
+_forked_after_init = False
+_fork_hook_installed = False
+
+
+def _mark_forked() -> None:
+    global _forked_after_init
+    _forked_after_init = True
+
+
+def check_not_forked() -> None:
+    """Raise ``BackendUnavailable`` in a process forked after OpenCL was initialised."""
+    if _forked_after_init:
+        raise BackendUnavailable(
+            "OpenCL cannot be used in this process: it was forked from a process that had "
+            "already initialised OpenCL, and OpenCL runtimes do not survive fork(); start "
+            "workers with multiprocessing's 'spawn' or 'forkserver' start method "
+            "(multiprocessing.get_context('spawn')), or use backend='numpy' in the child")
+
+
 def _import_pyopencl():
+    global _fork_hook_installed
+    check_not_forked()
     register_pip_runtimes()  # before the loader's first platform query
     try:
         import pyopencl as cl
     except Exception as exc:  # ImportError, or a broken ICD loader
         raise BackendUnavailable(f"OpenCL is not usable: pyopencl cannot be imported ({exc})"
                                  ) from exc
+    if not _fork_hook_installed and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_mark_forked)
+        _fork_hook_installed = True
     return cl
 
 

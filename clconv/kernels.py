@@ -60,9 +60,15 @@ def _fixed(rows: list[list[float]]) -> Callable[[], np.ndarray]:
     return make
 
 
+# A 4096 x 4096 float32 kernel is 64 MiB; anything larger is a typo, not a filter,
+# and would otherwise die in a MemoryError while being built.
+MAX_SIZE = 4096
+
+
 def _check_size(size: object) -> int:
-    if not isinstance(size, numbers.Integral) or isinstance(size, bool) or size < 1:
-        raise ArgumentError(f"size={size!r}; expected an int >= 1")
+    if (not isinstance(size, numbers.Integral) or isinstance(size, bool)
+            or not 1 <= size <= MAX_SIZE):
+        raise ArgumentError(f"size={size!r}; expected an int from 1 to {MAX_SIZE}")
     return int(size)
 
 

@@ -30,13 +30,14 @@ from ._normalize import (
     cast_host,
     channels_last,
     explicit_padding,
+    host_memory_limit,
     int_tuple,
     is_device_array,
     normalize_conv,
 )
 from .backends import get_backend
 from .backward import run_backward
-from .errors import ArgumentError, DTypeError, ShapeError
+from .errors import AllocationError, ArgumentError, DTypeError, ShapeError
 
 __all__ = ["Conv1d", "Conv2d", "Conv3d"]
 
@@ -100,6 +101,14 @@ class _ConvNd:
         self.fan_in = self.in_channels // self.groups * math.prod(self.kernel_size)
         bound = 1.0 / math.sqrt(self.fan_in)
         shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+        # The float64 draw and the weight are both held while initialising.
+        need = math.prod(shape) * (8 + self.dtype.itemsize)
+        if need > host_memory_limit():
+            raise AllocationError(
+                f"kernel_size={kernel_size!r} with {in_channels} input and {out_channels} "
+                f"output channels: the weight {shape} needs about {need / 2**30:.3g} GiB to "
+                f"initialise; expected at most {host_memory_limit() / 2**30:.3g} GiB (physical "
+                "memory, or CLCONV_MAX_HOST_BYTES)")
         self.weight: np.ndarray = rng.uniform(-bound, bound, shape).astype(self.dtype)
         self.bias: np.ndarray | None = (
             rng.uniform(-bound, bound, self.out_channels).astype(self.dtype) if bias else None)

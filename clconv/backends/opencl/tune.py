@@ -178,6 +178,13 @@ def tune(input_shape: Any = None, weight_shape: Any = None, *, case: str | None 
     if dctx is None:
         raise ArgumentError(f"backend {be.name!r} is not an OpenCL backend; the tuner times "
                             "OpenCL kernels (pass backend='opencl' or 'opencl:P:D')")
+    if store:
+        problem = tunecache.write_problem()
+        if problem is not None:
+            raise ArgumentError(
+                f"the tune cache {tunecache.cache_file()} cannot be written ({problem}); "
+                f"expected a writable file: set {tunecache.ENV}, or pass store=False "
+                "(--no-store) to time only")
     conv_args = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
     ndim, xshape, wshape, conv_args = _problem(input_shape, weight_shape, case, conv_args)
     rng = np.random.default_rng(seed)

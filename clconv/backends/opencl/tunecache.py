@@ -12,8 +12,11 @@ version, clconv version) and *problem class* (:func:`problem_class`)::
 The file is read once per process (again only when the variable names another
 file) and looked up by :func:`tuned_choice` in ``choose_path``: a dictionary
 lookup when entries exist for the device, nothing at all otherwise. A file that
-cannot be read, is not valid JSON, has another format, or holds entries that
-make no sense is ignored with a :class:`RuntimeWarning`: the heuristic decides.
+cannot be read, is not a regular file (a FIFO, a device), is larger than
+:data:`MAX_BYTES`, is not UTF-8 JSON, has another format, or holds entries
+that make no sense is ignored with one :class:`RuntimeWarning`: the heuristic
+decides. Writers take a lock file and merge, so concurrent ``clconv tune``
+runs keep each other's entries.
 Entries of other devices, drivers or clconv versions simply never match.
 """
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import sys
 import threading
 import warnings
@@ -32,6 +36,8 @@ from ..._spec import ConvSpec
 
 ENV = "CLCONV_TUNE_CACHE"
 FORMAT = 1
+# A cache of every problem class of a few devices is tens of KiB.
+MAX_BYTES = 4 * 2**20
 
 # Tile parameters a cached winner may set, per path, with their allowed values.
 # Anything else in the file is treated as corrupt (never handed to a kernel build).
@@ -120,21 +126,44 @@ def _valid_entry(entry: Any) -> bool:
         k in allowed and type(v) is int and v in allowed[k] for k, v in params.items())
 
 
+def _read_text(path: Path) -> str | None:
+    """The text of a regular cache file of at most :data:`MAX_BYTES`; None when there is no
+    file; ValueError saying why when it is anything else (a FIFO or device is never read:
+    opened non-blocking and checked before reading)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ValueError(f"it is unreadable ({exc.strerror or exc})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise ValueError("it is not a regular file")
+    with os.fdopen(fd, "rb") as fh:
+        if info.st_size > MAX_BYTES:
+            raise ValueError(f"it is larger than {MAX_BYTES} bytes")
+        raw = fh.read(MAX_BYTES + 1)
+    if len(raw) > MAX_BYTES:
+        raise ValueError(f"it is larger than {MAX_BYTES} bytes")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"it is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
 def read(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
     """The ``devices`` table of a cache file; ``{}`` (with a warning) when unusable."""
     try:
-        raw = path.read_text()
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        warnings.warn(f"clconv: tune cache {path} is unreadable and ignored: {exc}",
-                      RuntimeWarning, stacklevel=3)
-        return {}
-    try:
+        raw = _read_text(path)
+        if raw is None:
+            return {}
         data = json.loads(raw)
-    except ValueError as exc:
-        warnings.warn(f"clconv: tune cache {path} is not valid JSON and ignored: {exc}",
-                      RuntimeWarning, stacklevel=3)
+    except RecursionError:
+        data = None  # nested deeper than any cache file: the format check below says so
+    except ValueError as exc:  # also json.JSONDecodeError
+        warnings.warn(f"clconv: tune cache {path} is ignored: {exc}", RuntimeWarning,
+                      stacklevel=3)
         return {}
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(
             data.get("devices"), dict):
@@ -202,12 +231,11 @@ def store(dctx: Any, spec: ConvSpec, entry: dict[str, Any]) -> Path:
     if not _valid_entry(entry):
         raise ValueError(f"not a valid tune cache entry: {entry!r}")
     path = cache_file()
-    with _lock:
+    with _lock, _file_lock(path):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a corrupt file is replaced
             table = read(path)
         table.setdefault(device_key(dctx), {})[problem_class(spec)] = entry
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"format": FORMAT, "devices": table}, indent=1,
                                   sort_keys=True))
@@ -215,6 +243,43 @@ def store(dctx: Any, spec: ConvSpec, entry: dict[str, Any]) -> Path:
         _data = table
         _loaded_from = os.environ.get(ENV, "")
     return path
+
+
+class _file_lock:
+    """An exclusive lock between processes on ``<cache>.lock`` (where ``fcntl`` exists),
+    so that concurrent writers each merge into the other's file instead of replacing it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path.with_name(path.name + ".lock")
+        self.fh: Any = None
+
+    def __enter__(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.path, "a")  # noqa: SIM115 - closed in __exit__
+        try:
+            import fcntl
+        except ImportError:  # Windows: one writer at a time is the user's to ensure
+            return
+        fcntl.flock(self.fh.fileno(), fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.fh.close()  # closing releases the lock
+
+
+def write_problem(path: Path | None = None) -> str | None:
+    """Why the cache file cannot be written (None when it can): checked before tuning,
+    so that minutes of timing are not lost to an unwritable file."""
+    path = cache_file() if path is None else path
+    try:
+        if path.exists() and not path.is_file():
+            return "it exists and is not a regular file"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.with_name(f".{path.name}.{os.getpid()}.probe")
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def forget() -> None:

@@ -29,6 +29,7 @@ NaN becomes 0 in both.
 
 from __future__ import annotations
 
+import os
 import zlib
 from pathlib import Path
 from typing import Any
@@ -91,22 +92,43 @@ def _read_png_rgb16(file: Any) -> np.ndarray:
     return pixels.reshape(height, width, 3)
 
 
+def max_pixels() -> int:
+    """The most pixels an input may have: Pillow's decompression-bomb limit (twice
+    ``Image.MAX_IMAGE_PIXELS``), which the pypng path honours too."""
+    limit = getattr(_pil(), "MAX_IMAGE_PIXELS", None)
+    return 2 * int(limit) if limit else 2**31
+
+
+def _too_large(width: int, height: int) -> OSError:
+    return OSError(f"the file claims {width}x{height} pixels, more than the {max_pixels()} "
+                   "allowed (a damaged file or a decompression bomb); skipped")
+
+
 def read_image(path: str | Path) -> tuple[np.ndarray, int]:
     """``(pixels, maxval)``: ``(H, W)`` or ``(H, W, 3)`` uint8/uint16 and 255 or 65535.
 
-    Raises OSError for unreadable files and ImageModeError for other pixel formats.
+    Raises OSError for unreadable files and for images whose header claims more
+    than :func:`max_pixels` pixels (checked before any pixel is decoded), and
+    ImageModeError for other pixel formats.
     """
     with open(path, "rb") as file:
-        if _is_png_rgb16(file.read(26)):
+        head = file.read(26)
+        if _is_png_rgb16(head):
+            width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+            if width * height > max_pixels():
+                raise _too_large(width, height)
             file.seek(0)
             return _read_png_rgb16(file), 65535
     image_mod = _pil()
-    with image_mod.open(path) as im:
-        if im.mode not in _MODES:
-            raise ImageModeError(f"pixel mode {im.mode!r} is not supported; expected grey "
-                                 "(L, I;16) or RGB")
-        maxval = _MODES[im.mode]
-        pixels = np.asarray(im)
+    try:
+        with image_mod.open(path) as im:
+            if im.mode not in _MODES:
+                raise ImageModeError(f"pixel mode {im.mode!r} is not supported; expected grey "
+                                     "(L, I;16) or RGB")
+            maxval = _MODES[im.mode]
+            pixels = np.asarray(im)
+    except image_mod.DecompressionBombError as exc:  # raised by open(), from the header
+        raise OSError(f"{exc} Skipped.") from None
     if maxval == 65535:
         if pixels.min(initial=0) < 0 or pixels.max(initial=0) > 65535:
             raise ImageModeError("32-bit integer pixels outside 0..65535; expected 8- or "
@@ -141,15 +163,22 @@ def write_image(path: str | Path, pixels: np.ndarray) -> None:
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if pixels.dtype == np.uint16 and pixels.ndim == 3:
-        if suffix == ".png":
-            _write_png_rgb16(path, pixels)
-            return
-        pixels = _to_8bit(pixels)               # Pillow has no 16-bit RGB mode
-    elif pixels.dtype == np.uint16 and suffix in (".jpg", ".jpeg"):
-        pixels = _to_8bit(pixels)
-    image_mod = _pil()
-    image_mod.fromarray(np.ascontiguousarray(pixels)).save(path)
+    # Written under a temporary name in the same folder and renamed: an output is
+    # complete or absent, even when the writer is interrupted (Ctrl-C) or fails.
+    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
+    try:
+        if pixels.dtype == np.uint16 and pixels.ndim == 3 and suffix == ".png":
+            _write_png_rgb16(partial, pixels)
+        else:
+            if pixels.dtype == np.uint16 and (pixels.ndim == 3 or suffix in (".jpg", ".jpeg")):
+                pixels = _to_8bit(pixels)    # Pillow has no 16-bit RGB mode; JPEG no 16 bits
+            image_mod = _pil()
+            image_mod.fromarray(np.ascontiguousarray(pixels)).save(
+                partial, format=image_mod.registered_extensions().get(suffix))
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def _write_png_rgb16(path: Path, pixels: np.ndarray) -> None:

@@ -1,6 +1,6 @@
 """Benchmark harness: clconv's backends against PyTorch CPU, SciPy and plain NumPy.
 
-Runs the cases of issue 4's table (plus the NumPy speed targets of issue 2),
+Runs common convolution layers and image/signal filters (:data:`CASES`),
 NumPy in and NumPy out, and prints one table with the median milliseconds,
 GFLOP/s (2 x real multiply-accumulates / time) and, for every clconv backend,
 the ratio ``fastest other / clconv`` (above 1 means clconv is faster).
@@ -60,7 +60,7 @@ class Case:
     stride: int = 1
     padding: int = 0
     groups: int = 1
-    dense: bool = False  # one of issue 4's dense-layer rows
+    dense: bool = False  # a dense deep-learning layer (reported as such in the JSON)
 
     @property
     def ndim(self) -> int:
@@ -112,9 +112,9 @@ CASES: tuple[Case, ...] = (
     Case("vol3d", "3-D 1x1x64x64x64, 3x3x3, pad 1", 1, 1, (64, 64, 64), 1, (3, 3, 3),
          padding=1),
     Case("latency8x8", "1x1x8x8, 3x3, pad 1 (latency)", 1, 1, (8, 8), 1, (3, 3), padding=1),
-    Case("img512_3x3", "1x1x512x512, 3x3 kernel, pad 1 (issue 2)", 1, 1, (512, 512), 1,
+    Case("img512_3x3", "1x1x512x512, 3x3 kernel, pad 1", 1, 1, (512, 512), 1,
          (3, 3), padding=1),
-    # Other common layers (no issue targets): training batches, MobileNet's
+    # Other common layers: training batches, MobileNet's
     # strided depthwise, grouped, 5x5, ResNet's last stage and shortcut, audio, 3-D.
     Case("layer_cifar_in", "64x3x32x32, 32 filters 3x3, pad 1", 64, 3, (32, 32), 32, (3, 3),
          padding=1),
@@ -135,9 +135,6 @@ CASES: tuple[Case, ...] = (
     Case("layer_vol", "3-D 1x8x32x32x32, 16 filters 3x3x3, pad 1", 1, 8, (32, 32, 32), 16,
          (3, 3, 3), padding=1),
 )
-
-# Other names accepted by --cases.
-ALIASES = {"issue2_dense": "conv3x3_64", "issue2_image": "img512_3x3"}
 
 # Calls per implementation per round (the first of each block is untimed),
 # and the pause before each block that lets other libraries' threads sleep.
@@ -510,35 +507,6 @@ def run_cases(cases: list[Case], backends: list[str], repeat: int = 7, budget: f
     return results
 
 
-def check_targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The NumPy backend's targets of issues 2 and 4 that the measured cases cover."""
-    by_name = {r["name"]: {x["impl"]: x for x in r["results"]} for r in results}
-    targets = []
-
-    def ms(case: str, impl: str) -> float | None:
-        row = by_name.get(case, {}).get(impl)
-        return row["ms"] if row and row["correct"] is not False else None
-
-    own = ms("conv3x3_64", "clconv:numpy")
-    if own is not None:
-        targets.append({"target": "issue 2: 1x64x56x56, 64 3x3 filters, pad 1 under 500 ms",
-                        "value": f"{own:.1f} ms", "met": own < 500})
-    own, peer = ms("img512_3x3", "clconv:numpy"), ms("img512_3x3", "scipy.correlate2d")
-    if own is not None and peer is not None:
-        targets.append({"target": "issue 2: 512x512 3x3 within 2x scipy.signal.correlate2d",
-                        "value": f"{own:.2f} ms vs {peer:.2f} ms ({own / peer:.2f}x the time)",
-                        "met": own <= 2 * peer})
-    for res in results:
-        row = by_name[res["name"]].get("clconv:numpy")
-        if not res["dense"] or not row or row.get("ratio_non_torch") is None:
-            continue
-        targets.append({
-            "target": f"issue 4: numpy within 1.5x best non-torch other on {res['name']}",
-            "value": f"ratio {row['ratio_non_torch']:.2f} vs {row['ratio_non_torch_vs']}",
-            "met": row["ratio_non_torch"] >= 1 / 1.5})
-    return targets
-
-
 def format_table(results: list[dict[str, Any]]) -> str:
     """One plain-text table: a line per case and implementation."""
     head = (f"{'case':<15} {'implementation':<20} {'ms':>10} {'GFLOP/s':>8} "
@@ -615,16 +583,16 @@ def _meta(args: argparse.Namespace, backends: list[str]) -> dict[str, Any]:
 
 
 def select_cases(names: list[str] | None, quick: bool = False) -> list[Case]:
-    """The cases named (aliases allowed), all by default; tiny versions when ``quick``."""
+    """The cases named, all by default; tiny versions when ``quick``."""
     by_name = {c.name: c for c in CASES}
     if not names:
         chosen = list(CASES)
     else:
-        unknown = [n for n in names if ALIASES.get(n, n) not in by_name]
+        unknown = [n for n in names if n not in by_name]
         if unknown:
             raise ValueError(f"unknown case(s) {unknown}; expected some of "
-                             f"{sorted(by_name) + sorted(ALIASES)}")
-        chosen = [by_name[ALIASES.get(n, n)] for n in dict.fromkeys(names)]
+                             f"{sorted(by_name)}")
+        chosen = [by_name[n] for n in dict.fromkeys(names)]
     return [c.quick() for c in chosen] if quick else chosen
 
 
@@ -665,8 +633,6 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         for case in CASES:
             print(f"{case.name:<15} {case.title}")
-        for alias, name in ALIASES.items():
-            print(f"{alias:<15} alias of {name}")
         return 0
     try:
         cases = select_cases(args.cases, args.quick)
@@ -689,14 +655,9 @@ def run(args: argparse.Namespace) -> int:
                         warmup=0.0 if args.quick else args.warmup)
     print(format_table(results))
     status = _nothing_ran(results)
-    targets = check_targets(results)
-    if targets:
-        print("\nTargets" + (" (meaningless with --quick)" if args.quick else "") + ":")
-        for t in targets:
-            print(f"  [{'met' if t['met'] else 'MISSED'}] {t['target']}: {t['value']}")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"meta": _meta(args, backends), "cases": results, "targets": targets},
+            json.dump({"meta": _meta(args, backends), "cases": results},
                       fh, indent=1)
     if args.plot:
         try:

@@ -1,4 +1,4 @@
-"""Reliability under load and faults (issue 8): threads, leaks, faults, numerical limits.
+"""Reliability under load and faults: threads, leaks, faults, numerical limits.
 
 Every test runs for real: on the NumPy backend and on each OpenCL device
 (CI has PoCL). RELIABILITY.md lists the guarantees and points at these

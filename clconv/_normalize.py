@@ -358,10 +358,15 @@ def normalize_conv(ndim: int, input: Any, weight: Any, bias: Any, stride: Any, p
         raise ShapeError(f"groups={groups} does not divide weight's {filters} filters "
                          f"(weight shape {tuple(w.shape)}); expected a divisor of the filter count")
     if per_group * groups != channels:
+        hint = ""
+        if w.shape[-2] * groups == channels:  # a (*kernel, C // groups, F) weight: Keras, TF
+            order = (ndim + 1, ndim, *range(ndim))
+            hint = (f"; weights are always (F, C // groups, *kernel) whatever data_format is: "
+                    f"a Keras/TensorFlow (*kernel, C, F) weight needs weight.transpose{order}")
         raise ShapeError(
             f"weight has shape {tuple(w.shape)}: {per_group} input channels per group, but the "
             f"input has {channels} channels and groups={groups}; expected weight.shape[1] == "
-            f"{channels // groups}")
+            f"{channels // groups}{hint}")
     if 0 in kernel_size:
         raise ShapeError(f"weight has shape {tuple(w.shape)} with an empty kernel axis; "
                          "expected every kernel size >= 1")

@@ -319,3 +319,15 @@ def test_cli_interrupted_mid_folder_leaves_no_partial_image(tmp_path):
         with Image.open(path) as im:
             im.load()               # a truncated PNG would raise here
             assert im.size == (800, 600)
+
+
+def test_a_keras_weight_gets_the_transpose_in_its_shape_error():
+    x = np.ones((1, 12, 12, 8), np.float32)
+    hwio = np.ones((3, 3, 8, 16), np.float32)
+    with pytest.raises(clconv.ShapeError, match=r"whatever data_format is: a Keras/TensorFlow "
+                                                r"\(\*kernel, C, F\) weight needs "
+                                                r"weight\.transpose\(3, 2, 0, 1\)"):
+        clconv.conv2d(x, hwio, data_format="channels_last", backend="numpy")
+    y = clconv.conv2d(x, hwio.transpose(3, 2, 0, 1), data_format="channels_last",
+                      backend="numpy")
+    assert y.shape == (1, 10, 10, 16) and float(y[0, 0, 0, 0]) == 72

@@ -325,7 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--padding", default="same",
                    help="same (default), valid, full, or an int")
     p.add_argument("--padding-mode", default="reflect",
-                   help="reflect (default), zeros, replicate or circular")
+                   help="how the border is extended: zeros, reflect (default; mirrors "
+                        "without repeating the edge pixel), replicate (repeats the edge "
+                        "pixel), circular (wraps around) or symmetric (mirrors and repeats "
+                        "the edge pixel: OpenCV's BORDER_REFLECT, scipy.ndimage's "
+                        "'reflect'); numpy.pad's names constant, edge and wrap also work")
     p.add_argument("--backend", "-b", help="backend name (default: the default device)")
     p.add_argument("--scale", choices=("clip", "rescale"), default="clip",
                    help="how float results map to pixels (default clip)")
@@ -344,16 +348,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tune", help="time path/tile candidates of a problem, cache the winner")
     p.add_argument("cases", nargs="*", metavar="CASE", help="benchmark case names (clconv "
                    "bench --list); or give --input and --weight")
-    p.add_argument("--input", help="input shape, e.g. 1,64,56,56")
-    p.add_argument("--weight", help="weight shape, e.g. 64,64,3,3")
-    p.add_argument("--stride", type=int, default=1)
-    p.add_argument("--padding", default="0", help="an int, valid, same or full")
-    p.add_argument("--dilation", type=int, default=1)
-    p.add_argument("--groups", type=int, default=1)
-    p.add_argument("--dtype", default="float32")
-    p.add_argument("--backend", "-b", help="OpenCL backend name (default: the default)")
-    p.add_argument("--repeat", type=int, default=7, help="timed calls per candidate")
-    p.add_argument("--no-store", action="store_true", help="time only, keep the cache as is")
+    p.add_argument("--input", metavar="SHAPE",
+                   help="input shape, channels first, e.g. 1,64,56,56 (with --weight)")
+    p.add_argument("--weight", metavar="SHAPE",
+                   help="weight shape (filters, channels/groups, kernel...), e.g. 64,64,3,3")
+    p.add_argument("--stride", type=int, default=1, help="stride (default 1)")
+    p.add_argument("--padding", default="0", help="an int, valid, same or full (default 0)")
+    p.add_argument("--dilation", type=int, default=1, help="dilation (default 1)")
+    p.add_argument("--groups", type=int, default=1,
+                   help="channel groups; as many as input channels for depthwise (default 1)")
+    p.add_argument("--dtype", default="float32",
+                   help="float16, float32 (default) or float64")
+    p.add_argument("--backend", "-b",
+                   help="OpenCL backend name, e.g. opencl:0:0 (default: the default device)")
+    p.add_argument("--repeat", type=int, default=7,
+                   help="timed calls per candidate (default 7; fewer when a round runs long)")
+    p.add_argument("--no-store", action="store_true",
+                   help="time only, leave the tune cache as it is")
     p.set_defaults(func=_cmd_tune)
 
     p = sub.add_parser("bench", add_help=False,

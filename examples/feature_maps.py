@@ -6,6 +6,11 @@ filters across all three channels (clconv.conv2d on the (H, W, 3) image with
 data_format="channels_last", the way a first CNN layer sees a photo), run
 with stride 2 and once with each padding mode; every feature map is
 ``ceil(H / 2) x ceil(W / 2)``, and the modes differ only along the border.
+On this even-sized photo, stride 2 with ``padding="same"`` pads just one row
+(at the bottom) and one column (at the right), so the maps differ only in their
+last row and column: each mode row (labelled on the left) ends with the
+bottom-right corner enlarged (8 x 8 pixels, nearest neighbour, one colour
+scale for all modes) and with that corner's difference from zeros padding.
 
 Run: python examples/feature_maps.py [--out OUT] [--backend B] [--filters N]
 Writes OUT/feature_maps.png.
@@ -23,6 +28,7 @@ import clconv
 PHOTO = Path(__file__).parent / "data" / "photo.png"
 NAMED = ["gaussian", "sharpen", "sobel_x", "sobel_y", "laplacian", "emboss"]
 MODES = ["zeros", "reflect", "replicate", "circular"]
+ZOOM = 8                      # side of the enlarged corner, in feature-map pixels
 
 
 def load_photo() -> np.ndarray:
@@ -73,8 +79,9 @@ def main() -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
 
-    cols = max(len(NAMED) + 1, args.filters)
+    cols = max(len(NAMED) + 1, args.filters + 2)           # + the corner and the difference
     rows = 1 + len(MODES)
     fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 1.6 * rows + 0.4))
     for ax in axes.flat:
@@ -86,14 +93,41 @@ def main() -> None:
         shown = np.clip(y, 0, 1) if name in ("gaussian", "sharpen") else to_display(y)
         ax.imshow(shown)
         ax.set_title(name, fontsize=8)
+
+    # One grey scale per filter across the modes, so equal values look equal
+    # and only the padded row and column change from row to row.
+    scales = [(min(float(maps[m][..., f].min()) for m in MODES),
+               max(float(maps[m][..., f].max()) for m in MODES)) for f in range(args.filters)]
+    h, w = maps["zeros"].shape[:2]
+    corner = (slice(h - ZOOM, h), slice(w - ZOOM, w))
+    corner_lo = min(float(maps[m][corner + (0,)].min()) for m in MODES)
+    corner_hi = max(float(maps[m][corner + (0,)].max()) for m in MODES)
+    diff_hi = max(float(np.abs(maps[m][corner + (0,)] - maps["zeros"][corner + (0,)]).max())
+                  for m in MODES)
     for r, mode in enumerate(MODES, start=1):
         for f in range(args.filters):
             ax = axes[r, f]
-            ax.imshow(maps[mode][..., f], cmap="gray")
-            ax.set_title(f"filter {f}, {mode}", fontsize=7)
+            ax.imshow(maps[mode][..., f], cmap="gray", vmin=scales[f][0], vmax=scales[f][1])
+            if r == 1:
+                ax.set_title(f"filter {f}", fontsize=8)
+        axes[r, 0].add_patch(Rectangle((w - ZOOM - 0.5, h - ZOOM - 0.5), ZOOM, ZOOM,
+                                       fill=False, edgecolor="red", linewidth=1))
+        axes[r, 0].text(-0.06, 0.5, mode, transform=axes[r, 0].transAxes, rotation=90,
+                        ha="right", va="center", fontsize=10, fontweight="bold")
+        zoom = axes[r, args.filters]
+        zoom.imshow(maps[mode][corner + (0,)], cmap="gray", vmin=corner_lo, vmax=corner_hi,
+                    interpolation="nearest")
+        zoom.set_title(f"filter 0, red box\n(bottom-right {ZOOM}x{ZOOM})", fontsize=7)
+        diff = axes[r, args.filters + 1]
+        diff.imshow(np.abs(maps[mode][corner + (0,)] - maps["zeros"][corner + (0,)]),
+                    cmap="magma", vmin=0, vmax=diff_hi or 1, interpolation="nearest")
+        diff.set_title(f"red box, |{mode} - zeros|", fontsize=7)
+        for ax in (zoom, diff):      # right of and below the dashed lines: reads the padding
+            ax.axvline(ZOOM - 1.5, color="tab:cyan", linestyle="--", linewidth=0.8)
+            ax.axhline(ZOOM - 1.5, color="tab:cyan", linestyle="--", linewidth=0.8)
     fig.suptitle("named kernels (per channel) and random 3x3x3 filters, stride 2",
                  fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))              # room for the suptitle
     path = out / "feature_maps.png"
     fig.savefig(path, dpi=80)
     print(f"wrote {path}")

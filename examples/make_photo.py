@@ -7,6 +7,9 @@ something. Drawn with NumPy only, deterministic; the PNG is committed, so no
 example downloads anything. Run again to regenerate:
 
     python examples/make_photo.py [--out examples/data/photo.png]
+
+``--out`` is a PNG file name or a folder (made if missing), which then gets
+``photo.png``.
 """
 
 from __future__ import annotations
@@ -61,14 +64,30 @@ def draw_photo(height: int = HEIGHT, width: int = WIDTH, seed: int = 3) -> np.nd
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
+DEFAULT_NAME = "photo.png"
+
+
+def output_path(out: str) -> Path:
+    """The file to write for ``--out``: a folder (existing, or ending in a slash or
+    without a suffix) gets DEFAULT_NAME inside it; anything else is the file itself."""
+    path = Path(out)
+    if path.is_dir() or out.endswith(("/", "\\")) or not path.suffix:
+        path = path / DEFAULT_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(Path(__file__).parent / "data" / "photo.png"))
+    parser.add_argument("--out", default=str(Path(__file__).parent / "data" / DEFAULT_NAME),
+                        help=f"PNG file, or a folder to write {DEFAULT_NAME} into "
+                             "(default examples/data/photo.png)")
     args = parser.parse_args()
     from PIL import Image
 
-    Image.fromarray(draw_photo()).save(args.out)
-    print(f"wrote {args.out}")
+    path = output_path(args.out)
+    Image.fromarray(draw_photo()).save(path)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

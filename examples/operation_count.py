@@ -9,7 +9,8 @@ padding p on an H x W input:
 The table varies kernel size, stride and padding, prints shape, MACs and the
 measured time on the chosen backend, and checks the model against the
 measurement: time should grow with MACs (the script reports the correlation
-between log MACs and log time, and ns per MAC). Also draws time vs MACs.
+between log MACs and log time, and ns per MAC). Also draws time vs MACs, one
+colour per layer, against the line of constant (median) ns per MAC.
 
 Run: python examples/operation_count.py [--out OUT] [--backend B] [--size N] [--repeat R]
 Writes OUT/operation_count.png.
@@ -96,17 +97,30 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.loglog(m_arr, t_arr * 1e3, "o")
-    for (k, s, p, _, m, t) in rows:
-        ax.annotate(f"k{k} s{s} p{p}", (m, t * 1e3), fontsize=7, xytext=(3, 3),
-                    textcoords="offset points")
+    # Layers with nearly equal MACs sit on top of each other, so text next to the
+    # points collides: each layer gets its own colour (and a marker per stride)
+    # and is named in a legend beside the axes instead.
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    markers = {1: "o", 2: "s", 4: "^"}
+    colours = plt.get_cmap("tab10").colors
+    for i, (k, s, p, _, m, t) in enumerate(rows):
+        ax.loglog(m, t * 1e3, markers.get(s, "D"), color=colours[i % len(colours)],
+                  markersize=7, alpha=0.85, linestyle="none",
+                  label=f"k{k} s{s} p{p}  {m / 1e6:5.1f}M")
+    # Pure proportionality (the median ns/MAC): points above it pay fixed costs.
+    ns_per_mac = float(np.median(t_arr / m_arr))
+    span = np.array([m_arr.min(), m_arr.max()])
+    ax.loglog(span, span * ns_per_mac * 1e3, "--", color="0.6", linewidth=1,
+              label=f"{ns_per_mac * 1e9:.3f} ns/MAC")
     ax.set_xlabel("multiply-accumulates")
     ax.set_ylabel("best time (ms)")
     ax.set_title(f"conv2d on {backend}: time vs MACs (corr {corr:.2f})", fontsize=10)
+    ax.legend(title="kernel, stride, pad, MACs", loc="upper left", bbox_to_anchor=(1.02, 1),
+              title_fontsize=8, frameon=False, prop={"family": "monospace", "size": 8})
+    ax.grid(True, which="major", linewidth=0.4, alpha=0.5)
     fig.tight_layout()
     path = out / "operation_count.png"
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=80, bbox_inches="tight")
     print(f"wrote {path}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -56,3 +57,49 @@ def test_shipped_photo_matches_its_generator():
     assert shipped.shape == drawn.shape and shipped.dtype == drawn.dtype == np.uint8
     # the same scene; only the random sensor noise may differ between NumPy versions
     assert np.abs(shipped.astype(int) - drawn.astype(int)).mean() < 8
+
+
+@pytest.mark.parametrize("out", ["photos/", "photos", "existing"])
+def test_make_photo_accepts_a_folder(tmp_path, out):
+    (tmp_path / "existing").mkdir()
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "make_photo.py"), "--out", out],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    path = tmp_path / out / "photo.png"
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.size == (224, 160)
+    assert str(Path(out) / "photo.png") in proc.stdout
+
+
+def test_make_photo_accepts_a_file_name(tmp_path):
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "make_photo.py"), "--out",
+                           str(tmp_path / "new" / "scene.png")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "new" / "scene.png").is_file()
+
+
+def test_huge_image_default_run_is_small(tmp_path):
+    out = tmp_path / "huge"
+    out.mkdir()
+    (out / "unrelated.txt").write_text("kept")          # the script clears only its stores
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "huge_image.py"), "--out", str(out),
+                           "--backend", "numpy"],
+                          capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    planned = float(re.search(r"needs up to (\d+) MB of disk", proc.stdout).group(1))
+    assert planned < 100, proc.stdout                   # input + output, before cleanup
+    left = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    assert left < 100 * 2**20
+    assert (out / "output.zarr").is_dir() and not (out / "input.zarr").exists()
+    assert (out / "unrelated.txt").read_text() == "kept"
+    assert re.search(r"wrote .*output\.zarr \(\d+ MB on disk", proc.stdout)
+    assert "corner tile matches" in proc.stdout
+
+
+def test_huge_image_big_run_needs_the_flag(tmp_path):
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "huge_image.py"), "--out",
+                           str(tmp_path / "huge"), "--budget-mb", "4096"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--big" in proc.stderr
+    assert not (tmp_path / "huge" / "input.zarr").exists()

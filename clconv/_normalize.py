@@ -142,7 +142,7 @@ def border_mode(padding_mode: Any) -> str:
     if key not in PADDING_MODES:
         raise ArgumentError(
             f"padding_mode={_short(padding_mode)}; expected one of "
-            "'zeros', 'reflect', 'replicate', 'circular'"
+            "'zeros', 'reflect', 'replicate', 'circular', 'symmetric'"
         )
     return PADDING_MODES[key]
 

@@ -1,16 +1,21 @@
 """NumPy / SciPy compatible wrappers: ``convolve``, ``convolve2d``, ``correlate2d``.
 
-They reproduce the edge rules of ``numpy.convolve`` and
-``scipy.signal.convolve2d`` / ``correlate2d`` (operand swapping, the
-alignment of ``same`` for even kernels, the ``fill``/``wrap``/``symm``
-boundaries) by translating each call into an explicit convolution spec.
+They reproduce ``numpy.convolve`` and ``scipy.signal.convolve2d`` /
+``correlate2d``: operand swapping, the alignment of ``same`` for even
+kernels, the ``fill``/``wrap``/``symm`` boundaries, and NumPy's result dtypes
+(``numpy.result_type`` of the inputs, exact integers, complex inputs), by
+translating each call into real convolutions on the chosen backend. The
+convolution layers keep their own dtype rule (float32 for integer input):
+they are deep-learning operations, these are drop-ins for NumPy and SciPy.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ._normalize import as_operand, cast_host, normalize_conv, result_dtype
+import numpy as np
+
+from ._normalize import as_operand, is_device_array, normalize_conv
 from .errors import ArgumentError, ShapeError
 from .functional import run_conv
 
@@ -20,6 +25,8 @@ _MODES = ("full", "same", "valid")
 # scipy.signal boundary names -> numpy.pad mode
 _BOUNDARIES = {"fill": "constant", "pad": "constant", "wrap": "wrap", "circular": "wrap",
                "symm": "symmetric", "symmetric": "symmetric"}
+# Largest |partial sum| a float32 accumulation of integers keeps exact.
+FLOAT32_EXACT = 2**24
 
 
 def _mode(mode: Any) -> str:
@@ -36,14 +43,31 @@ def _boundary(boundary: Any) -> str:
     return _BOUNDARIES[key]
 
 
-def _fill(fillvalue: Any) -> float:
+def _fill(fillvalue: Any, dtype: np.dtype) -> complex:
+    """The fill value as SciPy accepts it for a result of ``dtype``: one number; complex
+    only for a complex result; for integers finite and in range, truncated toward zero."""
     try:
-        value = complex(fillvalue)
+        value = np.asarray(fillvalue)
     except (TypeError, ValueError):
-        raise ArgumentError(f"fillvalue={fillvalue!r}; expected a real number") from None
-    if value.imag:
-        raise ArgumentError(f"fillvalue={fillvalue!r}; expected a real number")
-    return value.real
+        raise ArgumentError(f"fillvalue={fillvalue!r}; expected a number") from None
+    if value.size == 0:
+        raise ArgumentError(f"fillvalue={fillvalue!r}: `fillvalue` cannot be an empty array")
+    if value.size != 1:
+        raise ArgumentError(f"fillvalue={fillvalue!r}: `fillvalue` must be scalar or an array "
+                            "with one element")
+    if value.dtype.kind not in "biufc":
+        raise ArgumentError(f"fillvalue={fillvalue!r}; expected a number")
+    number = complex(value.reshape(()).item())
+    if dtype.kind != "c" and value.dtype.kind == "c":
+        raise ArgumentError(f"fillvalue={fillvalue!r}: could not cast `fillvalue` directly to "
+                            f"the output type {dtype} (a complex value for a real result)")
+    if dtype.kind in "biu":
+        info = np.iinfo(np.int64 if dtype.kind == "b" else dtype)
+        if not np.isfinite(number.real) or not info.min <= int(number.real) <= info.max:
+            raise ArgumentError(f"fillvalue={fillvalue!r}: could not cast `fillvalue` directly "
+                                f"to the output type {dtype}")
+        return complex(int(number.real))
+    return number
 
 
 def _pads(kernel_shape, mode: str, before_same) -> tuple[tuple[int, int], ...]:
@@ -54,57 +78,134 @@ def _pads(kernel_shape, mode: str, before_same) -> tuple[tuple[int, int], ...]:
     return tuple((before_same(k), k - 1 - before_same(k)) for k in kernel_shape)
 
 
-def _run(signal, kernel, pads, border, fill, flip, dtype, backend):
-    ndim = signal.ndim
-    call = normalize_conv(ndim, signal.reshape((1, 1, *signal.shape)),
-                          kernel.reshape((1, 1, *kernel.shape)), None, 1, pads, 1, 1,
-                          border, "channels_first", flip, fill_value=fill)
-    y = run_conv(call, backend)
-    return y.reshape(y.shape[2:])
+def _compute_dtype(result: np.dtype, a: np.ndarray, b: np.ndarray, fill: complex) -> np.dtype:
+    """The real dtype the convolutions run in for a result of dtype ``result``.
+
+    Floating results run in their own precision (complex ones in their
+    parts'). Integer and bool results must be exact: every partial sum is at
+    most ``max(|a|, |fill|) * sum(|b|)``, so float32 while that stays below
+    2**24, else float64 (exact below 2**53).
+    """
+    if result.kind == "c":
+        return np.dtype(np.float32 if result == np.complex64 else np.float64)
+    if result.kind == "f":
+        return result
+    with np.errstate(over="ignore"):
+        peak = max(float(np.max(np.abs(a.astype(np.float64)))), abs(fill.real))
+        bound = peak * float(np.sum(np.abs(b.astype(np.float64))))
+    return np.dtype(np.float32 if bound < FLOAT32_EXACT else np.float64)
 
 
-def _operands(first, second, ndim: int, names: tuple[str, str]):
-    a = as_operand(first, names[0])
-    b = as_operand(second, names[1])
-    dtype = result_dtype(a.dtype, names[0])
-    for arr, name in ((a, names[0]), (b, names[1])):
+def _to_result(y: np.ndarray, result: np.dtype) -> np.ndarray:
+    """Real results (exact integers for integer dtypes) in ``result``: integers wrap
+    around as NumPy's integer arithmetic does; bool is 'any product true'."""
+    if result.kind == "b":
+        return y != 0
+    if result.kind in "iu":
+        return np.rint(y).astype(np.int64).astype(result)
+    return y.astype(result, copy=False)
+
+
+def _products(signals: list[np.ndarray], kernels: list[np.ndarray], fills: list[float],
+              pads, border: str, flip: bool, dtype: np.dtype, backend) -> np.ndarray:
+    """``y[i, j]``: ``signals[i]`` (padded with ``fills[i]``) convolved with ``kernels[j]``.
+
+    One backend call with the signals as the batch and the kernels as the
+    filters (one call per signal when their fill values differ).
+    """
+    x = np.stack(signals).astype(dtype, copy=False)[:, None]
+    w = np.stack(kernels).astype(dtype, copy=False)[:, None]
+    rows = [list(range(len(signals)))] if len(set(fills)) == 1 else [
+        [i] for i in range(len(signals))]
+    parts = []
+    for batch in rows:
+        call = normalize_conv(x.ndim - 2, x[batch], w, None, 1, pads, 1, 1, border,
+                              "channels_first", flip, fill_value=fills[batch[0]])
+        parts.append(np.asarray(run_conv(call, backend)))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _run(signal: np.ndarray, kernel: np.ndarray, pads, border: str, fill: complex, flip: bool,
+         result: np.dtype, backend) -> np.ndarray:
+    """``signal`` convolved with ``kernel`` as a result of dtype ``result``; complex parts
+    through real convolutions: (ar + i ai)(br + i bi) = ar br - ai bi + i (ar bi + ai br)."""
+    dtype = _compute_dtype(result, signal, kernel, fill)
+    if result.kind != "c":
+        y = _products([signal], [kernel], [fill.real], pads, border, flip, dtype, backend)
+        return _to_result(y[0, 0], result)
+    complex_signal = np.iscomplexobj(signal) or bool(fill.imag)
+    signals, fills = [signal.real], [fill.real]
+    if complex_signal:
+        signals.append(signal.imag if np.iscomplexobj(signal) else np.zeros_like(signal))
+        fills.append(fill.imag)
+    complex_kernel = np.iscomplexobj(kernel)
+    kernels = [kernel.real, kernel.imag] if complex_kernel else [kernel.real]
+    y = _products(signals, kernels, fills, pads, border, flip, dtype, backend).astype(result)
+    out = y[0, 0].copy()
+    if complex_kernel:
+        out += 1j * y[0, 1]
+    if complex_signal:
+        out += 1j * y[1, 0]
+        if complex_kernel:
+            out -= y[1, 1]
+    return out
+
+
+def _host_operand(value: Any, name: str) -> np.ndarray:
+    """A native-order host array of a real or complex numeric dtype (device arrays are
+    read back: the wrappers return NumPy arrays)."""
+    if is_device_array(value):
+        value = value.get()
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise ArgumentError(f"{name} could not be read as an array: {exc}") from None
+    if arr.dtype.kind == "c":
+        return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
+    return as_operand(arr, name)
+
+
+def _operands(first: np.ndarray, second: np.ndarray, ndim: int, names: tuple[str, str]):
+    """Both operands checked for rank and size, and NumPy's result dtype."""
+    for arr, name in ((first, names[0]), (second, names[1])):
         if arr.ndim != ndim:
             raise ShapeError(f"{name} has shape {tuple(arr.shape)}; expected {ndim} dims")
         if 0 in arr.shape:
             raise ShapeError(f"{name} has shape {tuple(arr.shape)}; expected a non-empty array")
-    return cast_host(a, dtype), cast_host(b, dtype), dtype
+    return np.result_type(first.dtype, second.dtype)
 
 
 def convolve(a: Any, v: Any, mode: str = "full", *, backend: str | None = None) -> Any:
     """Discrete linear convolution of two 1-D sequences, as ``numpy.convolve``.
 
     When ``v`` is longer than ``a`` the two are swapped, as NumPy does. The
-    result dtype follows ``a`` (float64 and float16 kept, others float32).
+    result dtype is ``numpy.result_type(a, v)``. Integer and bool inputs give
+    exact results: they are accumulated in float32 while every partial sum
+    stays below 2**24, else in float64 (exact below 2**53, which a device
+    without fp64 cannot do: ``BackendUnavailable``), then wrapped into the
+    integer dtype as NumPy's integer arithmetic does. Complex inputs are
+    computed from real convolutions of their parts (in one backend call).
 
     >>> import clconv
     >>> clconv.convolve([0, 0, 0, 1, 2, 3, 2, 1, 0, 0], [1, 2, 3, 2, 1], backend="numpy")
-    array([ 0.,  0.,  0.,  1.,  4., 10., 16., 19., 16., 10.,  4.,  1.,  0.,  0.],
-          dtype=float32)
+    array([ 0,  0,  0,  1,  4, 10, 16, 19, 16, 10,  4,  1,  0,  0])
     """
     mode = _mode(mode)
-    a = as_operand(a, "a")
-    v = as_operand(v, "v")
-    if a.ndim == 0:
-        a = a.reshape(1)
-    if v.ndim == 0:
-        v = v.reshape(1)
-    a, v, dtype = _operands(a, v, 1, ("a", "v"))
+    a, v = _host_operand(a, "a"), _host_operand(v, "v")
+    a, v = (x.reshape(1) if x.ndim == 0 else x for x in (a, v))
+    result = _operands(a, v, 1, ("a", "v"))
     if v.shape[0] > a.shape[0]:
         a, v = v, a
-    return _run(a, v, _pads(v.shape, mode, lambda k: k // 2), "constant", 0.0, True, dtype,
+    return _run(a, v, _pads(v.shape, mode, lambda k: k // 2), "constant", 0j, True, result,
                 backend)
 
 
 def _conv2d_signal(in1, in2, mode, boundary, fillvalue, backend, *, correlate: bool):
     mode = _mode(mode)
     border = _boundary(boundary)
-    fill = _fill(fillvalue)
-    a, b, dtype = _operands(in1, in2, 2, ("in1", "in2"))
+    a, b = _host_operand(in1, "in1"), _host_operand(in2, "in2")
+    result = _operands(a, b, 2, ("in1", "in2"))
+    fill = _fill(fillvalue, result)
     swapped = False
     if mode == "valid":
         fits = all(m >= n for m, n in zip(a.shape, b.shape))
@@ -115,8 +216,10 @@ def _conv2d_signal(in1, in2, mode, boundary, fillvalue, backend, *, correlate: b
                 raise ShapeError(
                     f"in1 has shape {tuple(a.shape)} and in2 {tuple(b.shape)}; for mode 'valid' "
                     "expected one to be at least as large as the other in every dimension")
+    if correlate and np.iscomplexobj(b):
+        b = b.conj()  # SciPy correlates with the conjugate of (the possibly swapped) in2
     before = (lambda k: (k - 1) // 2) if correlate else (lambda k: k // 2)
-    y = _run(a, b, _pads(b.shape, mode, before), border, fill, not correlate, dtype, backend)
+    y = _run(a, b, _pads(b.shape, mode, before), border, fill, not correlate, result, backend)
     if swapped and correlate:
         y = y[::-1, ::-1]
     return y
@@ -127,7 +230,11 @@ def convolve2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill",
     """2-D convolution, as ``scipy.signal.convolve2d``.
 
     ``mode`` is ``full``, ``same`` or ``valid``; ``boundary`` is ``fill``
-    (with ``fillvalue``), ``wrap`` or ``symm``. The dtype follows ``in1``.
+    (with ``fillvalue``, cast to the result dtype as SciPy does: a complex
+    value for a real result, or one outside an integer range, is an
+    ``ArgumentError``), ``wrap`` or ``symm``. The result dtype is
+    ``numpy.result_type(in1, in2)``, integers exact and complex inputs
+    computed as in :func:`convolve`.
 
     >>> import numpy as np, clconv
     >>> clconv.convolve2d(np.eye(3), np.ones((2, 2)), mode="valid", backend="numpy")
@@ -141,7 +248,8 @@ def correlate2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill",
                 fillvalue: float = 0, *, backend: str | None = None) -> Any:
     """2-D cross-correlation, as ``scipy.signal.correlate2d``.
 
-    Same arguments as :func:`convolve2d`; the kernel is not flipped.
+    Same arguments and dtype rules as :func:`convolve2d`; the kernel is not
+    flipped, and a complex ``in2`` is conjugated, as SciPy does.
 
     >>> import numpy as np, clconv
     >>> clconv.correlate2d(np.eye(3), np.array([[1, 0], [0, 0]]), mode="valid", backend="numpy")

@@ -125,8 +125,9 @@ MISTAKES = [
             ShapeError, ("a", "(2, 2)", "1 dims")),
     Mistake("convolve-empty", lambda b: clconv.convolve([], [1.0], backend=b), ShapeError,
             ("a", "(0,)", "non-empty")),
-    Mistake("convolve-complex", lambda b: clconv.convolve([1j], [1.0], backend=b), DTypeError,
-            ("a", "complex")),
+    Mistake("convolve-object", lambda b: clconv.convolve(np.array([1, None], dtype=object),
+                                                          [1.0], backend=b), DTypeError,
+            ("a", "object")),
     Mistake("convolve2d-boundary", lambda b: clconv.convolve2d(
         np.ones((3, 3)), np.ones((2, 2)), boundary="reflect", backend=b), ArgumentError,
         ("boundary='reflect'", "'symm'")),

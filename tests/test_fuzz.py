@@ -329,7 +329,8 @@ def wild(valid: list) -> st.SearchStrategy:
 def test_fuzz_wrappers_filters_and_backward(backend, bounded_host, which, a, b, mode, boundary,
                                             fill, stride, padding, padding_mode):
     """convolve / convolve2d / correlate2d / filter2d / conv_backward with any arguments: a
-    result (float dtype per the dtype rule) or a ClconvError; inputs unchanged."""
+    result (the wrappers: NumPy's result dtype; the others: the layers' float rule) or a
+    ClconvError; inputs unchanged."""
     before = [snapshot(v) for v in (a, b)]
     calls = {
         "convolve": lambda: clconv.convolve(a, b, mode, backend=backend),
@@ -350,16 +351,23 @@ def test_fuzz_wrappers_filters_and_backward(backend, bounded_host, which, a, b, 
     except clconv.ClconvError as exc:
         assert str(exc)
     else:
+        wrapper = which in ("convolve", "convolve2d", "correlate2d")
         for y in out if isinstance(out, tuple) else (out,):
-            assert y is None or np.asarray(y).dtype.kind == "f"
+            if wrapper:  # NumPy's and SciPy's rule
+                assert np.asarray(y).dtype == np.result_type(np.asarray(a), np.asarray(b))
+            else:        # the layers' rule
+                assert y is None or np.asarray(y).dtype.kind == "f"
         if which == "convolve":  # small integers / halves: exact against NumPy
-            # Both operands converted to the result dtype, which the first argument
-            # decides (API.md section 1: a huge `b` next to a float16 `a` is inf, and
-            # 0 * inf is nan), then numpy.convolve in float64, rounded to that dtype.
+            # Both operands converted to the result dtype (a huge `b` next to a float16
+            # `a` is inf, and 0 * inf is nan), then numpy.convolve in float64 (exact for
+            # these values; complex128 for complex ones), rounded to that dtype.
             res = np.asarray(out).dtype
-            with np.errstate(over="ignore"):
-                a64, b64 = (np.asarray(v).astype(res).astype(np.float64) for v in (a, b))
+            wide = np.complex128 if res.kind == "c" else np.float64
+            with np.errstate(over="ignore", invalid="ignore"):
+                a64, b64 = (np.asarray(v).astype(res).astype(wide) for v in (a, b))
                 want = np.convolve(a64, b64, mode.lower())  # clconv's modes: any case
+                if res.kind == "b":
+                    want = want != 0
                 want = want.astype(res)
             np.testing.assert_array_equal(np.asarray(out), want)
     assert [snapshot(v) for v in (a, b)] == before, "an input was modified"

@@ -330,10 +330,16 @@ def test_cli_devices_shows_each_status_and_problem(one_device_broken, capsys):
     assert f"{one_device_broken} (" in out and "does not work: simulated" in out
 
 
-def test_cli_names_a_device_that_does_not_work_once_with_the_hint(one_device_broken, capsys):
+def test_cli_names_a_device_that_does_not_work_once_with_the_hint(cl_backend, monkeypatch,
+                                                                    capsys):
     from clconv.cli import main
 
-    name = clconv.get_backend(one_device_broken).dctx.info.name
+    # Every device broken, so that no other device of the same name answers the text.
+    for d in clconv.devices():
+        entry = next(e for e in dev.enumerate_devices() if f"opencl:{e[0]}:{e[1]}" == d.backend)
+        monkeypatch.setitem(dev._probes, int(entry[3].int_ptr),
+                            dev.Probe(False, "simulated: the probe kernel does not build"))
+    name = clconv.get_backend(cl_backend).dctx.info.name
     assert main(["selftest", "--backend", f"opencl:{name.swapcase()}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1

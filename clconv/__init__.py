@@ -35,8 +35,9 @@ from .errors import (
 )
 from .filters import filter2d
 from .functional import conv1d, conv2d, conv3d
-from .layers import Conv1d, Conv2d, Conv3d
+from .layers import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 from .signal import convolve, convolve2d, correlate2d
+from .transpose import conv_transpose1d, conv_transpose2d, conv_transpose3d
 
 __version__ = "0.1.0"
 
@@ -49,6 +50,9 @@ __all__ = [
     "Conv1d",
     "Conv2d",
     "Conv3d",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
+    "ConvTranspose3d",
     "DTypeError",
     "DeviceInfo",
     "KernelBuildError",
@@ -59,6 +63,9 @@ __all__ = [
     "conv2d",
     "conv3d",
     "conv_backward",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
     "convolve",
     "convolve2d",
     "correlate2d",

@@ -415,3 +415,104 @@ def normalize_conv(ndim: int, input: Any, weight: Any, bias: Any, stride: Any, p
         x = x.reshape((1, *x.shape))
     return ConvCall(spec, cast_host(x, dtype), cast_host(w, dtype),
                     None if b is None else cast_host(b, dtype), unbatched)
+
+
+# ---------------------------------------------------------------- transposed conv
+
+@dataclass(frozen=True)
+class TransposeCall:
+    """A validated transposed convolution, as the input gradient of a forward one.
+
+    ``spec`` describes the forward convolution whose input has the transposed
+    convolution's output shape; ``x`` (batched, in the spec's dtype) plays
+    that convolution's ``grad_output``, zero-extended at the end of a spatial
+    axis where ``output_padding`` reaches past the last full stride.
+    """
+
+    spec: ConvSpec
+    x: Any
+    weight: Any
+    bias: Any
+    unbatched: bool
+
+
+def normalize_conv_transpose(ndim: int, input: Any, weight: Any, bias: Any, stride: Any,
+                             padding: Any, output_padding: Any, groups: Any, dilation: Any,
+                             data_format: Any) -> TransposeCall:
+    """Validate conv_transpose{ndim}d arguments (PyTorch's semantics, API.md section 1b)."""
+    last = channels_last(data_format)
+    x = as_operand(input, "input")
+    w = as_operand(weight, "weight")
+    b = None if bias is None else as_operand(bias, "bias")
+    dtype = result_dtype(x.dtype, "input")
+    layout = "(N, *spatial, C)" if last else "(N, C, *spatial)"
+    if x.ndim not in (ndim + 1, ndim + 2):
+        raise _rank_error("input", x.shape, f"{ndim + 2} dims {layout} or {ndim + 1} dims "
+                                            f"unbatched for conv_transpose{ndim}d")
+    unbatched = x.ndim == ndim + 1
+    shape = (1, *x.shape) if unbatched else tuple(x.shape)
+    batch, channels, in_size = ((shape[0], shape[-1], shape[1:-1]) if last
+                                else (shape[0], shape[1], shape[2:]))
+    if channels == 0:
+        raise ShapeError(f"input has shape {tuple(x.shape)} with 0 channels; expected >= 1")
+    if 0 in in_size:
+        raise ShapeError(f"input has shape {tuple(x.shape)} with an empty spatial axis; "
+                         "expected every spatial size >= 1")
+    if w.ndim != ndim + 2:
+        raise _rank_error("weight", w.shape, f"{ndim + 2} dims (C, F // groups, *kernel)")
+    if not _is_int(groups) or groups < 1:
+        raise ShapeError(f"groups={_short(groups)}; expected an int >= 1")
+    groups = int(groups)
+    if channels % groups:
+        raise ShapeError(f"groups={groups} does not divide the input's {channels} channels; "
+                         "expected a divisor of the channel count")
+    if w.shape[0] != channels:
+        raise ShapeError(
+            f"weight has shape {tuple(w.shape)}: {w.shape[0]} input channels, but the input "
+            f"has {channels}; expected weight.shape[0] == {channels} (a transposed "
+            "convolution's weight is (C, F // groups, *kernel))")
+    kernel_size = tuple(w.shape[2:])
+    if 0 in kernel_size:
+        raise ShapeError(f"weight has shape {tuple(w.shape)} with an empty kernel axis; "
+                         "expected every kernel size >= 1")
+    filters = w.shape[1] * groups
+    if b is not None and tuple(b.shape) != (filters,):
+        raise ShapeError(f"bias has shape {tuple(b.shape)}; expected ({filters},), one per "
+                         "output channel")
+    strides = int_tuple(stride, ndim, "stride", 1)
+    dilations = int_tuple(dilation, ndim, "dilation", 1)
+    if isinstance(padding, str):
+        raise ArgumentError(f"padding={padding!r}; a transposed convolution takes no string "
+                            "padding (as in PyTorch): expected an int, or one int or "
+                            "(before, after) pair per spatial dim")
+    pads = explicit_padding(padding, ndim)
+    extra = int_tuple(output_padding, ndim, "output_padding", 0)
+    for axis, (op, s, d) in enumerate(zip(extra, strides, dilations)):
+        if op >= max(s, d):
+            raise ShapeError(
+                f"output_padding={_short(output_padding)}: {op} on spatial axis {axis}; "
+                f"expected less than max(stride, dilation) = {max(s, d)}")
+    out = tuple((n - 1) * s - pb - pa + d * (k - 1) + op + 1 for n, s, (pb, pa), d, k, op
+                in zip(in_size, strides, pads, dilations, kernel_size, extra))
+    for axis, size in enumerate(out):
+        if size < 1:
+            raise ShapeError(
+                f"the output size on spatial axis {axis} is {size} (input {in_size[axis]}, "
+                f"kernel {kernel_size[axis]}, stride {strides[axis]}, dilation "
+                f"{dilations[axis]}, padding {pads[axis]}, output_padding {extra[axis]}); "
+                "expected at least 1: use less padding")
+    # The forward convolution whose input gradient this is: input (N, F, *out).
+    dummy_shape = (batch, *out, filters) if last else (batch, filters, *out)
+    dummy = np.broadcast_to(np.zeros((), dtype), dummy_shape)
+    spec = normalize_conv(ndim, dummy, cast_host(w, dtype), None, strides, pads, dilations,
+                          groups, "zeros", data_format, False).spec
+    xb = x.reshape(shape)
+    grown = tuple(f - n for f, n in zip(spec.out_size, in_size))
+    if any(grown):  # output_padding past the last full stride: zero gradients there
+        host = xb.get() if is_device_array(xb) else xb
+        widths = [(0, 0)] + [(0, g) for g in grown] + ([(0, 0)] if last else [])
+        if not last:
+            widths = [(0, 0), (0, 0)] + [(0, g) for g in grown]
+        xb = np.pad(host, widths)
+    return TransposeCall(spec, cast_host(xb, dtype), cast_host(w, dtype),
+                         None if b is None else cast_host(b, dtype), unbatched)

@@ -1,4 +1,4 @@
-"""Trainable convolution layers: Conv1d, Conv2d, Conv3d (API.md section 4).
+"""Trainable convolution layers: Conv1d/2d/3d and ConvTranspose1d/2d/3d (API.md section 4).
 
 A layer owns its ``weight`` and ``bias`` (NumPy arrays, initialised like
 PyTorch's default), runs the forward pass with :func:`clconv.conv2d` & co.,
@@ -25,6 +25,7 @@ import numpy as np
 
 from ._normalize import (
     ConvCall,
+    TransposeCall,
     as_operand,
     border_mode,
     cast_host,
@@ -34,12 +35,15 @@ from ._normalize import (
     int_tuple,
     is_device_array,
     normalize_conv,
+    normalize_conv_transpose,
 )
 from .backends import get_backend
 from .backward import run_backward
 from .errors import AllocationError, ArgumentError, DTypeError, ShapeError
+from .transpose import run_transpose
 
-__all__ = ["Conv1d", "Conv2d", "Conv3d"]
+__all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d",
+           "ConvTranspose3d"]
 
 PARAM_DTYPES = ("float16", "float32", "float64")
 
@@ -70,6 +74,23 @@ class _ConvNd:
                  padding_mode: str = "zeros", *, backend: Any = None, seed: Any = None,
                  dtype: Any = "float32", data_format: str = "channels_first") -> None:
         nd = self.ndim
+        rng = self._common(in_channels, out_channels, kernel_size, stride, dilation, groups,
+                           bias, backend, seed, dtype, data_format)
+        explicit_padding(padding, nd)  # validates; normalize_conv resolves it per input
+        self.padding = padding.lower() if isinstance(padding, str) else padding
+        border_mode(padding_mode)
+        self.padding_mode = padding_mode.lower()
+        self.fan_in = self.in_channels // self.groups * math.prod(self.kernel_size)
+        self._init_parameters(
+            (self.out_channels, self.in_channels // self.groups, *self.kernel_size),
+            self.out_channels, rng, bias)
+        self._call: ConvCall | None = None
+
+    def _common(self, in_channels: Any, out_channels: Any, kernel_size: Any, stride: Any,
+                dilation: Any, groups: Any, bias: Any, backend: Any, seed: Any, dtype: Any,
+                data_format: Any) -> np.random.Generator:
+        """Validate and set the arguments every layer shares; the initialisation RNG."""
+        nd = self.ndim
         self.in_channels = _count(in_channels, "in_channels")
         self.out_channels = _count(out_channels, "out_channels")
         self.groups = _count(groups, "groups")
@@ -80,10 +101,6 @@ class _ConvNd:
         self.kernel_size = int_tuple(kernel_size, nd, "kernel_size", 1)
         self.stride = int_tuple(stride, nd, "stride", 1)
         self.dilation = int_tuple(dilation, nd, "dilation", 1)
-        explicit_padding(padding, nd)  # validates; normalize_conv resolves it per input
-        self.padding = padding.lower() if isinstance(padding, str) else padding
-        border_mode(padding_mode)
-        self.padding_mode = padding_mode.lower()
         channels_last(data_format)
         self.data_format = data_format.lower()
         if not isinstance(bias, (bool, np.bool_)):
@@ -93,28 +110,29 @@ class _ConvNd:
         if backend is not None:
             get_backend(backend)  # an unknown or unusable backend fails here, not later
         try:
-            rng = np.random.default_rng(seed)
+            return np.random.default_rng(seed)
         except (TypeError, ValueError) as exc:
             raise ArgumentError(f"seed={seed!r}; expected None, an int or a "
                                 f"numpy.random.Generator ({exc})") from None
 
-        self.fan_in = self.in_channels // self.groups * math.prod(self.kernel_size)
+    def _init_parameters(self, shape: tuple[int, ...], bias_size: int,
+                         rng: np.random.Generator, bias: bool) -> None:
+        """Weight and bias uniform in +-1/sqrt(fan_in), as PyTorch initialises them."""
         bound = 1.0 / math.sqrt(self.fan_in)
-        shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
         # The float64 draw and the weight are both held while initialising.
         need = math.prod(shape) * (8 + self.dtype.itemsize)
         if need > host_memory_limit():
             raise AllocationError(
-                f"kernel_size={kernel_size!r} with {in_channels} input and {out_channels} "
-                f"output channels: the weight {shape} needs about {need / 2**30:.3g} GiB to "
-                f"initialise; expected at most {host_memory_limit() / 2**30:.3g} GiB (physical "
-                "memory, or CLCONV_MAX_HOST_BYTES)")
+                f"kernel_size={self.kernel_size} with {self.in_channels} input and "
+                f"{self.out_channels} output channels: the weight {shape} needs about "
+                f"{need / 2**30:.3g} GiB to initialise; expected at most "
+                f"{host_memory_limit() / 2**30:.3g} GiB (physical memory, or "
+                "CLCONV_MAX_HOST_BYTES)")
         self.weight: np.ndarray = rng.uniform(-bound, bound, shape).astype(self.dtype)
         self.bias: np.ndarray | None = (
-            rng.uniform(-bound, bound, self.out_channels).astype(self.dtype) if bias else None)
+            rng.uniform(-bound, bound, bias_size).astype(self.dtype) if bias else None)
         self.grad_weight: Any = None
         self.grad_bias: Any = None
-        self._call: ConvCall | None = None
         self._backend_obj: Any = None
 
     # ------------------------------------------------------------ passes
@@ -225,3 +243,128 @@ class Conv2d(_ConvNd):
 class Conv3d(_ConvNd):
     ndim = 3
     __doc__ = _CLASS_DOC.format(n=3, name="Conv3d", sp="D, H, W")
+
+
+class _ConvTransposeNd(_ConvNd):
+    """Shared implementation of ConvTranspose1d/2d/3d: the adjoint of the convolution layer
+    with the same stride, padding, dilation and groups."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
+                 padding: Any = 0, output_padding: Any = 0, groups: int = 1, bias: bool = True,
+                 dilation: Any = 1, *, backend: Any = None, seed: Any = None,
+                 dtype: Any = "float32", data_format: str = "channels_first") -> None:
+        nd = self.ndim
+        rng = self._common(in_channels, out_channels, kernel_size, stride, dilation, groups,
+                           bias, backend, seed, dtype, data_format)
+        if isinstance(padding, str):
+            raise ArgumentError(f"padding={padding!r}; a transposed convolution takes no "
+                                "string padding (as in PyTorch): expected an int or one int "
+                                "per spatial dim")
+        explicit_padding(padding, nd)
+        self.padding = padding
+        self.output_padding = int_tuple(output_padding, nd, "output_padding", 0)
+        for axis, (op, s, d) in enumerate(zip(self.output_padding, self.stride,
+                                              self.dilation)):
+            if op >= max(s, d):
+                raise ShapeError(f"output_padding={output_padding!r}: {op} on spatial axis "
+                                 f"{axis}; expected less than max(stride, dilation) = "
+                                 f"{max(s, d)}")
+        self.padding_mode = "zeros"
+        self.fan_in = self.out_channels // self.groups * math.prod(self.kernel_size)
+        self._init_parameters(
+            (self.in_channels, self.out_channels // self.groups, *self.kernel_size),
+            self.out_channels, rng, bias)
+        self._tcall: TransposeCall | None = None
+        self._in_size: tuple[int, ...] = ()
+
+    def forward(self, x: Any) -> Any:
+        """The transposed convolution of ``x``; keeps what backward needs."""
+        x = as_operand(x, "input")
+        x = (x.astype(self.dtype) if x.dtype != self.dtype else x) if is_device_array(x) \
+            else cast_host(x, self.dtype)
+        call = normalize_conv_transpose(self.ndim, x, self.weight, self.bias, self.stride,
+                                        self.padding, self.output_padding, self.groups,
+                                        self.dilation, self.data_format)
+        backend = get_backend(self.backend)
+        y = run_transpose(call, backend)
+        self._tcall, self._backend_obj = call, backend
+        shape = (1, *x.shape) if call.unbatched else tuple(x.shape)
+        self._in_size = shape[1:-1] if call.spec.channels_last else shape[2:]
+        return y
+
+    __call__ = forward
+
+    def backward(self, grad_output: Any) -> Any:
+        """dL/dinput for ``grad_output`` = dL/dy of the last forward pass.
+
+        dL/dinput is the forward convolution of ``grad_output`` (the adjoint's
+        adjoint); ``grad_weight`` is that convolution's weight gradient for
+        the layer's input; ``grad_bias`` sums ``grad_output`` over batch and
+        positions (None without a bias).
+        """
+        call = self._tcall
+        if call is None:
+            raise ArgumentError("backward() called before any forward pass; "
+                                "expected layer(x) first")
+        spec = call.spec
+        gy = as_operand(grad_output, "grad_output")
+        expected = spec.input_shape[1:] if call.unbatched else spec.input_shape
+        if tuple(gy.shape) != tuple(expected):
+            raise ShapeError(f"grad_output has shape {tuple(gy.shape)}; expected "
+                             f"{tuple(expected)}, the shape of the last output")
+        if call.unbatched:
+            gy = gy.reshape((1, *gy.shape))
+        gy = cast_host(gy, np.dtype(spec.dtype))
+        be = self._backend_obj
+        grad_x = be.conv_forward(gy, call.weight, None, spec)
+        self.grad_weight = be.conv_backward(gy, call.weight, call.x, spec)[1]
+        # The forward convolution may reach past the input where output_padding
+        # extended the result: those positions are not the layer's input.
+        if tuple(spec.out_size) != tuple(self._in_size):
+            keep = tuple(slice(0, n) for n in self._in_size)
+            grad_x = grad_x[(slice(None), *keep, slice(None)) if spec.channels_last
+                            else (slice(None), slice(None), *keep)]
+        self.grad_bias = None
+        if self.bias is not None:  # per output channel: every axis but the channels'
+            channel_axis = len(spec.input_shape) - 1 if spec.channels_last else 1
+            axes = tuple(i for i in range(len(spec.input_shape)) if i != channel_axis)
+            host = gy.get() if is_device_array(gy) else gy
+            self.grad_bias = host.astype(np.float64).sum(axis=axes).astype(spec.dtype)
+        return grad_x[0] if call.unbatched else grad_x
+
+    def __repr__(self) -> str:
+        text = super().__repr__()
+        if any(self.output_padding):
+            text = text[:-1] + f", output_padding={self.output_padding})"
+        return text
+
+
+_TRANSPOSE_DOC = """A {n}-D transposed convolution layer (the adjoint of ``Conv{n}d``).
+
+    ``ConvTranspose{n}d(in_channels, out_channels, kernel_size, stride=1,
+    padding=0, output_padding=0, groups=1, bias=True, dilation=1, *,
+    backend=None, seed=None, dtype="float32")``: the arguments of
+    ``torch.nn.ConvTranspose{n}d`` in its order (``groups`` before
+    ``dilation``). ``weight`` is ``(in_channels, out_channels // groups,
+    *kernel_size)``, ``bias`` ``(out_channels,)`` or None; both uniform in
+    ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]`` with ``fan_in = out_channels //
+    groups * prod(kernel_size)``, drawn from ``numpy.random.default_rng(seed)``.
+    ``layer(x)`` computes :func:`clconv.conv_transpose{n}d`;
+    ``layer.backward(grad_output)`` returns dL/dx and sets ``grad_weight``
+    and ``grad_bias``.
+    """
+
+
+class ConvTranspose1d(_ConvTransposeNd):
+    ndim = 1
+    __doc__ = _TRANSPOSE_DOC.format(n=1)
+
+
+class ConvTranspose2d(_ConvTransposeNd):
+    ndim = 2
+    __doc__ = _TRANSPOSE_DOC.format(n=2)
+
+
+class ConvTranspose3d(_ConvTransposeNd):
+    ndim = 3
+    __doc__ = _TRANSPOSE_DOC.format(n=3)

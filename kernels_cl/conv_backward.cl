@@ -10,7 +10,8 @@
  *                     for filters >= FG)
  *   grad_input        gradient w.r.t. the padded input over a box of padded
  *                     positions: a gather over the filters and the taps whose
- *                     windows contain each position. It writes either the
+ *                     windows contain each position (alone, with GX_BIAS, it is
+ *                     the transposed convolution). It writes either the
  *                     result directly (constant border: only the interior box
  *                     has a source pixel) or a padded ACC_T temporary
  *   fold_border       adjoint of the border map: each source pixel sums the
@@ -77,6 +78,11 @@
 #endif
 #ifndef WG_Y
 #define WG_Y 4
+#endif
+/* GX_BIAS=1: grad_input starts every channel's sum at bias[channel] (ACC_T): the
+ * transposed convolution's bias, added where its output is written. */
+#ifndef GX_BIAS
+#define GX_BIAS 0
 #endif
 
 /* Derived: non-constant borders write the padded gradient to a temporary
@@ -225,7 +231,8 @@ void grad_input(__global const GY_T *restrict gy, const long gy_off,
                 const int KD, const int KH, const int KW,
                 const int SD, const int SH, const int SW,
                 const int DD, const int DH, const int DW,
-                const int G, const int CG, const int FG, const int NCB)
+                const int G, const int CG, const int FG, const int NCB,
+                __global const ACC_T *restrict bias)
 {
     const long wb = get_global_id(0);
     const long row = get_global_id(1);
@@ -244,9 +251,17 @@ void grad_input(__global const GY_T *restrict gy, const long gy_off,
     const long taps = (long)KD * KH * KW;
     __global const ACC_T *wg = wt + (g * NCB + cblk) * FG * taps * CB;
 
+#if GX_BIAS
+    ACC_T first[CB];
+    for (int j = 0; j < CB; ++j)
+        first[j] = cblk * CB + j < CG ? bias[g * CG + cblk * CB + j] : (ACC_T)(0);
+    const CVEC_T start = CVLOAD(first);
+#else
+    const CVEC_T start = (CVEC_T)(0);
+#endif
     CVEC_T acc[PB];
     for (int pb = 0; pb < PB; ++pb)
-        acc[pb] = (CVEC_T)(0);
+        acc[pb] = start;
 
     /* Stride 1 and every (column, tap) pair inside [0, OW): no checks. */
     const bool inside = SW == 1 && pw0 - (long)(KW - 1) * DW >= 0 && pw0 + PB - 1 < OW;

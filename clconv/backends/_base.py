@@ -45,3 +45,8 @@ class Backend(Protocol):
         (returned whether or not the forward pass had a bias).
         """
         ...
+
+    # Optional: ``conv_transpose(grad_output, weight, bias, spec)``, the input
+    # gradient alone plus ``bias`` (one per input channel of ``spec``), with the
+    # input's shape: the transposed convolution. A backend without it gets
+    # ``conv_backward``'s grad_input (on a zero input) plus the bias instead.

@@ -193,6 +193,15 @@ class NumpyBackend:
 
         return backward_host(x, weight, grad_output, spec)
 
+    @np.errstate(over="ignore", invalid="ignore")
+    def conv_transpose(self, grad_output: Any, weight: Any, bias: Any, spec: ConvSpec,
+                       ) -> np.ndarray:
+        """The transposed convolution: ``spec``'s input gradient for ``grad_output``, plus
+        ``bias`` per input channel of ``spec``."""
+        from .numpy_backward import transpose_host
+
+        return transpose_host(grad_output, weight, bias, spec)
+
 
 def factory(option: str | None) -> NumpyBackend:
     """Registry factory: the NumPy backend takes no option."""

@@ -90,17 +90,19 @@ def _taps(spec: ConvSpec) -> list[tuple[int, ...]]:
 
 
 def _backward_taps(xp_g, w_g, gy_g, spec, grad_xp, grad_w) -> None:
-    """One input channel per group: elementwise products per tap (depthwise layers)."""
+    """One input channel per group: elementwise products per tap (depthwise layers).
+    ``grad_w`` None: the input gradient only (``xp_g`` may then be None too)."""
     every = (slice(None),) * 2
-    x1, gx1 = xp_g[:, 0], grad_xp[:, 0]                         # (G, N, *padded)
+    gx1 = grad_xp[:, 0]                                         # (G, N, *padded)
     reduce_axes = tuple(range(1, 2 + spec.ndim))
     for tap in _taps(spec):
         window = every + _tap_slices(tap, spec)
-        view = x1[window]                                       # (G, N, *out)
         w_t = w_g[(slice(None), slice(None), 0, *tap)]          # (G, Fg)
         for f in range(spec.out_per_group):
             gy_f = gy_g[:, f]                                   # (G, N, *out)
-            grad_w[(slice(None), f, 0, *tap)] = (gy_f * view).sum(axis=reduce_axes)
+            if grad_w is not None:
+                view = xp_g[:, 0][window]                       # (G, N, *out)
+                grad_w[(slice(None), f, 0, *tap)] = (gy_f * view).sum(axis=reduce_axes)
             gx1[window] += w_t[:, f].reshape(-1, *(1,) * (1 + spec.ndim)) * gy_f
 
 
@@ -108,13 +110,14 @@ def _backward_im2col(xp_g, w_g, gy_g, spec, grad_xp, grad_w) -> None:
     """Dense groups: im2col chunks (over batch and the first output axis), two matmuls each.
 
     grad_w += grad_output @ cols^T and cols_grad = w^T @ grad_output, then
-    cols_grad is scattered back tap by tap (col2im).
+    cols_grad is scattered back tap by tap (col2im). ``grad_w`` None: the input
+    gradient only (no columns are gathered; ``xp_g`` may be None).
     """
     g, cg, fg, n = spec.groups, spec.in_per_group, spec.out_per_group, spec.batch
     taps = _taps(spec)
     ntaps = len(taps)
     w_t = w_g.reshape(g, fg, cg * ntaps).swapaxes(1, 2)        # (G, Cg*K, Fg)
-    gw = np.zeros((g, fg, cg * ntaps), dtype=grad_w.dtype)
+    gw = np.zeros((g, fg, cg * ntaps), dtype=gy_g.dtype)
     rows, rest = spec.out_size[0], math.prod(spec.out_size[1:])
     row_bytes = g * cg * ntaps * rest * gy_g.dtype.itemsize
     rows_per_chunk = max(1, min(rows, IM2COL_CHUNK_BYTES // max(row_bytes, 1)))
@@ -126,26 +129,29 @@ def _backward_im2col(xp_g, w_g, gy_g, spec, grad_xp, grad_w) -> None:
         for r0 in range(0, rows, rows_per_chunk):
             rb = min(rows_per_chunk, rows - r0)
             chunk_out = (nb, rb, *spec.out_size[1:])
-            cols = np.empty((g, cg, ntaps, *chunk_out), dtype=gy_g.dtype)
-            for i, tap in enumerate(taps):
-                cols[:, :, i] = xp_g[lead + _tap_slices(tap, spec, (r0, r0 + rb))]
             gy_c = gy_g[lead + (slice(r0, r0 + rb),)].reshape(g, fg, -1)
-            gw += np.matmul(gy_c, cols.reshape(g, cg * ntaps, -1).swapaxes(1, 2))
+            if grad_w is not None:
+                cols = np.empty((g, cg, ntaps, *chunk_out), dtype=gy_g.dtype)
+                for i, tap in enumerate(taps):
+                    cols[:, :, i] = xp_g[lead + _tap_slices(tap, spec, (r0, r0 + rb))]
+                gw += np.matmul(gy_c, cols.reshape(g, cg * ntaps, -1).swapaxes(1, 2))
             cols_grad = np.matmul(w_t, gy_c).reshape(g, cg, ntaps, *chunk_out)
             for i, tap in enumerate(taps):
                 # Within one tap the strided slice has no repeated positions: += is exact.
                 grad_xp[lead + _tap_slices(tap, spec, (r0, r0 + rb))] += cols_grad[:, :, i]
-    grad_w[...] = gw.reshape(grad_w.shape)
+    if grad_w is not None:
+        grad_w[...] = gw.reshape(grad_w.shape)
 
 
-def conv_backward(xp: np.ndarray, w: np.ndarray, gy: np.ndarray, spec: ConvSpec,
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def conv_backward(xp: np.ndarray | None, w: np.ndarray, gy: np.ndarray, spec: ConvSpec,
+                  ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Gradients of a correlation of the padded channels-first input ``xp`` with ``w``.
 
     ``xp`` is ``(N, C, *padded)``, ``w`` the (already flipped, if the spec
     says so) ``(F, C // groups, *kernel)``, ``gy`` is ``(N, F, *out)``, all in
     the accumulation dtype. Returns ``(grad_xp, grad_w, grad_b)`` where
-    ``grad_xp`` is the gradient with respect to the padded input.
+    ``grad_xp`` is the gradient with respect to the padded input. ``xp`` None:
+    the input gradient alone (the transposed convolution), ``grad_w`` None.
     """
     n, g, cg, fg = spec.batch, spec.groups, spec.in_per_group, spec.out_per_group
     out, padded = spec.out_size, spec.padded_size
@@ -154,16 +160,18 @@ def conv_backward(xp: np.ndarray, w: np.ndarray, gy: np.ndarray, spec: ConvSpec,
     grad_b = gy.sum(axis=(0, *range(2, 2 + spec.ndim)))
     # Group-major layouts (G, channels, N, *spatial): every group is one matmul batch.
     gy_g = np.ascontiguousarray(gy.reshape(n, g, fg, *out).swapaxes(0, 1).swapaxes(1, 2))
-    xp_g = xp.reshape(n, g, cg, *padded).swapaxes(0, 1).swapaxes(1, 2)
+    xp_g = None if xp is None else xp.reshape(n, g, cg, *padded).swapaxes(0, 1).swapaxes(1, 2)
     w_g = w.reshape(g, fg, cg, *spec.kernel_size)
     grad_xp = np.zeros((g, cg, n, *padded), dtype=acc)
-    grad_w = np.empty((g, fg, cg, *spec.kernel_size), dtype=acc)
+    grad_w = None if xp is None else np.empty((g, fg, cg, *spec.kernel_size), dtype=acc)
     if cg == 1 and fg <= TAP_PATH_MAX_FILTERS:
         _backward_taps(xp_g, w_g, gy_g, spec, grad_xp, grad_w)
     else:
         _backward_im2col(xp_g, w_g, gy_g, spec, grad_xp, grad_w)
     grad_xp = grad_xp.swapaxes(1, 2).swapaxes(0, 1).reshape(n, g * cg, *padded)
-    return grad_xp, grad_w.reshape(g * fg, cg, *spec.kernel_size), grad_b
+    if grad_w is not None:
+        grad_w = grad_w.reshape(g * fg, cg, *spec.kernel_size)
+    return grad_xp, grad_w, grad_b
 
 
 def backward_host(x: Any, weight: Any, grad_output: Any, spec: ConvSpec,
@@ -177,26 +185,47 @@ def backward_host(x: Any, weight: Any, grad_output: Any, spec: ConvSpec,
         return (np.zeros(spec.input_shape, dtype=spec.dtype),
                 np.zeros(spec.weight_shape, dtype=spec.dtype),
                 np.zeros((spec.out_channels,), dtype=spec.dtype))
+    grad_x, grad_w, grad_b = _gradients(x, weight, grad_output, spec)
+    if spec.flip:
+        grad_w = flip_kernel(grad_w, spec.ndim)
+    return (grad_x, np.ascontiguousarray(grad_w, dtype=spec.dtype), grad_b.astype(spec.dtype))
+
+
+def transpose_host(grad_output: Any, weight: Any, bias: Any, spec: ConvSpec) -> np.ndarray:
+    """``NumpyBackend.conv_transpose``: the input gradient alone, plus ``bias`` per input
+    channel of ``spec`` (the transposed convolution's output channels)."""
+    if spec.batch == 0 or spec.in_channels == 0:
+        return np.zeros(spec.input_shape, dtype=spec.dtype)
+    grad_x = _gradients(None, weight, grad_output, spec)[0]
+    if bias is not None:
+        b = to_host(bias).astype(accumulator_dtype(spec), copy=False)
+        grad_x = grad_x + (b if spec.channels_last else b.reshape(-1, *(1,) * spec.ndim))
+        grad_x = np.ascontiguousarray(grad_x, dtype=spec.dtype)
+    return grad_x
+
+
+def _gradients(x: Any, weight: Any, grad_output: Any, spec: ConvSpec):
+    """``(grad_x in the spec's layout and dtype, grad_w (flipped if the spec flips),
+    grad_b)``; ``x`` None: ``grad_w`` None."""
     acc = accumulator_dtype(spec)
-    x = to_host(x).astype(acc, copy=False)
     gy = to_host(grad_output).astype(acc, copy=False)
+    if x is not None:
+        x = to_host(x).astype(acc, copy=False)
     if spec.channels_last:
-        x, gy = np.moveaxis(x, -1, 1), np.moveaxis(gy, -1, 1)
+        gy = np.moveaxis(gy, -1, 1)
+        x = None if x is None else np.moveaxis(x, -1, 1)
     w = to_host(weight).astype(acc, copy=False)
     if spec.flip:
         w = flip_kernel(w, spec.ndim)
     try:
-        grad_xp, grad_w, grad_b = conv_backward(pad_input(x, spec), w, gy, spec)
+        grad_xp, grad_w, grad_b = conv_backward(None if x is None else pad_input(x, spec), w,
+                                                gy, spec)
         grad_x = unpad_adjoint(grad_xp, spec, first_axis=2)
     except MemoryError as exc:
         raise AllocationError(
             f"the NumPy backend ran out of host memory for the backward pass of input "
             f"{spec.input_shape}, kernel {spec.kernel_size}, output {spec.output_shape}: "
             f"{exc}") from None
-    if spec.flip:
-        grad_w = flip_kernel(grad_w, spec.ndim)
     if spec.channels_last:
         grad_x = np.moveaxis(grad_x, 1, -1)
-    return (np.ascontiguousarray(grad_x, dtype=spec.dtype),
-            np.ascontiguousarray(grad_w, dtype=spec.dtype),
-            grad_b.astype(spec.dtype))
+    return np.ascontiguousarray(grad_x, dtype=spec.dtype), grad_w, grad_b

@@ -210,6 +210,19 @@ class OpenCLBackend:
                 self._check_device_array(operand, name)
         return run_backward(self, x, weight, grad_output, spec)
 
+    def conv_transpose(self, grad_output: Any, weight: Any, bias: Any, spec: ConvSpec) -> Any:
+        """The transposed convolution: ``spec``'s input gradient for ``grad_output`` (the
+        ``grad_input`` kernel of conv_backward.cl alone), plus ``bias`` per input channel.
+        A device ``grad_output`` gives a device result on its queue."""
+        from .backward import run_backward
+
+        check_not_forked()
+        self._check_dtype(spec)
+        for name, operand in (("input", grad_output), ("weight", weight), ("bias", bias)):
+            if is_device_array(operand):
+                self._check_device_array(operand, name)
+        return run_backward(self, None, weight, grad_output, spec, bias)[0]
+
 
 class _driver_errors:
     """Turn the driver's errors during a call into clconv's documented classes.

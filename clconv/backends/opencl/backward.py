@@ -136,17 +136,22 @@ def preimage_table(sizes: tuple[int, ...], before: tuple[int, ...], after: tuple
 
 
 def run_backward(backend: Any, x: Any, weight: Any, grad_output: Any, spec: ConvSpec,
-                 ) -> tuple[Any, Any, Any]:
+                 bias: Any = None) -> tuple[Any, ...]:
     """``OpenCLBackend.conv_backward``: host operands give NumPy results, a device
-    input gives device results on its queue."""
+    input gives device results on its queue.
+
+    ``x`` None: the input gradient alone (``conv_transpose``), plus ``bias`` per
+    input channel; a 1-tuple. The device-ness follows ``grad_output`` then.
+    """
     import pyopencl as cl
     import pyopencl.array as cla
 
     from .backend import _driver_errors
 
     dctx: DeviceContext = backend.dctx
-    on_device = is_device_array(x)
-    queue = x.queue if on_device and x.queue is not None else dctx.queue
+    lead = grad_output if x is None else x
+    on_device = is_device_array(lead)
+    queue = lead.queue if on_device and lead.queue is not None else dctx.queue
     if queue == dctx.queue:
         # Pooled buffers are recycled in queue order, which holds only on our queue.
         allocate = dctx.allocate
@@ -154,16 +159,21 @@ def run_backward(backend: Any, x: Any, weight: Any, grad_output: Any, spec: Conv
         allocate = dctx.buffer
     dtype = np.dtype(spec.dtype)
     shapes = (spec.input_shape, spec.weight_shape, (spec.out_channels,))
+    if x is None:
+        shapes = shapes[:1]
     with _driver_errors(spec, dctx.info.name):
         if spec.batch == 0 or spec.out_channels == 0:
             grads = tuple(cla.zeros(queue, s, dtype, allocator=allocate) for s in shapes)
         else:
             grads = tuple(cla.empty(queue, s, dtype, allocator=allocate) for s in shapes)
-            x_op, gy_op = (Operand.of(_upload(queue, a, allocate)) for a in (x, grad_output))
+            x_op = None if x is None else Operand.of(_upload(queue, x, allocate))
+            gy_op = Operand.of(_upload(queue, grad_output, allocate))
             w_op = Operand.of(weight) if is_device_array(weight) else None
             w_host = None if w_op is not None else np.asarray(weight)
-            _launch(dctx, queue, allocate, x_op, w_op, w_host, gy_op,
-                    *(Operand.of(g) for g in grads), spec)
+            b_buf = None if bias is None else _bias_buffer(queue, bias, spec, allocate)
+            gw, gb = (None, None) if x is None else (Operand.of(grads[1]), Operand.of(grads[2]))
+            _launch(dctx, queue, allocate, x_op, w_op, w_host, gy_op, Operand.of(grads[0]),
+                    gw, gb, spec, b_buf)
         if on_device:
             mark_complete(queue, *grads)
             return grads
@@ -174,6 +184,18 @@ def run_backward(backend: Any, x: Any, weight: Any, grad_output: Any, spec: Conv
         if events:
             cl.wait_for_events(events)
         return results
+
+
+def _bias_buffer(queue: Any, bias: Any, spec: ConvSpec, allocate: Any) -> Any:
+    """The bias (one per input channel of ``spec``) as a contiguous ACC_T buffer."""
+    import pyopencl.array as cla
+
+    acc = acc_dtype(spec)
+    if is_device_array(bias) and bias.dtype == acc and bias.flags.c_contiguous:
+        return bias.base_data if not bias.offset else bias.data
+    host = bias.get() if is_device_array(bias) else np.asarray(bias)
+    return cla.to_device(queue, np.ascontiguousarray(host, dtype=acc), allocator=allocate,
+                         async_=True).data
 
 
 def _upload(queue: Any, array: Any, allocate: Any) -> Any:
@@ -193,13 +215,15 @@ def _check_bytes(dctx: DeviceContext, spec: ConvSpec, what: str, nbytes: int) ->
             f"is {dctx.info.max_alloc} bytes")
 
 
-def _program(dctx: DeviceContext, spec: ConvSpec, cfg: BackwardConfig, x: Operand,
-             w_dtype: np.dtype, gy: Operand) -> Any:
+def _program(dctx: DeviceContext, spec: ConvSpec, cfg: BackwardConfig, x: Operand | None,
+             w_dtype: np.dtype, gy: Operand, bias: bool) -> Any:
     """conv_backward.cl built for the operand types and the blocking of ``cfg``."""
-    defines = type_defines(spec, x.dtype, "IN")
+    defines = type_defines(spec, gy.dtype if x is None else x.dtype, "IN")
     for prefix, dtype in (("W", w_dtype), ("GY", gy.dtype)):
         defines.update(type_defines(spec, dtype, prefix))
     defines.update(cfg.defines())
+    if bias:
+        defines["GX_BIAS"] = 1
     return dctx.program("conv_backward.cl", defines)
 
 
@@ -216,23 +240,27 @@ def pack_weights_host(weight: Any, spec: ConvSpec, cb: int) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def _launch(dctx: DeviceContext, queue: Any, allocate: Any, x: Operand, w: Operand | None,
-            w_host: np.ndarray | None, gy: Operand, gx: Operand, gw: Operand, gb: Operand,
-            spec: ConvSpec) -> None:
-    """Enqueue every backward kernel; the weight is a device ``w`` or a host ``w_host``."""
+def _launch(dctx: DeviceContext, queue: Any, allocate: Any, x: Operand | None,
+            w: Operand | None, w_host: np.ndarray | None, gy: Operand, gx: Operand,
+            gw: Operand | None, gb: Operand | None, spec: ConvSpec, bias: Any = None) -> None:
+    """Enqueue every backward kernel; the weight is a device ``w`` or a host ``w_host``.
+
+    ``gw`` None: the input gradient alone (``x`` is not read and may be None),
+    with ``bias`` (an ACC_T buffer, one per input channel) added to it.
+    """
     import pyopencl.array as cla
 
     limits = current_limits(dctx.info)
     # A host weight is packed by NumPy in the accumulator type: one launch fewer.
     w_dtype = w.dtype if w is not None else acc_dtype(spec)
     cfg = plan(spec, limits.max_work_group)
-    prg = _program(dctx, spec, cfg, x, w_dtype, gy)
+    prg = _program(dctx, spec, cfg, x, w_dtype, gy, bias is not None)
     # A kernel may allow less than the device maximum (registers on GPUs).
     allowed = min(prg.max_work_group(k, dctx.device) for k in (
         "grad_input", "grad_weight_partial", "pack_gy"))
     if allowed < max(cfg.wg, cfg.wg_x * cfg.wg_y):
         cfg = plan(spec, allowed)
-        prg = _program(dctx, spec, cfg, x, w_dtype, gy)
+        prg = _program(dctx, spec, cfg, x, w_dtype, gy, bias is not None)
 
     acc = acc_dtype(spec)
     i64, i32 = np.int64, np.int32
@@ -249,7 +277,7 @@ def _launch(dctx: DeviceContext, queue: Any, allocate: Any, x: Operand, w: Opera
     def run1d(name: str, total: int, *args: Any) -> None:
         enqueue(prg, name, queue, (round_up(total, wg),), (wg,), *args)
 
-    # ---- operands: transposed weights, grad_output in filter blocks
+    # ---- the transposed weights
     wt_total = g * ncb * fg * kd * kh * kw * cfg.cb
     _check_bytes(dctx, spec, "packed weight", wt_total * acc.itemsize)
     if w is None:
@@ -262,18 +290,6 @@ def _launch(dctx: DeviceContext, queue: Any, allocate: Any, x: Operand, w: Opera
               wt, i64(wt_total), i32(cg), i32(fg), i32(ncb), i32(kd), i32(kh), i32(kw),
               i32(int(spec.flip)))
     gy_str = layout_strides(gy.strides, spec)
-    gyp_items = spec.batch * g * nfb * out_d * out_h * out_w
-    _check_bytes(dctx, spec, "packed grad_output", gyp_items * cfg.fb * acc.itemsize)
-    positions = out_d * out_h * out_w
-    if (cfg.fb == 1 and not spec.channels_last and gy.offset == 0 and gy.dtype == acc
-            and gy.strides == contiguous_strides(spec.output_shape)):
-        # One filter per block: the packed layout is grad_output itself.
-        gyp = gy.buffer
-    else:
-        gyp = allocate(gyp_items * cfg.fb * acc.itemsize)
-        enqueue(prg, "pack_gy", queue, (round_up(positions, wg), spec.batch * g * nfb),
-                (wg, 1), gy.buffer, i64(gy.offset), *(i64(s) for s in gy_str), gyp,
-                i64(out_d), i64(out_h), i64(out_w), i32(g), i32(fg), i32(nfb))
 
     # ---- grad-input
     gx_str = layout_strides(gx.strides, spec)
@@ -296,7 +312,7 @@ def _launch(dctx: DeviceContext, queue: Any, allocate: Any, x: Operand, w: Opera
             target, i64(t_off), *(i64(s) for s in t_str),
             *(i64(v) for v in (*box0, *box, out_d, out_h, out_w)),
             i32(kd), i32(kh), i32(kw), *(i32(s) for s in strides),
-            i32(g), i32(cg), i32(fg), i32(ncb))
+            i32(g), i32(cg), i32(fg), i32(ncb), wt if bias is None else bias)
     if tmp is not None:
         table, starts = preimage_table((in_d, in_h, in_w), (pd, ph, pw),
                                        spatial3(spec.pad_after, 0), spec.border)
@@ -307,7 +323,22 @@ def _launch(dctx: DeviceContext, queue: Any, allocate: Any, x: Operand, w: Opera
                 gx.buffer, i64(gx.offset), *(i64(s) for s in gx_str),
                 *(i64(v) for v in (spec.in_channels, in_d, in_h, in_w, pad_d, pad_h, pad_w)))
 
+    if gw is None:
+        return
+
     # ---- grad-weight and grad-bias: fixed row blocks, then an ordered sum
+    gyp_items = spec.batch * g * nfb * out_d * out_h * out_w
+    _check_bytes(dctx, spec, "packed grad_output", gyp_items * cfg.fb * acc.itemsize)
+    positions = out_d * out_h * out_w
+    if (cfg.fb == 1 and not spec.channels_last and gy.offset == 0 and gy.dtype == acc
+            and gy.strides == contiguous_strides(spec.output_shape)):
+        # One filter per block: the packed layout is grad_output itself.
+        gyp = gy.buffer
+    else:
+        gyp = allocate(gyp_items * cfg.fb * acc.itemsize)
+        enqueue(prg, "pack_gy", queue, (round_up(positions, wg), spec.batch * g * nfb),
+                (wg, 1), gy.buffer, i64(gy.offset), *(i64(s) for s in gy_str), gyp,
+                i64(out_d), i64(out_h), i64(out_w), i32(g), i32(fg), i32(nfb))
     nkwb, ncwb = -(-kw // cfg.kwb), -(-cg // cfg.cwb)
     items = g * nfb * ncwb * kd * kh * nkwb
     rows = spec.batch * out_d * out_h

@@ -1,0 +1,333 @@
+"""Transposed convolution: conv_transpose1d/2d/3d and the ConvTranspose layers.
+
+The oracle is written here from the definition (PyTorch's semantics): every
+input position scatters its weights into the full result ``stride`` apart,
+the full result is extended by ``output_padding`` and cropped by
+``padding``. The NumPy backend is checked against it and against hand-worked
+numbers and the adjoint identity; every backend is checked against it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from conftest import tolerance
+from hypothesis import given
+from hypothesis import strategies as st
+
+import clconv
+
+FUNCS = {1: clconv.conv_transpose1d, 2: clconv.conv_transpose2d, 3: clconv.conv_transpose3d}
+CONVS = {1: clconv.conv1d, 2: clconv.conv2d, 3: clconv.conv3d}
+
+
+def scatter_oracle(x, w, bias, stride, padding, output_padding, groups, dilation):
+    """float64 transposed convolution of channels-first, batched ``x`` by definition."""
+    x = np.asarray(x, np.float64)
+    w = np.asarray(w, np.float64)
+    nd = x.ndim - 2
+    n, c, *size = x.shape
+    cg, fg = c // groups, w.shape[1]
+    k = w.shape[2:]
+    full = [(s - 1) * st_ + d * (kk - 1) + 1 + op
+            for s, st_, d, kk, op in zip(size, stride, dilation, k, output_padding)]
+    y = np.zeros((n, fg * groups, *full))
+    for g in range(groups):
+        for ci in range(cg):
+            cin = g * cg + ci
+            for pos in itertools.product(*(range(s) for s in size)):
+                v = x[(slice(None), cin, *pos)]                       # (N,)
+                for tap in itertools.product(*(range(kk) for kk in k)):
+                    out = tuple(p * st_ + t * d for p, st_, t, d in
+                                zip(pos, stride, tap, dilation))
+                    wv = w[(cin, slice(None), *tap)]                  # (Fg,)
+                    y[(slice(None), slice(g * fg, (g + 1) * fg), *out)] += v[:, None] * wv
+    crop = tuple(slice(b, f - a) for (b, a), f in zip(padding, full))
+    y = y[(slice(None), slice(None), *crop)]
+    if bias is not None:
+        y += np.asarray(bias, np.float64).reshape(-1, *(1,) * nd)
+    return y
+
+
+def pairs(padding, nd):
+    if isinstance(padding, int):
+        return ((padding, padding),) * nd
+    return tuple((p, p) if isinstance(p, int) else tuple(p) for p in padding)
+
+
+def per_dim(value, nd):
+    return (value,) * nd if isinstance(value, int) else tuple(value)
+
+
+def test_hand_worked_1d_stride_2():
+    """x = [1, 2, 3], w = [1, 10, 100], stride 2: each input writes w, two apart.
+
+        1*[1 10 100]             ->  1  10 100
+        2*[1 10 100], shifted 2  ->         2  20 200
+        3*[1 10 100], shifted 4  ->                3  30 300
+        full (length 7)          ->  1  10 102  20 203  30 300
+    padding 1 crops one each side; output_padding 1 keeps one more at the end.
+    """
+    x = np.array([[[1, 2, 3]]], np.float32)
+    w = np.array([[[1, 10, 100]]], np.float32)
+    full = [1, 10, 102, 20, 203, 30, 300]
+    np.testing.assert_array_equal(clconv.conv_transpose1d(x, w, stride=2, backend="numpy")[0, 0],
+                                  full)
+    np.testing.assert_array_equal(
+        clconv.conv_transpose1d(x, w, stride=2, padding=1, backend="numpy")[0, 0], full[1:-1])
+    np.testing.assert_array_equal(
+        clconv.conv_transpose1d(x, w, stride=2, padding=1, output_padding=1,
+                                backend="numpy")[0, 0], full[1:])   # (full + [0])[1:-1]
+    np.testing.assert_array_equal(
+        clconv.conv_transpose1d(x, w, stride=2, padding=((0, 2),), output_padding=1,
+                                backend="numpy")[0, 0], full[:6])   # (full + [0])[:-2]
+    assert scatter_oracle(x, w, None, (2,), ((0, 0),), (0,), 1, (1,))[0, 0].tolist() == full
+
+
+GRID = [
+    # (nd, N, C, F, size, k, stride, padding, output_padding, groups, dilation)
+    (1, 2, 3, 4, (7,), (3,), 2, 1, 1, 1, 1),
+    (1, 1, 4, 6, (5,), (4,), 3, ((0, 2),), 2, 2, 1),
+    (1, 2, 2, 2, (6,), (3,), 1, 0, 0, 2, 2),
+    (1, 1, 2, 3, (4,), (2,), 2, 0, 1, 1, 3),           # output_padding 1 >= stride? no: < 3
+    (2, 1, 3, 2, (5, 6), (3, 3), 2, 1, 1, 1, 1),
+    (2, 2, 4, 4, (4, 5), (4, 4), 2, 1, 0, 1, 1),       # the decoder layer's shape
+    (2, 1, 4, 6, (3, 4), (3, 2), (2, 3), (1, (0, 1)), (1, 2), 2, 1),
+    (2, 1, 6, 6, (5, 5), (3, 3), 1, 1, 0, 6, 1),       # depthwise
+    (2, 1, 2, 3, (4, 4), (3, 3), 2, 2, 1, 1, (2, 1)),
+    (2, 1, 2, 2, (3, 3), (2, 2), 1, 0, 2, 1, 3),       # output_padding >= stride (dilation 3)
+    (3, 1, 2, 3, (3, 4, 3), (2, 2, 2), 2, 0, 0, 1, 1),
+    (3, 2, 2, 2, (3, 3, 3), (3, 3, 3), 2, 1, 1, 2, 1),
+]
+
+
+def _case(case, dtype, seed=0):
+    nd, n, c, f, size, k, stride, padding, op, groups, dilation = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, *size)).astype(dtype)
+    w = rng.standard_normal((c, f // groups, *k)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+    kw = dict(stride=stride, padding=padding, output_padding=op, groups=groups,
+              dilation=dilation)
+    want = scatter_oracle(x, w, b, per_dim(stride, nd), pairs(padding, nd), per_dim(op, nd),
+                          groups, per_dim(dilation, nd))
+    return x, w, b, kw, want
+
+
+@pytest.mark.parametrize("case", GRID, ids=[f"{c[0]}d-{i}" for i, c in enumerate(GRID)])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+def test_transpose_equals_oracle(backend, case, dtype):
+    if dtype == "float64" and backend != "numpy" and not clconv.get_backend(
+            backend).dctx.info.fp64:
+        with pytest.raises(clconv.BackendUnavailable, match="fp64"):
+            FUNCS[case[0]](*_case(case, dtype)[:3], backend=backend)
+        return
+    x, w, b, kw, want = _case(case, dtype)
+    got = FUNCS[case[0]](x, w, b, backend=backend, **kw)
+    assert got.dtype == np.dtype(dtype) and got.shape == want.shape
+    reduction = w.shape[0] // kw["groups"] * math.prod(w.shape[2:])
+    np.testing.assert_allclose(got.astype(np.float64), want, **tolerance(dtype, reduction))
+
+
+@pytest.mark.parametrize("case", GRID[::3], ids=[f"{c[0]}d-{i}" for i, c in enumerate(GRID[::3])])
+def test_channels_last_unbatched_and_device_arrays(backend, case):
+    nd = case[0]
+    x, w, b, kw, want = _case(case, "float32", seed=1)
+    fn = FUNCS[nd]
+    last = np.moveaxis(x, 1, -1)
+    got = fn(last, w, b, data_format="channels_last", backend=backend, **kw)
+    np.testing.assert_allclose(np.moveaxis(got, -1, 1), want, rtol=1e-4, atol=1e-4)
+    got = fn(x[0], w, b, backend=backend, **kw)
+    assert got.shape == want.shape[1:]
+    np.testing.assert_allclose(got, want[0], rtol=1e-4, atol=1e-4)
+    strided = np.ascontiguousarray(x[..., ::-1])[..., ::-1]   # a negatively strided view
+    np.testing.assert_allclose(fn(strided, w, b, backend=backend, **kw), want, rtol=1e-4,
+                               atol=1e-4)
+    if backend != "numpy":
+        xd = clconv.to_device(x, backend=backend)
+        yd = fn(xd, w, b, backend=backend, **kw)
+        assert type(yd).__module__.startswith("pyopencl") and yd.events
+        np.testing.assert_allclose(yd.get(), want, rtol=1e-4, atol=1e-4)
+        wd, bd = (clconv.to_device(a, backend=backend) for a in (w, b))
+        np.testing.assert_allclose(fn(xd, wd, bd, backend=backend, **kw).get(), want,
+                                   rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", GRID, ids=[f"{c[0]}d-{i}" for i, c in enumerate(GRID)])
+def test_adjoint_identity(case):
+    """<conv(y, w), x> == <y, conv_transpose(x, w)> for the same stride, padding, dilation
+    and groups (float64, NumPy backend), where y has the transposed output's shape."""
+    nd = case[0]
+    x, w, _, kw, want = _case(case, "float64", seed=2)
+    op = kw.pop("output_padding")
+    y = np.random.default_rng(3).standard_normal(want.shape)
+    t = FUNCS[nd](x, w, output_padding=op, backend="numpy", **kw)
+    conv = CONVS[nd](y, w, stride=kw["stride"], padding=pairs(kw["padding"], nd),
+                     dilation=kw["dilation"], groups=kw["groups"], backend="numpy")
+    # conv's output can be longer than x where output_padding reaches past a stride.
+    conv = conv[(slice(None), slice(None), *(slice(0, s) for s in x.shape[2:]))]
+    assert np.isclose(np.vdot(conv, x), np.vdot(y, t), rtol=1e-10)
+
+
+def test_empty_batch_and_nan_propagation(backend):
+    w = np.ones((2, 3, 3, 3), np.float32)
+    out = clconv.conv_transpose2d(np.ones((0, 2, 4, 4), np.float32), w, stride=2,
+                                  backend=backend)
+    assert out.shape == (0, 3, 9, 9)
+    x = np.zeros((1, 2, 4, 4), np.float32)
+    x[0, 1, 2, 2] = np.nan
+    y = clconv.conv_transpose2d(x, w, stride=2, backend=backend)
+    nan = np.isnan(y[0, 0])
+    assert nan[4:7, 4:7].all() and nan.sum() == 9
+
+
+@pytest.mark.parametrize("call,error,needle", [
+    (lambda b: clconv.conv_transpose2d(np.ones((1, 2, 4, 4)), np.ones((2, 1, 3, 3)), stride=2,
+                                       output_padding=2, backend=b),
+     clconv.ShapeError, "output_padding=2: 2 on spatial axis 0; expected less than max"),
+    (lambda b: clconv.conv_transpose2d(np.ones((1, 3, 4, 4)), np.ones((2, 1, 3, 3)),
+                                       backend=b),
+     clconv.ShapeError, "expected weight.shape[0] == 3"),
+    (lambda b: clconv.conv_transpose2d(np.ones((1, 3, 4, 4)), np.ones((3, 1, 3, 3)),
+                                       groups=2, backend=b),
+     clconv.ShapeError, "groups=2 does not divide the input's 3 channels"),
+    (lambda b: clconv.conv_transpose1d(np.ones((1, 1, 2)), np.ones((1, 1, 2)), padding=3,
+                                       backend=b),
+     clconv.ShapeError, "output size on spatial axis 0 is -3"),
+    (lambda b: clconv.conv_transpose1d(np.ones((1, 1, 2)), np.ones((1, 1, 2)),
+                                       padding="same", backend=b),
+     clconv.ArgumentError, "takes no string padding"),
+    (lambda b: clconv.conv_transpose1d(np.ones((1, 0, 2)), np.ones((0, 1, 2)), backend=b),
+     clconv.ShapeError, "0 channels"),
+    (lambda b: clconv.conv_transpose1d(np.ones((1, 1, 2)), np.ones((1, 1, 2)), stride=0,
+                                       backend=b),
+     clconv.ShapeError, "stride=0"),
+    (lambda b: clconv.conv_transpose1d(np.ones((1, 1, 2), complex), np.ones((1, 1, 2)),
+                                       backend=b),
+     clconv.DTypeError, "complex"),
+    (lambda b: clconv.conv_transpose1d(np.ones((1, 2, 2)), np.ones((2, 2, 2)), np.ones(3),
+                                       backend=b),
+     clconv.ShapeError, "bias has shape (3,); expected (2,)"),
+])
+def test_bad_arguments_name_the_argument(backend, call, error, needle):
+    with pytest.raises(error) as info:
+        call(backend)
+    assert needle in str(info.value)
+
+
+@given(nd=st.integers(1, 3), n=st.integers(1, 2), groups=st.integers(1, 2),
+       cg=st.integers(1, 3), fg=st.integers(1, 3), data=st.data())
+def test_transpose_hypothesis(backend, nd, n, groups, cg, fg, data):
+    size = tuple(data.draw(st.lists(st.integers(1, 5), min_size=nd, max_size=nd)))
+    k = tuple(data.draw(st.lists(st.integers(1, 4), min_size=nd, max_size=nd)))
+    stride = tuple(data.draw(st.lists(st.integers(1, 3), min_size=nd, max_size=nd)))
+    dilation = tuple(data.draw(st.lists(st.integers(1, 3), min_size=nd, max_size=nd)))
+    op = tuple(data.draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation))
+    full = [(s - 1) * st_ + d * (kk - 1) + 1 + o
+            for s, st_, d, kk, o in zip(size, stride, dilation, k, op)]
+    pads = tuple((data.draw(st.integers(0, f // 2)), data.draw(st.integers(0, (f - 1) // 2)))
+                 for f in full)
+    case = (nd, n, cg * groups, fg * groups, size, k, stride, pads, op, groups, dilation)
+    x, w, b, kw, want = _case(case, "float32", seed=data.draw(st.integers(0, 99)))
+    got = FUNCS[nd](x, w, b, backend=backend, **kw)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, **tolerance(np.float32, cg * math.prod(k)))
+
+
+# ---------------------------------------------------------------- layers
+
+LAYERS = {1: clconv.ConvTranspose1d, 2: clconv.ConvTranspose2d, 3: clconv.ConvTranspose3d}
+CONV_LAYERS = {1: clconv.Conv1d, 2: clconv.Conv2d, 3: clconv.Conv3d}
+LAYER_CASES = [
+    # nd, C, F, size, k, stride, padding, output_padding, groups, dilation
+    (1, 3, 4, (6,), 3, 2, 1, 1, 1, 1),
+    (2, 4, 2, (4, 5), 4, 2, 1, 0, 2, 1),
+    (2, 2, 3, (3, 3), 3, 1, 0, 1, 1, 2),
+    (3, 2, 2, (2, 3, 2), 2, 2, 0, 1, 1, 1),
+]
+
+
+def _layer(case, backend, dtype="float64", bias=True):
+    nd, c, f, size, k, s, p, op, g, d = case
+    layer = LAYERS[nd](c, f, k, stride=s, padding=p, output_padding=op, groups=g, bias=bias,
+                       dilation=d, seed=5, dtype=dtype, backend=backend)
+    x = np.random.default_rng(6).standard_normal((2, c, *size)).astype(dtype)
+    return layer, x
+
+
+def _fp64(backend):
+    return backend == "numpy" or clconv.get_backend(backend).dctx.info.fp64
+
+
+@pytest.mark.parametrize("case", LAYER_CASES, ids=[f"{c[0]}d-{i}" for i, c in
+                                                   enumerate(LAYER_CASES)])
+def test_layer_gradients_match_finite_differences(backend, case):
+    dtype = "float64" if _fp64(backend) else "float32"
+    layer, x = _layer(case, backend, dtype)
+    y = layer(x)
+    g = np.random.default_rng(7).standard_normal(y.shape).astype(dtype)
+    gx = layer.backward(g)
+    rng = np.random.default_rng(8)
+    eps = 1e-6 if dtype == "float64" else 1e-2
+    rtol = 1e-6 if dtype == "float64" else 2e-2
+
+    def loss() -> float:
+        return float(np.vdot(layer(x), g))
+
+    for array, grad in ((x, gx), (layer.weight, layer.grad_weight), (layer.bias, layer.grad_bias)):
+        for flat in rng.choice(array.size, size=min(4, array.size), replace=False):
+            index = np.unravel_index(flat, array.shape)
+            keep = array[index]
+            array[index] = keep + eps
+            up = loss()
+            array[index] = keep - eps
+            down = loss()
+            array[index] = keep
+            np.testing.assert_allclose(grad[index], (up - down) / (2 * eps), rtol=rtol,
+                                       atol=rtol)
+
+
+@pytest.mark.parametrize("case", LAYER_CASES, ids=[f"{c[0]}d-{i}" for i, c in
+                                                   enumerate(LAYER_CASES)])
+def test_layer_backward_is_the_forward_layer_by_the_adjoint_identity(backend, case):
+    """ConvTranspose's dL/dx is Conv's forward of dL/dy, and its dL/dw is Conv's dL/dw
+    with the roles of input and output gradient exchanged (same weight array)."""
+    nd, c, f, size, k, s, p, op, g, d = case
+    layer, x = _layer(case, backend, "float32", bias=False)
+    y = layer(x)
+    gy = np.random.default_rng(9).standard_normal(y.shape).astype(np.float32)
+    gx = layer.backward(gy)
+    conv = CONV_LAYERS[nd](f, c, k, stride=s, padding=p, groups=g, dilation=d, bias=False,
+                           backend=backend)
+    conv.weight = layer.weight
+    forward = conv(gy)
+    crop = (slice(None), slice(None), *(slice(0, n) for n in size))
+    np.testing.assert_allclose(gx, forward[crop], rtol=1e-4, atol=1e-4)
+    padded = np.zeros(forward.shape, np.float32)
+    padded[crop] = x
+    conv.backward(padded)
+    np.testing.assert_allclose(layer.grad_weight, conv.grad_weight, rtol=1e-4, atol=1e-3)
+
+
+def test_layer_defaults_and_bad_arguments():
+    layer = clconv.ConvTranspose2d(8, 6, (3, 5), groups=2, seed=0)
+    bound = 1 / math.sqrt(6 // 2 * 15)
+    assert layer.weight.shape == (8, 3, 3, 5) and layer.bias.shape == (6,)
+    assert np.abs(layer.weight).max() <= bound and np.abs(layer.weight).max() > 0.9 * bound
+    assert clconv.ConvTranspose1d(2, 2, 3, bias=False, backend="numpy").bias is None
+    with pytest.raises(clconv.ShapeError, match="output_padding=2: 2 on spatial axis 0"):
+        clconv.ConvTranspose2d(2, 2, 3, stride=2, output_padding=2)
+    with pytest.raises(clconv.ArgumentError, match="takes no string padding"):
+        clconv.ConvTranspose2d(2, 2, 3, padding="same")
+    with pytest.raises(clconv.ShapeError, match="groups=3 must divide"):
+        clconv.ConvTranspose2d(4, 6, 3, groups=3)
+    with pytest.raises(clconv.ArgumentError, match="before any forward"):
+        clconv.ConvTranspose1d(1, 1, 2).backward(np.ones((1, 1, 3)))
+    unbatched = clconv.ConvTranspose1d(2, 3, 2, stride=2, backend="numpy")
+    y = unbatched(np.ones((2, 4), np.float32))
+    assert y.shape == (3, 8) and unbatched.backward(np.ones((3, 8))).shape == (2, 4)
+    with pytest.raises(clconv.ShapeError, match=r"grad_output has shape \(3, 7\)"):
+        unbatched.backward(np.ones((3, 7)))

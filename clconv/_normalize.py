@@ -434,6 +434,7 @@ class TransposeCall:
     weight: Any
     bias: Any
     unbatched: bool
+    in_size: tuple[int, ...]  # the transposed convolution's input size, before extension
 
 
 def normalize_conv_transpose(ndim: int, input: Any, weight: Any, bias: Any, stride: Any,
@@ -515,4 +516,4 @@ def normalize_conv_transpose(ndim: int, input: Any, weight: Any, bias: Any, stri
             widths = [(0, 0), (0, 0)] + [(0, g) for g in grown]
         xb = np.pad(host, widths)
     return TransposeCall(spec, cast_host(xb, dtype), cast_host(w, dtype),
-                         None if b is None else cast_host(b, dtype), unbatched)
+                         None if b is None else cast_host(b, dtype), unbatched, tuple(in_size))

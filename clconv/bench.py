@@ -61,19 +61,34 @@ class Case:
     padding: int = 0
     groups: int = 1
     dense: bool = False  # a dense deep-learning layer (reported as such in the JSON)
+    transposed: bool = False  # conv_transpose*d (weight (C, F // groups, *kernel))
+    output_padding: int = 0
 
     @property
     def ndim(self) -> int:
         return len(self.in_size)
 
     @property
+    def weight_shape(self) -> tuple[int, ...]:
+        if self.transposed:
+            return (self.in_channels, self.out_channels // self.groups, *self.kernel)
+        return (self.out_channels, self.in_channels // self.groups, *self.kernel)
+
+    @property
     def out_size(self) -> tuple[int, ...]:
+        if self.transposed:
+            return tuple((n - 1) * self.stride - 2 * self.padding + k + self.output_padding
+                         for n, k in zip(self.in_size, self.kernel))
         return tuple((n + 2 * self.padding - k) // self.stride + 1
                      for n, k in zip(self.in_size, self.kernel))
 
     @property
     def macs(self) -> int:
-        """Real multiply-accumulates (depthwise counts one input channel per filter)."""
+        """Real multiply-accumulates (depthwise counts one input channel per filter; a
+        transposed convolution counts every input position times its scattered taps)."""
+        if self.transposed:
+            return (self.batch * self.in_channels * math.prod(self.in_size)
+                    * (self.out_channels // self.groups) * math.prod(self.kernel))
         return (self.batch * self.out_channels * math.prod(self.out_size)
                 * (self.in_channels // self.groups) * math.prod(self.kernel))
 
@@ -134,6 +149,14 @@ CASES: tuple[Case, ...] = (
          stride=4),
     Case("layer_vol", "3-D 1x8x32x32x32, 16 filters 3x3x3, pad 1", 1, 8, (32, 32, 32), 16,
          (3, 3, 3), padding=1),
+    # Transposed convolutions: a decoder, an upsampling head, a 3-D decoder.
+    Case("tconv_decoder", "transposed 1x64x28x28 -> 32, 4x4, stride 2, pad 1", 1, 64, (28, 28),
+         32, (4, 4), stride=2, padding=1, transposed=True),
+    Case("tconv_upsample", "transposed 1x16x128x128 -> 16, 3x3, stride 2, pad 1, out pad 1",
+         1, 16, (128, 128), 16, (3, 3), stride=2, padding=1, transposed=True,
+         output_padding=1),
+    Case("tconv_3d", "transposed 3-D 1x32x16x16x16 -> 16, 2x2x2, stride 2", 1, 32,
+         (16, 16, 16), 16, (2, 2, 2), stride=2, transposed=True),
 )
 
 # Calls per implementation per round (the first of each block is untimed),
@@ -202,6 +225,14 @@ def _clconv(backend: str) -> Callable[[Case, Any, Any], Callable[[], Any]]:
 
         np = _np()
         clconv.get_backend(backend)  # BackendUnavailable -> reported as n/a
+        if case.transposed:
+            tconv = getattr(clconv, f"conv_transpose{case.ndim}d")
+
+            def f():
+                return tconv(x, w, stride=case.stride, padding=case.padding,
+                             output_padding=case.output_padding, groups=case.groups,
+                             backend=backend)
+            return f
         conv = getattr(clconv, f"conv{case.ndim}d")
 
         def f():
@@ -217,8 +248,16 @@ def _torch(case: Case, x, w):
         import torch
     except ImportError:
         raise _NotApplicable("torch is not installed") from None
-    conv = getattr(torch.nn.functional, f"conv{case.ndim}d")
     wt = torch.from_numpy(w)
+    if case.transposed:
+        tconv = getattr(torch.nn.functional, f"conv_transpose{case.ndim}d")
+
+        def f():
+            with torch.no_grad():
+                return tconv(torch.from_numpy(x), wt, stride=case.stride, padding=case.padding,
+                             output_padding=case.output_padding, groups=case.groups).numpy()
+        return f
+    conv = getattr(torch.nn.functional, f"conv{case.ndim}d")
 
     def f():
         with torch.no_grad():
@@ -403,11 +442,12 @@ def _time_case(case: Case, backends: list[str], repeat: int, budget: float,
     np = _np()
     rng = np.random.default_rng(0)
     x = rng.standard_normal((case.batch, case.in_channels, *case.in_size), dtype=np.float32)
-    w = rng.standard_normal((case.out_channels, case.in_channels // case.groups, *case.kernel),
-                            dtype=np.float32)
+    w = rng.standard_normal(case.weight_shape, dtype=np.float32)
     impls: list[tuple[str, str, Callable]] = [
         (f"clconv:{b}", "clconv", _clconv(b)) for b in backends]
-    impls += [(name, "peer", PEERS[name]) for name in peers]
+    # The SciPy and NumPy peers are correlations; only PyTorch has transposed ones.
+    impls += [(name, "peer", PEERS[name]) for name in peers
+              if not case.transposed or name == "torch"]
 
     rows: dict[str, dict[str, Any]] = {}
     runners: dict[str, Callable[[], Any]] = {}

@@ -331,3 +331,22 @@ def test_layer_defaults_and_bad_arguments():
     assert y.shape == (3, 8) and unbatched.backward(np.ones((3, 8))).shape == (2, 4)
     with pytest.raises(clconv.ShapeError, match=r"grad_output has shape \(3, 7\)"):
         unbatched.backward(np.ones((3, 7)))
+
+
+@pytest.mark.parametrize("case", GRID, ids=[f"{c[0]}d-{i}" for i, c in enumerate(GRID)])
+def test_phase_split_and_input_gradient_primitive_agree(backend, case):
+    """Host inputs with dilation 1 run as one forward convolution of the stride phases;
+    the backend's conv_transpose primitive (device inputs, dilation) must agree."""
+    from clconv._normalize import normalize_conv_transpose
+    from clconv.transpose import _phase_plan, run_transpose
+
+    x, w, b, kw, want = _case(case, "float32", seed=4)
+    call = normalize_conv_transpose(case[0], x, w, b, kw["stride"], kw["padding"],
+                                    kw["output_padding"], kw["groups"], kw["dilation"],
+                                    "channels_first")
+    direct = clconv.get_backend(backend).conv_transpose(call.x, call.weight, call.bias,
+                                                        call.spec)
+    np.testing.assert_allclose(np.asarray(direct), want, rtol=1e-4, atol=1e-4)
+    assert (_phase_plan(call) is not None) == all(d == 1 for d in per_dim(kw["dilation"],
+                                                                          case[0]))
+    np.testing.assert_allclose(run_transpose(call, backend), direct, rtol=1e-4, atol=1e-4)

@@ -114,6 +114,35 @@ def _checks(backend: str) -> list[tuple[str, Callable[[], tuple[float | None, st
                                    gy.astype(np.float64), backend="numpy", **kw)
         return max(_compare(a, b.astype(np.float32), 64) for a, b in zip(got, ref)), ""
 
+    def transpose_case() -> tuple[float, str]:
+        x, w, b = r(2, 4, 7, 6), r(4, 3, 4, 3), r(6)
+        kw = {"stride": 2, "padding": 1, "output_padding": 1, "groups": 2}
+        errs = []
+        for operand in (x, x[:, :, ::-1]):  # host (stride phases) and a strided view
+            got = clconv.conv_transpose2d(operand, w, b, backend=backend, **kw)
+            ref = clconv.conv_transpose2d(operand.astype(np.float64), w.astype(np.float64),
+                                          b.astype(np.float64), backend="numpy", **kw)
+            errs.append(_compare(got, ref.astype(np.float32), 24))
+        be = clconv.get_backend(backend)
+        if hasattr(be, "to_device"):  # the input-gradient kernels
+            got = clconv.conv_transpose2d(clconv.to_device(x, backend=backend), w, b,
+                                          dilation=2, backend=backend, **kw)
+            ref = clconv.conv_transpose2d(x.astype(np.float64), w.astype(np.float64),
+                                          b.astype(np.float64), dilation=2, backend="numpy",
+                                          **kw)
+            errs.append(_compare(got, ref.astype(np.float32), 24))
+        return max(errs), ""
+
+    def transpose_layer_case() -> tuple[float, str]:
+        layer = clconv.ConvTranspose2d(3, 4, 3, stride=2, seed=0, backend=backend)
+        ref_layer = clconv.ConvTranspose2d(3, 4, 3, stride=2, seed=0, backend="numpy")
+        x = r(2, 3, 6, 6)
+        y, ref = layer(x), ref_layer(x)
+        gy = r(*ref.shape)
+        errs = [_compare(y, ref, 27), _compare(layer.backward(gy), ref_layer.backward(gy), 36),
+                _compare(layer.grad_weight, ref_layer.grad_weight, 400)]
+        return max(errs), ""
+
     def layer_case() -> tuple[float, str]:
         layer = clconv.Conv2d(3, 5, 3, padding=1, seed=0, backend=backend)
         ref_layer = clconv.Conv2d(3, 5, 3, padding=1, seed=0, backend="numpy")
@@ -190,6 +219,8 @@ def _checks(backend: str) -> list[tuple[str, Callable[[], tuple[float | None, st
         ("numpy/scipy wrappers", signal_case),
         ("conv_backward", backward_case),
         ("Conv2d layer", layer_case),
+        ("conv_transpose2d", transpose_case),
+        ("ConvTranspose2d layer", transpose_layer_case),
         ("device arrays", device_case),
     ]
     for name in clconv.kernels.names():

@@ -17,6 +17,7 @@ CASES = [
     ("feature_maps.py", ["--filters", "2"], "feature_maps.png"),
     ("choosing_a_kernel.py", [], "choosing_a_kernel.png"),
     ("operation_count.py", ["--size", "24", "--repeat", "1"], "operation_count.png"),
+    ("upsample.py", [], "upsample.png"),
 ]
 
 

@@ -12,7 +12,7 @@ np.float32(27.0)
 
 from __future__ import annotations
 
-from . import kernels
+from . import kernels, ndimage
 from .backends import (
     Backend,
     available_backends,
@@ -74,6 +74,7 @@ __all__ = [
     "get_backend",
     "kernels",
     "list_backends",
+    "ndimage",
     "register_backend",
     "set_backend",
     "to_device",

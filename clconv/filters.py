@@ -28,7 +28,7 @@ from ._normalize import (
     result_dtype,
 )
 from .backends import get_backend
-from .errors import ArgumentError, ShapeError
+from .errors import ArgumentError, DTypeError, ShapeError
 from .functional import conv2d
 
 __all__ = ["filter2d"]
@@ -44,12 +44,16 @@ __all__ = ["filter2d"]
 SEPARABLE_MIN_TAPS: dict[str, int] = {"numpy": 25}
 
 
-def _host_kernel(kernel: Any) -> np.ndarray:
-    """The kernel as a 2-D host array (names are looked up in clconv.kernels)."""
+def _host_kernel(kernel: Any, params: dict[str, Any]) -> np.ndarray:
+    """The kernel as a 2-D host array (names are looked up in clconv.kernels, with
+    ``params``)."""
     if isinstance(kernel, str):
         from . import kernels
 
-        return kernels.get(kernel)
+        return kernels.get(kernel, **params)
+    if params:
+        raise ArgumentError(f"kernel parameters {sorted(params)} given with an array kernel; "
+                            "expected them only with a kernel name such as 'gaussian'")
     k = as_operand(kernel, "kernel")
     if is_device_array(k):
         k = k.get()
@@ -90,17 +94,46 @@ def _image_operand(image: Any) -> Any:
     return as_operand(image, "image")
 
 
+def result_dtype_of(dtype: Any, image_dtype: np.dtype) -> np.dtype | None:
+    """filter2d's ``dtype`` argument: None (the convolution rule), ``"same"`` (the
+    image's) or a real numeric dtype other than bool."""
+    if dtype is None:
+        return None
+    if isinstance(dtype, str) and dtype.lower() == "same":
+        return np.dtype(image_dtype)
+    try:
+        out = np.dtype(dtype)
+    except TypeError:
+        raise DTypeError(f"dtype={dtype!r}; expected None, 'same' or a NumPy dtype") from None
+    if out.kind not in "iuf":
+        raise DTypeError(f"dtype={dtype!r}; expected 'same' or an integer or float dtype")
+    return out
+
+
+def saturate_host(y: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Round to nearest (ties to even), clamp into ``dtype``'s range, NaN to 0."""
+    if dtype.kind == "f":
+        return y.astype(dtype)
+    info = np.iinfo(dtype)
+    with np.errstate(invalid="ignore"):
+        v = np.nan_to_num(np.rint(y.astype(np.float64)), nan=0.0, posinf=info.max,
+                          neginf=info.min)
+    return np.clip(v, info.min, info.max).astype(dtype)
+
+
 def filter2d(image: Any, kernel: Any, *, stride: Any = 1, padding: Any = "same",
-             padding_mode: str = "reflect", flip: bool = False,
-             backend: str | None = None) -> Any:
+             padding_mode: str = "reflect", flip: bool = False, dtype: Any = None,
+             backend: str | None = None, **kernel_params: Any) -> Any:
     """Apply one 2-D ``kernel`` to every channel of ``image`` independently.
 
     Args:
-        image: ``(H, W)`` or ``(H, W, C)``; a NumPy array (or anything
-            ``numpy.asarray`` reads), a ``pyopencl.array.Array`` on the OpenCL
-            backend (the result is then a device array too), or a dask array.
+        image: ``(H, W)``, ``(H, W, C)`` or a batch ``(N, H, W, C)``; a NumPy
+            array (or anything ``numpy.asarray`` reads), a
+            ``pyopencl.array.Array`` on the OpenCL backend (the result is then
+            a device array too), or a dask array.
         kernel: a 2-D array ``(kH, kW)``, or a name from :mod:`clconv.kernels`
-            (with default parameters).
+            (its parameters as keywords: ``filter2d(img, "gaussian", size=7,
+            sigma=2)``).
         stride: an int or ``(sH, sW)``.
         padding: ``"same"`` (default: output ``ceil(H / sH) x ceil(W / sW)``),
             ``"valid"``, ``"full"``, an int, or one entry per axis as in
@@ -110,12 +143,19 @@ def filter2d(image: Any, kernel: Any, *, stride: Any = 1, padding: Any = "same",
             ``constant``, ``edge``, ``wrap``).
         flip: False computes cross-correlation (``scipy.ndimage.correlate``);
             True flips the kernel: true convolution (``scipy.ndimage.convolve``).
+        dtype: None keeps the convolution rule below; ``"same"`` (the image's
+            dtype) or a NumPy dtype gives that dtype: integers rounded to the
+            nearest (ties to even) and saturated into range, NaN giving 0, as
+            ``cv2.filter2D(image, -1, kernel)`` does for 8- and 16-bit images.
+            On OpenCL the conversion runs on the device, so only the integer
+            result is read back.
         backend: a backend name, or None for the current default.
 
     Returns:
-        The filtered image in the image's layout (``(H', W')`` or
-        ``(H', W', C)``); float64 stays float64, float16 stays float16,
-        everything else (uint8, uint16, int, bool, float32) becomes float32.
+        The filtered image in the image's layout (``(H', W')``,
+        ``(H', W', C)`` or ``(N, H', W', C)``); with ``dtype=None`` float64
+        stays float64, float16 stays float16, everything else (uint8, uint16,
+        int, bool, float32) becomes float32.
 
     Example:
         >>> import numpy as np, clconv
@@ -124,14 +164,16 @@ def filter2d(image: Any, kernel: Any, *, stride: Any = 1, padding: Any = "same",
         array([   0., 1020., 1020.,    0.,    0.], dtype=float32)
     """
     x = _image_operand(image)
-    k = _host_kernel(kernel)
-    if x.ndim not in (2, 3):
-        raise ShapeError(f"image has shape {tuple(x.shape)}; expected (H, W) or (H, W, C)")
+    k = _host_kernel(kernel, kernel_params)
+    if x.ndim not in (2, 3, 4):
+        raise ShapeError(f"image has shape {tuple(x.shape)}; expected (H, W), (H, W, C) or "
+                         "a batch (N, H, W, C)")
     if not isinstance(flip, (bool, np.bool_)):
         raise ArgumentError(f"flip={flip!r}; expected True or False")
+    out_dtype = result_dtype_of(dtype, np.dtype(x.dtype))
     grey = x.ndim == 2
-    height, width = x.shape[:2]
-    channels = 1 if grey else x.shape[2]
+    height, width = x.shape[-3:-1] if x.ndim == 4 else x.shape[:2]
+    channels = 1 if grey else x.shape[-1]
     if channels == 0:
         raise ShapeError(f"image has shape {tuple(x.shape)} with 0 channels; expected >= 1")
     if grey:
@@ -151,19 +193,37 @@ def filter2d(image: Any, kernel: Any, *, stride: Any = 1, padding: Any = "same",
                       padding_mode=padding_mode, data_format="channels_last", flip=flip,
                       backend=backend)
 
-    dtype = result_dtype(x.dtype, "image")
+    compute = result_dtype(x.dtype, "image")
+    be = get_backend(backend)
+    # An integer result on a device backend: the float result stays on the device
+    # and is converted there (only the small integer result is read back).
+    on_device = (out_dtype is not None and out_dtype.kind in "iu"
+                 and hasattr(be, "saturate") and not hasattr(x, "__dask_graph__"))
+    host_in = not is_device_array(x)
+    if on_device and host_in:
+        x = be.to_device(np.ascontiguousarray(x))
     factors = None
-    threshold = SEPARABLE_MIN_TAPS.get(get_backend(backend).name.partition(":")[0])
-    if threshold is not None and k.size >= threshold and dtype.itemsize >= 4:
+    threshold = SEPARABLE_MIN_TAPS.get(be.name.partition(":")[0])
+    if threshold is not None and k.size >= threshold and compute.itemsize >= 4:
         # float16 results keep the one-pass path: two passes would round twice.
-        factors = rank1_factors(k, dtype)
+        factors = rank1_factors(k, compute)
     if factors is None:
         y = depthwise(k, pads, strides, x)
     else:
         column, row = factors
-        y = depthwise(column.astype(dtype).reshape(-1, 1), (pads[0], (0, 0)),
+        y = depthwise(column.astype(compute).reshape(-1, 1), (pads[0], (0, 0)),
                       (strides[0], 1), x)
-        y = depthwise(row.astype(dtype).reshape(1, -1), ((0, 0), pads[1]), (1, strides[1]), y)
+        y = depthwise(row.astype(compute).reshape(1, -1), ((0, 0), pads[1]), (1, strides[1]),
+                      y)
     if grey:
         y = y.reshape(y.shape[0], y.shape[1])
-    return y
+    if out_dtype is None:
+        return y
+    if on_device:
+        y = be.saturate(y, out_dtype)
+        return y.get() if host_in else y
+    if hasattr(y, "__dask_graph__"):
+        return y.map_blocks(saturate_host, out_dtype, dtype=out_dtype)
+    if is_device_array(y):
+        return be.to_device(saturate_host(y.get(), out_dtype))
+    return saturate_host(np.asarray(y), out_dtype)

@@ -298,7 +298,7 @@ def test_dask_image_gives_a_lazy_result(backend, rgb):
 
 @pytest.mark.parametrize("image,kernel,kwargs,error", [
     (np.zeros(5), "box", {}, clconv.ShapeError),
-    (np.zeros((2, 5, 5, 3)), "box", {}, clconv.ShapeError),
+    (np.zeros((2, 2, 5, 5, 3)), "box", {}, clconv.ShapeError),   # a batch is 4-D at most
     (np.zeros((5, 5, 0)), "box", {}, clconv.ShapeError),
     (np.zeros((5, 5)), np.ones(3), {}, clconv.ShapeError),
     (np.zeros((5, 5)), np.ones((3, 3, 1)), {}, clconv.ShapeError),

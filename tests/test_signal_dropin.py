@@ -65,6 +65,7 @@ class TestConvolve2d:
         d = np.asarray([[24, 26, 31, 34, 32], [28, 40, 62, 64, 52], [32, 46, 67, 62, 48]])
         assert_equal_typed(convolve2d(a, b, "full", "fill", 1, backend=backend), d)
 
+    @pytest.mark.filterwarnings("ignore:Casting complex values")
     def test_fillvalue_errors(self, backend):
         with pytest.raises(ValueError, match="could not cast `fillvalue` directly to the "
                                              "output "):
@@ -276,6 +277,7 @@ def test_complex_is_computed_in_one_backend_call_per_fill(backend, monkeypatch):
     assert len(calls) == 2
 
 
+@pytest.mark.filterwarnings("ignore:Casting complex values", "ignore:invalid value encountered")
 @pytest.mark.parametrize("fillvalue,dtype,ok", [
     (1.5, np.int64, True), (300, np.uint8, False), (-1, np.uint8, False),
     (np.nan, np.int64, False), (np.nan, np.float32, True), (1j, np.float64, False),

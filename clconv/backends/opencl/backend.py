@@ -210,6 +210,33 @@ class OpenCLBackend:
                 self._check_device_array(operand, name)
         return run_backward(self, x, weight, grad_output, spec)
 
+    def saturate(self, y: Any, dtype: Any) -> Any:
+        """A C-contiguous device array ``y`` converted to integer ``dtype`` on the device:
+        rounded to nearest (ties to even), clamped into range, NaN to 0
+        (``kernels_cl/cast.cl``)."""
+        import pyopencl.array as cla
+
+        from .launch import CL_TYPES, enqueue, round_up
+
+        check_not_forked()
+        self._check_device_array(y, "array")
+        dtype = np.dtype(dtype)
+        queue = y.queue if y.queue is not None else self.queue
+        allocate = self.dctx.allocate if queue == self.queue else self.dctx.buffer
+        out = cla.empty(queue, y.shape, dtype, allocator=allocate)
+        count = int(y.size)
+        if count:
+            wg = min(64, current_limits(self.dctx.info).max_work_group)
+            defines = {"SRC_T": CL_TYPES[y.dtype.name], "SRC_HALF": int(y.dtype == np.float16),
+                       "DST_T": CL_TYPES[dtype.name], "WG": wg,
+                       "NEED_FP64": int(y.dtype == np.float64)}
+            with _driver_errors(None, self.dctx.info.name):
+                enqueue(self.dctx.program("cast.cl", defines), "saturate", queue,
+                        (round_up(count, wg),), (wg,), y.base_data,
+                        np.int64(y.offset // y.dtype.itemsize), out.data, np.int64(count))
+                mark_complete(queue, out)
+        return out
+
     def conv_transpose(self, grad_output: Any, weight: Any, bias: Any, spec: ConvSpec) -> Any:
         """The transposed convolution: ``spec``'s input gradient for ``grad_output`` (the
         ``grad_input`` kernel of conv_backward.cl alone), plus ``bias`` per input channel.
@@ -234,21 +261,26 @@ class _driver_errors:
     error chained as the cause.
     """
 
-    def __init__(self, spec: ConvSpec, device: str) -> None:
+    def __init__(self, spec: ConvSpec | None, device: str) -> None:
         self.spec = spec
         self.device = device
 
     def __enter__(self) -> None:
         return None
 
+    def _problem(self) -> str:
+        s = self.spec
+        if s is None:
+            return "the conversion"
+        return f"input {s.input_shape}, kernel {s.kernel_size}, output {s.output_shape}"
+
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc is None:
             return False
         if isinstance(exc, MemoryError) and not isinstance(exc, AllocationError):
-            s = self.spec  # the host refused (a process memory limit below physical memory)
-            raise AllocationError(
-                f"host memory ran out for input {s.input_shape}, kernel {s.kernel_size}, "
-                f"output {s.output_shape}: {exc or 'MemoryError'}") from None
+            # The host refused (a process memory limit below physical memory).
+            raise AllocationError(f"host memory ran out for {self._problem()}: "
+                                  f"{exc or 'MemoryError'}") from None
         import pyopencl as cl
 
         out_of_memory = isinstance(exc, cl.MemoryError) or (
@@ -256,10 +288,8 @@ class _driver_errors:
                 cl.status_code.MEM_OBJECT_ALLOCATION_FAILURE, cl.status_code.OUT_OF_RESOURCES,
                 cl.status_code.OUT_OF_HOST_MEMORY))
         if out_of_memory:
-            s = self.spec
             raise AllocationError(
-                f"the device ran out of memory for input {s.input_shape}, kernel "
-                f"{s.kernel_size}, output {s.output_shape}: {exc}") from None
+                f"the device ran out of memory for {self._problem()}: {exc}") from None
         if isinstance(exc, cl.Error):
             raise BackendUnavailable(
                 f"OpenCL device {self.device!r} failed during the call ({exc}); the device may "

@@ -18,6 +18,7 @@ CASES = [
     ("choosing_a_kernel.py", [], "choosing_a_kernel.png"),
     ("operation_count.py", ["--size", "24", "--repeat", "1"], "operation_count.png"),
     ("upsample.py", [], "upsample.png"),
+    ("photo_batch.py", [], "photo_batch.png"),
 ]
 
 

@@ -1,4 +1,4 @@
-"""Benchmark harness: clconv's backends against PyTorch CPU, SciPy and plain NumPy.
+"""Benchmark harness: clconv's backends against PyTorch CPU, OpenCV, SciPy and plain NumPy.
 
 Runs common convolution layers and image/signal filters (:data:`CASES`),
 NumPy in and NumPy out, and prints one table with the median milliseconds,
@@ -300,6 +300,30 @@ def _scipy_correlate2d(case: Case, x, w):
     return lambda: _scipy_channels(case, x, w, scipy.signal.correlate2d, mode)
 
 
+def _cv2_filter2d(case: Case, x, w):
+    """OpenCV's ``filter2D`` per plane (zero border), the CPU path image users pick."""
+    _per_channel(case)
+    if case.ndim != 2:
+        raise _NotApplicable("2-D only")
+    try:
+        import cv2
+    except ImportError:
+        raise _NotApplicable("opencv-python-headless is not installed") from None
+    mode = _same_mode(case)
+    if mode is None:
+        raise _NotApplicable("strided or uneven padding")
+    cv2.setNumThreads(os.cpu_count() or 1)
+
+    def one(a, k, m):
+        y = cv2.filter2D(a, -1, k, borderType=cv2.BORDER_CONSTANT)
+        if m == "valid":
+            kh, kw = k.shape
+            y = y[kh // 2: y.shape[0] - (kh - 1) // 2, kw // 2: y.shape[1] - (kw - 1) // 2]
+        return y
+
+    return lambda: _scipy_channels(case, x, w, one, mode)
+
+
 def _scipy_fftconvolve(case: Case, x, w):
     _per_channel(case)
     import scipy.signal
@@ -399,6 +423,7 @@ PEERS: dict[str, Callable[[Case, Any, Any], Callable[[], Any]]] = {
     "torch": _torch,
     "scipy.correlate": _scipy_correlate,
     "scipy.correlate2d": _scipy_correlate2d,
+    "cv2.filter2D": _cv2_filter2d,
     "scipy.fftconvolve": _scipy_fftconvolve,
     "scipy.ndimage": _scipy_ndimage,
     "numpy.correlate": _numpy_correlate,

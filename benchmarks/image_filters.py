@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         peer_ms, want = median_ms(peer, args.repeat)
         cells = []
         for b in backends:
-            ms, got = median_ms(lambda b=b: ours(b), args.repeat)
+            ms, got = median_ms(lambda b=b, ours=ours: ours(b), args.repeat)
             got, ref = np.asarray(got, np.float64), np.asarray(want, np.float64)
             ok = np.allclose(got, ref, rtol=1e-3, atol=1.01 if want.dtype.kind == "u" else 1e-3)
             cells.append(f"{ms:8.2f} ({peer_ms / ms:4.2f}x){'' if ok else '!'}")

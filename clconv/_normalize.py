@@ -307,6 +307,26 @@ def _rank_error(name: str, value_shape, expected: str) -> ShapeError:
     return ShapeError(f"{name} has shape {tuple(value_shape)}; expected {expected}")
 
 
+def _input_layout(x: Any, ndim: int, last: bool, op: str,
+                  ) -> tuple[bool, int, int, tuple[int, ...]]:
+    """``(unbatched, batch, channels, spatial size)`` of an ``op`` input; ShapeError for a
+    wrong rank, zero channels or an empty spatial axis."""
+    layout = "(N, *spatial, C)" if last else "(N, C, *spatial)"
+    if x.ndim not in (ndim + 1, ndim + 2):
+        raise _rank_error("input", x.shape,
+                          f"{ndim + 2} dims {layout} or {ndim + 1} dims unbatched for {op}")
+    unbatched = x.ndim == ndim + 1
+    shape = (1, *x.shape) if unbatched else tuple(x.shape)
+    batch, channels, in_size = ((shape[0], shape[-1], shape[1:-1]) if last
+                                else (shape[0], shape[1], shape[2:]))
+    if channels == 0:
+        raise ShapeError(f"input has shape {tuple(x.shape)} with 0 channels; expected >= 1")
+    if 0 in in_size:
+        raise ShapeError(f"input has shape {tuple(x.shape)} with an empty spatial axis; "
+                         "expected every spatial size >= 1")
+    return unbatched, batch, channels, tuple(in_size)
+
+
 def normalize_conv(ndim: int, input: Any, weight: Any, bias: Any, stride: Any, padding: Any,
                    dilation: Any, groups: Any, padding_mode: Any, data_format: Any,
                    flip: Any, *, fill_value: float = 0.0,
@@ -325,25 +345,7 @@ def normalize_conv(ndim: int, input: Any, weight: Any, bias: Any, stride: Any, p
     b = None if bias is None else as_operand(bias, "bias")
     dtype = result_dtype(x.dtype, "input")
 
-    layout = "(N, *spatial, C)" if last else "(N, C, *spatial)"
-    if x.ndim == ndim + 1:
-        unbatched = True
-    elif x.ndim == ndim + 2:
-        unbatched = False
-    else:
-        raise _rank_error("input", x.shape,
-                          f"{ndim + 2} dims {layout} or {ndim + 1} dims unbatched "
-                          f"for conv{ndim}d")
-    shape = (1, *x.shape) if unbatched else tuple(x.shape)
-    if last:
-        batch, in_size, channels = shape[0], shape[1:-1], shape[-1]
-    else:
-        batch, channels, in_size = shape[0], shape[1], shape[2:]
-    if channels == 0:
-        raise ShapeError(f"input has shape {tuple(x.shape)} with 0 channels; expected >= 1")
-    if 0 in in_size:
-        raise ShapeError(f"input has shape {tuple(x.shape)} with an empty spatial axis; "
-                         "expected every spatial size >= 1")
+    unbatched, batch, channels, in_size = _input_layout(x, ndim, last, f"conv{ndim}d")
 
     if w.ndim != ndim + 2:
         raise _rank_error("weight", w.shape, f"{ndim + 2} dims (F, C // groups, *kernel)")
@@ -446,19 +448,9 @@ def normalize_conv_transpose(ndim: int, input: Any, weight: Any, bias: Any, stri
     w = as_operand(weight, "weight")
     b = None if bias is None else as_operand(bias, "bias")
     dtype = result_dtype(x.dtype, "input")
-    layout = "(N, *spatial, C)" if last else "(N, C, *spatial)"
-    if x.ndim not in (ndim + 1, ndim + 2):
-        raise _rank_error("input", x.shape, f"{ndim + 2} dims {layout} or {ndim + 1} dims "
-                                            f"unbatched for conv_transpose{ndim}d")
-    unbatched = x.ndim == ndim + 1
+    unbatched, batch, channels, in_size = _input_layout(x, ndim, last,
+                                                        f"conv_transpose{ndim}d")
     shape = (1, *x.shape) if unbatched else tuple(x.shape)
-    batch, channels, in_size = ((shape[0], shape[-1], shape[1:-1]) if last
-                                else (shape[0], shape[1], shape[2:]))
-    if channels == 0:
-        raise ShapeError(f"input has shape {tuple(x.shape)} with 0 channels; expected >= 1")
-    if 0 in in_size:
-        raise ShapeError(f"input has shape {tuple(x.shape)} with an empty spatial axis; "
-                         "expected every spatial size >= 1")
     if w.ndim != ndim + 2:
         raise _rank_error("weight", w.shape, f"{ndim + 2} dims (C, F // groups, *kernel)")
     if not _is_int(groups) or groups < 1:

@@ -1,6 +1,6 @@
 """The ``clconv`` command line (also ``python -m clconv``).
 
-Commands: ``devices``, ``filter``, ``selftest``, ``bench``. Every error is
+Commands: ``devices``, ``filter``, ``selftest``, ``bench``, ``tune``. Every error is
 one line on stderr and a non-zero exit code: 1 when a run failed (a bad
 image, a failed self-test check), 2 for a bad command line or option. Set
 ``CLCONV_DEBUG=1`` to get the traceback of an unexpected error.

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ._normalize import as_operand, is_device_array, normalize_conv
-from .errors import ArgumentError, ShapeError
+from .errors import ArgumentError, DTypeError, ShapeError
 from .functional import run_conv
 
 __all__ = ["convolve", "convolve2d", "correlate2d"]
@@ -160,6 +160,9 @@ def _host_operand(value: Any, name: str) -> np.ndarray:
         arr = np.asarray(value)
     except (ValueError, TypeError) as exc:
         raise ArgumentError(f"{name} could not be read as an array: {exc}") from None
+    if arr.dtype.kind not in "biufc":
+        raise DTypeError(f"{name} has dtype {arr.dtype}; expected a numeric dtype (bool, "
+                         "integer, float or complex), not object, string or datetime")
     if arr.dtype.kind == "c":
         return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
     return as_operand(arr, name)

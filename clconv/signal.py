@@ -78,13 +78,19 @@ def _pads(kernel_shape, mode: str, before_same) -> tuple[tuple[int, int], ...]:
     return tuple((before_same(k), k - 1 - before_same(k)) for k in kernel_shape)
 
 
-def _compute_dtype(result: np.dtype, a: np.ndarray, b: np.ndarray, fill: complex) -> np.dtype:
+# Below this every float64 partial sum of integers is exact.
+FLOAT64_EXACT = 2**53
+
+
+def _compute_dtype(result: np.dtype, a: np.ndarray, b: np.ndarray, fill: complex,
+                   ) -> np.dtype | None:
     """The real dtype the convolutions run in for a result of dtype ``result``.
 
     Floating results run in their own precision (complex ones in their
     parts'). Integer and bool results must be exact: every partial sum is at
     most ``max(|a|, |fill|) * sum(|b|)``, so float32 while that stays below
-    2**24, else float64 (exact below 2**53).
+    2**24, float64 below 2**53, and None beyond (integer arithmetic on the
+    host, wrapping around as NumPy's does).
     """
     if result.kind == "c":
         return np.dtype(np.float32 if result == np.complex64 else np.float64)
@@ -93,7 +99,26 @@ def _compute_dtype(result: np.dtype, a: np.ndarray, b: np.ndarray, fill: complex
     with np.errstate(over="ignore"):
         peak = max(float(np.max(np.abs(a.astype(np.float64)))), abs(fill.real))
         bound = peak * float(np.sum(np.abs(b.astype(np.float64))))
-    return np.dtype(np.float32 if bound < FLOAT32_EXACT else np.float64)
+    if bound < FLOAT32_EXACT:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64) if bound < FLOAT64_EXACT else None
+
+
+def _integer_taps(signal: np.ndarray, kernel: np.ndarray, pads, border: str, fill: complex,
+                  flip: bool, result: np.dtype) -> np.ndarray:
+    """Partial sums beyond 2**53: NumPy integer arithmetic, one shifted slice per tap, in
+    64 bits (wrapping modulo 2**64, so the final cast wraps as NumPy's own sums do)."""
+    acc = np.uint64 if result == np.uint64 else np.int64
+    extra = {"constant_values": int(fill.real)} if border == "constant" else {}
+    padded = np.pad(signal.astype(acc), pads, mode=border, **extra)
+    k = kernel[(slice(None, None, -1),) * kernel.ndim] if flip else kernel
+    out_shape = tuple(p - n + 1 for p, n in zip(padded.shape, k.shape))
+    out = np.zeros(out_shape, acc)
+    with np.errstate(over="ignore"):
+        for tap in np.ndindex(*k.shape):
+            window = tuple(slice(t, t + o) for t, o in zip(tap, out_shape))
+            out += acc(k[tap]) * padded[window]
+    return out.astype(result)
 
 
 def _to_result(y: np.ndarray, result: np.dtype) -> np.ndarray:
@@ -130,6 +155,8 @@ def _run(signal: np.ndarray, kernel: np.ndarray, pads, border: str, fill: comple
     """``signal`` convolved with ``kernel`` as a result of dtype ``result``; complex parts
     through real convolutions: (ar + i ai)(br + i bi) = ar br - ai bi + i (ar bi + ai br)."""
     dtype = _compute_dtype(result, signal, kernel, fill)
+    if dtype is None:
+        return _integer_taps(signal, kernel, pads, border, fill, flip, result)
     if result.kind != "c":
         y = _products([signal], [kernel], [fill.real], pads, border, flip, dtype, backend)
         return _to_result(y[0, 0], result)
@@ -186,7 +213,8 @@ def convolve(a: Any, v: Any, mode: str = "full", *, backend: str | None = None) 
     exact results: they are accumulated in float32 while every partial sum
     stays below 2**24, else in float64 (exact below 2**53, which a device
     without fp64 cannot do: ``BackendUnavailable``), then wrapped into the
-    integer dtype as NumPy's integer arithmetic does. Complex inputs are
+    integer dtype as NumPy's integer arithmetic does; sums beyond 2**53 run
+    in 64-bit integer arithmetic on the host, wrapping as NumPy's do. Complex inputs are
     computed from real convolutions of their parts (in one backend call).
 
     >>> import clconv

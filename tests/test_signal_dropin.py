@@ -295,3 +295,27 @@ def test_fillvalue_casting_follows_scipy(backend, fillvalue, dtype, ok):
             signal.convolve2d(a, k, fillvalue=fillvalue)
         with pytest.raises(clconv.ArgumentError, match="could not cast `fillvalue`"):
             clconv.convolve2d(a, k, fillvalue=fillvalue, backend=backend)
+
+
+def test_sums_beyond_2_53_wrap_as_numpys_integer_arithmetic(backend):
+    """Past float64's exact range the wrappers use 64-bit integer arithmetic (found by the
+    long fuzz profile: 2**40 * 2**40 must wrap to NumPy's 0, with no warning)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_equal_typed(clconv.convolve(2**40, 2**40, backend=backend),
+                           np.convolve(2**40, 2**40))
+        a = np.array([2**62, 3, -(2**61)], np.int64)
+        assert_equal_typed(clconv.convolve(a, np.array([4, -1]), backend=backend),
+                           np.convolve(a, np.array([4, -1])))
+        u = np.array([2**63 - 1, 5], np.uint64)
+        assert_equal_typed(clconv.convolve(u, np.array([3, 2], np.uint64), backend=backend),
+                           np.convolve(u, np.array([3, 2], np.uint64)))
+        img = np.full((3, 4), 2**40, np.int64)
+        k = np.full((2, 2), 2**20, np.int64)
+        for boundary in ("fill", "wrap", "symm"):
+            assert_equal_typed(convolve2d(img, k, "same", boundary, backend=backend),
+                               signal.convolve2d(img, k, "same", boundary))
+            assert_equal_typed(correlate2d(img, k, "full", boundary, 7, backend=backend),
+                               signal.correlate2d(img, k, "full", boundary, 7))

@@ -11,6 +11,9 @@ numbers (float32 tolerance; integer outputs within 1) and result dtypes:
   each, with no host round trip between them (integer outputs excepted: SciPy
   writes each pass into the output dtype, which is done on the host).
 
+Device arrays give device arrays; dask arrays give lazy dask arrays computed
+chunk by chunk with halos (equal to the one-piece result).
+
 Border modes are SciPy's names (``reflect``, ``constant`` with ``cval``,
 ``nearest``, ``mirror``, ``wrap`` and the ``grid-*`` aliases), mapped onto
 clconv's border rules (``numpy.pad`` terms: SciPy's ``reflect`` is
@@ -56,10 +59,30 @@ MODES = {"reflect": "symmetric", "grid-mirror": "symmetric", "constant": "consta
 
 # ---------------------------------------------------------------- arguments
 
+def _is_dask(value: Any) -> bool:
+    return type(value).__module__.startswith("dask.") and hasattr(value, "__dask_graph__")
+
+
+def _lazily(x: Any, reach: dict[int, int], modes: dict[int, str], output: Any,
+            block: Any) -> Any:
+    """A dask input's result: ``block`` (this module's function on a NumPy block) over
+    chunks grown by ``reach`` per axis. Halos come from the neighbouring chunks; at
+    the array's edges the block function applies the border mode itself (``wrap``
+    axes take their halo from the opposite end), so the result equals one piece."""
+    if isinstance(output, np.ndarray) or is_device_array(output):
+        raise ArgumentError("output is an array, but the input is a dask array; expected "
+                            "None or a dtype (the result is a lazy dask array)")
+    dtype, _ = _output(output, x)
+    boundary = {a: "periodic" if modes.get(a) == "wrap" else "none" for a in range(x.ndim)}
+    depth = {a: reach.get(a, 0) for a in range(x.ndim)}
+    return x.map_overlap(block, depth=depth, boundary=boundary, dtype=dtype, meta=np.array(
+        (), dtype))
+
+
 def _input(value: Any) -> Any:
-    """A host array or a device array of a real numeric dtype."""
-    if is_device_array(value):
-        as_operand(value, "input")
+    """A host, device or dask array of a real numeric dtype."""
+    if is_device_array(value) or _is_dask(value):
+        as_operand(value, "input") if is_device_array(value) else _numeric(value.dtype)
         return value
     try:
         arr = np.asarray(value)
@@ -69,6 +92,13 @@ def _input(value: Any) -> Any:
         raise DTypeError(f"input has dtype {arr.dtype}; clconv.ndimage takes real numbers "
                          "(complex input is not supported)")
     return as_operand(arr, "input")
+
+
+def _numeric(dtype: Any) -> None:
+    if np.dtype(dtype).kind == "c":
+        raise DTypeError(f"input has dtype {dtype}; clconv.ndimage takes real numbers "
+                         "(complex input is not supported)")
+    as_operand(np.zeros(0, dtype), "input")
 
 
 def _mode(mode: Any) -> str:
@@ -198,6 +228,15 @@ def _separable(x: Any, passes: list[tuple[np.ndarray, int, str, int]], cval: flo
     OpenCL backend (a host input is uploaded once); integer outputs write each
     pass into the output dtype, as SciPy does.
     """
+    if _is_dask(x):
+        reach: dict[int, int] = {}
+        modes = {}
+        for weights, axis, mode, origin in passes:
+            before, after = _pads(len(weights), origin)
+            reach[axis] = reach.get(axis, 0) + max(before, after)
+            modes[axis] = mode
+        return _lazily(x, reach, modes, output,
+                       lambda b: _separable(b, passes, cval, output, backend))
     dtype, target = _output(output, x)
     compute = _compute_dtype(np.dtype(x.dtype))
     device = is_device_array(x)
@@ -283,6 +322,12 @@ def _correlate(input, weights, output, mode, cval, origin, axes, backend, flip):
         w = w[(slice(None, None, -1),) * w.ndim]
         origins = [-o - (1 - k % 2) for o, k in zip(origins, w.shape)]
     border = _mode(mode)
+    if _is_dask(x):
+        reach = {a: max(_pads(k, o)) for a, k, o in zip(chosen, w.shape, origins)}
+        flipped_back = w[(slice(None, None, -1),) * w.ndim] if flip else w
+        return _lazily(x, reach, dict.fromkeys(chosen, border), output,
+                       lambda b: _correlate(b, flipped_back, output, mode, cval,
+                                            origin, axes, backend, flip))
     dtype, target = _output(output, x)
     compute = _compute_dtype(np.dtype(x.dtype))
     device = is_device_array(x)
@@ -422,6 +467,9 @@ def laplace(input: Any, output: Any = None, mode: Any = "reflect", cval: float =
     x = _input(input)
     chosen = _axes(axes, x.ndim)
     modes = _per_axis(mode, len(chosen), "mode", _mode)
+    if _is_dask(x):
+        return _lazily(x, dict.fromkeys(chosen, 1), dict(zip(chosen, modes)), output,
+                       lambda b: laplace(b, output, mode, cval, axes=axes, backend=backend))
     dtype, target = _output(output, x)
     device = is_device_array(x)
     if not chosen:

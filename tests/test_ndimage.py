@@ -180,3 +180,35 @@ def test_deliberate_differences(backend):
     assert got.dtype == np.float16
     np.testing.assert_allclose(got, ndi.gaussian_filter(half.astype(np.float32), 1.0),
                                rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "wrap", "nearest", "mirror", "constant"])
+def test_dask_arrays_give_lazy_results_equal_to_one_piece(backend, mode):
+    import dask.array as da
+    x = np.random.default_rng(8).random((20, 30)).astype(np.float32)
+    d = da.from_array(x, chunks=(7, 11))
+    cases = [
+        (lambda m, a: m.gaussian_filter(a, 1.5, mode=mode, **{}), {}),
+        (lambda m, a: m.correlate(a, np.ones((3, 4)), mode=mode, origin=(1, -1)), {}),
+        (lambda m, a: m.convolve(a, np.arange(6.0).reshape(2, 3), mode=mode), {}),
+        (lambda m, a: m.sobel(a, 0, mode=mode), {}),
+        (lambda m, a: m.laplace(a, mode=mode), {}),
+        (lambda m, a: m.uniform_filter(a, 5, mode=mode, origin=1), {}),
+    ]
+    for call, _ in cases:
+        lazy = call(_Bound(cnd, backend), d)
+        assert type(lazy).__module__.startswith("dask")
+        check(lazy.compute(), call(ndi, x))
+    with pytest.raises(clconv.ArgumentError, match="input is a dask array"):
+        cnd.sobel(d, output=np.empty(x.shape), backend=backend)
+
+
+class _Bound:
+    """clconv.ndimage with ``backend=`` filled in (so one lambda serves SciPy too)."""
+
+    def __init__(self, module, backend):
+        self.module, self.backend = module, backend
+
+    def __getattr__(self, name):
+        fn = getattr(self.module, name)
+        return lambda *args, **kwargs: fn(*args, backend=self.backend, **kwargs)

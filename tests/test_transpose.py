@@ -350,3 +350,16 @@ def test_phase_split_and_input_gradient_primitive_agree(backend, case):
     assert (_phase_plan(call) is not None) == all(d == 1 for d in per_dim(kw["dilation"],
                                                                           case[0]))
     np.testing.assert_allclose(run_transpose(call, backend), direct, rtol=1e-4, atol=1e-4)
+
+
+def test_host_inputs_larger_than_the_device_buffer_are_tiled(cl_backend, monkeypatch):
+    """Host inputs run as one forward convolution of the stride phases, which the
+    forward path splits into pieces that fit the device (lowered here to 64 KiB)."""
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((2, 8, 40, 50)).astype(np.float32)
+    w = rng.standard_normal((8, 6, 4, 4)).astype(np.float32)
+    want = clconv.conv_transpose2d(x, w, stride=2, padding=1, backend="numpy")
+    monkeypatch.setenv("CLCONV_MAX_ALLOC", str(64 * 1024))
+    got = clconv.conv_transpose2d(x, w, stride=2, padding=1, backend=cl_backend)
+    assert got.nbytes > 4 * 64 * 1024
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

@@ -327,6 +327,17 @@ def _input_layout(x: Any, ndim: int, last: bool, op: str,
     return unbatched, batch, channels, tuple(in_size)
 
 
+def _groups(groups: Any, channels: int) -> int:
+    """``groups`` as an int >= 1 that divides the input's ``channels``, else ShapeError."""
+    if not _is_int(groups) or groups < 1:
+        raise ShapeError(f"groups={_short(groups)}; expected an int >= 1")
+    groups = int(groups)
+    if channels % groups:
+        raise ShapeError(f"groups={groups} does not divide the input's {channels} channels; "
+                         "expected a divisor of the channel count")
+    return groups
+
+
 def normalize_conv(ndim: int, input: Any, weight: Any, bias: Any, stride: Any, padding: Any,
                    dilation: Any, groups: Any, padding_mode: Any, data_format: Any,
                    flip: Any, *, fill_value: float = 0.0,
@@ -350,12 +361,7 @@ def normalize_conv(ndim: int, input: Any, weight: Any, bias: Any, stride: Any, p
     if w.ndim != ndim + 2:
         raise _rank_error("weight", w.shape, f"{ndim + 2} dims (F, C // groups, *kernel)")
     filters, per_group, kernel_size = w.shape[0], w.shape[1], tuple(w.shape[2:])
-    if not _is_int(groups) or groups < 1:
-        raise ShapeError(f"groups={_short(groups)}; expected an int >= 1")
-    groups = int(groups)
-    if channels % groups:
-        raise ShapeError(f"groups={groups} does not divide the input's {channels} channels; "
-                         "expected a divisor of the channel count")
+    groups = _groups(groups, channels)
     if filters % groups:
         raise ShapeError(f"groups={groups} does not divide weight's {filters} filters "
                          f"(weight shape {tuple(w.shape)}); expected a divisor of the filter count")
@@ -453,12 +459,7 @@ def normalize_conv_transpose(ndim: int, input: Any, weight: Any, bias: Any, stri
     shape = (1, *x.shape) if unbatched else tuple(x.shape)
     if w.ndim != ndim + 2:
         raise _rank_error("weight", w.shape, f"{ndim + 2} dims (C, F // groups, *kernel)")
-    if not _is_int(groups) or groups < 1:
-        raise ShapeError(f"groups={_short(groups)}; expected an int >= 1")
-    groups = int(groups)
-    if channels % groups:
-        raise ShapeError(f"groups={groups} does not divide the input's {channels} channels; "
-                         "expected a divisor of the channel count")
+    groups = _groups(groups, channels)
     if w.shape[0] != channels:
         raise ShapeError(
             f"weight has shape {tuple(w.shape)}: {w.shape[0]} input channels, but the input "

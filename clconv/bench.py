@@ -691,6 +691,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="OUT.json", help="write all results as JSON")
     parser.add_argument("--plot", metavar="OUT.png", help="bar chart of GFLOP/s (matplotlib)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (for tests)")
+    parser.add_argument("--filters", action="store_true",
+                        help="time the image filters against OpenCV and scipy.ndimage "
+                             "instead of the convolution cases (--rows NAME... picks rows)")
+    parser.add_argument("--rows", nargs="+", metavar="NAME",
+                        help="with --filters: rows whose names contain one of these")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -698,6 +703,16 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         for case in CASES:
             print(f"{case.name:<15} {case.title}")
+        return 0
+    if args.filters:
+        from .bench_filters import run_filters
+
+        results = run_filters(args.backend or default_backends(), args.repeat, args.quick,
+                              args.rows)
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump({"meta": _meta(args, args.backend or []), "filters": results}, fh,
+                          indent=1)
         return 0
     try:
         cases = select_cases(args.cases, args.quick)

@@ -118,3 +118,20 @@ def test_bad_block_settle_or_warmup_is_a_usage_error(tmp_path, capsys):
     assert "--settle -1.0; expected at least 0" in capsys.readouterr().err
     assert bench.run(_args(tmp_path, "--warmup", "nan")) == 2
     assert "--warmup nan; expected at least 0" in capsys.readouterr().err
+
+
+def test_filter_rows_run_and_check_against_the_peers(tmp_path, capsys):
+    """``clconv bench --filters --quick``: every row timed against OpenCV / scipy.ndimage
+    and equal to the peer's result."""
+    args = _args(tmp_path, "--filters")
+    assert bench.run(args) == 0
+    out = capsys.readouterr().out
+    assert "photo u8 filter2D 3x3" in out and "volume 16^3 gaussian_filter s2" in out
+    data = json.loads((tmp_path / "out.json").read_text())
+    rows = {r["row"]: r for r in data["filters"]}
+    assert len(rows) == 14
+    for name, row in rows.items():
+        own = row["clconv"]["numpy"]
+        assert row["peer_ms"] > 0 and own["ms"] > 0
+        # OpenCV's GaussianBlur on uint8 uses fixed-point weights: a level or two off.
+        assert own["correct"] or name.startswith("photo u8 GaussianBlur"), (name, own)

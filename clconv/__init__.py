@@ -22,7 +22,7 @@ from .backends import (
     set_backend,
     use_backend,
 )
-from .backends.opencl.devices import DeviceInfo
+from .backends._base import DeviceInfo
 from .backward import conv_backward
 from .errors import (
     AllocationError,
@@ -85,7 +85,7 @@ __all__ = [
 
 def devices() -> list[DeviceInfo]:
     """Every OpenCL device as a :class:`DeviceInfo`; ``[]`` when there is no OpenCL."""
-    from .backends.opencl.devices import list_devices
+    from .backends.opencl.device import list_devices
 
     return list_devices()
 

@@ -34,16 +34,6 @@ os.environ["CLCONV_TUNE_CACHE"] = os.path.join(tempfile.mkdtemp(prefix="clconv-t
                                                "tune.json")
 
 
-@pytest.fixture(autouse=True)
-def _fresh_launch_plans():
-    """Every test plans its OpenCL launches afresh: some patch a path's thresholds
-    or helpers, which memoised plans (keyed on the problem) would not notice."""
-    from clconv.backends.opencl.launch import forget_plans
-
-    forget_plans()
-    yield
-
-
 def opencl_backend_names() -> list[str]:
     """One backend name per working OpenCL device on this machine."""
     names = [d.backend for d in clconv.devices() if d.works]

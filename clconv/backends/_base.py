@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from .._spec import ConvSpec
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """One OpenCL device, the backend name that selects it, and whether it works.
+
+    ``works`` is False when the health probe failed on it; ``problem`` then
+    says why in one line (else it is None).
+    """
+
+    backend: str
+    platform: str
+    name: str
+    type: str
+    compute_units: int
+    global_mem: int
+    max_alloc: int
+    fp64: bool
+    fp16: bool
+    driver_version: str = ""
+    works: bool = True
+    problem: str | None = None
+    opencl_c_version: str = ""
+    max_work_group_size: int = 0
+    local_mem: int = 0
 
 
 @runtime_checkable

@@ -1,24 +1,27 @@
 """The OpenCL backend: kernels from ``kernels_cl/`` on any OpenCL device.
 
-Nothing here imports pyopencl until a backend object is created. Modules:
+Nothing here imports pyopencl until a backend object is created. Modules
+(docs/architecture.md has the map):
 
 - ``runtimes``: pip-installed OpenCL runtimes made visible to the ICD loader;
-- ``devices``, ``context``, ``program``, ``limits``: finding devices and
-  probing their health, one context and queue per device, building and
-  caching programs, launch limits;
-- ``backend``: the backend object (operands in, kernels launched, results out),
-  ``tiling``: host inputs split into pieces that fit the device;
-- ``conv``: the forward path registry and choice; the paths themselves in
-  ``direct``, ``gemm`` and ``rows``, sharing ``launch`` (operands, buffers,
-  enqueue, the plan memo), ``weights`` (packing) and ``padding`` (pad pass);
-- ``backward``: the gradients; ``tune``, ``tunecache``: the autotuner and its cache.
+- ``device``: discovery, health probes, ``opencl[:option]`` names;
+- ``context``: the per-device context, limits, and the owner of every cache;
+- ``build``: kernel sources, build options, building, the program cache type;
+- ``arrays``: recognising device arrays without importing pyopencl;
+- ``backend``: the backend object, one straight line from spec to result;
+- ``plan``: typed plans and splitting host inputs into pieces;
+- ``execute``: running plans, transfers, events, driver errors;
+- ``paths``: one module per way of computing (direct, tiny, gemm, pointwise,
+  rows, separable, backward) plus the pad pre-pass and weight packing;
+- ``tuning``: per-device defaults and the autotune cache; ``tune``: the autotuner.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .devices import DeviceInfo, list_devices, select_device
+from .._base import DeviceInfo
+from .device import list_devices, select_device
 
 __all__ = ["DeviceInfo", "factory", "list_devices"]
 

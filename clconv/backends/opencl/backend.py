@@ -1,9 +1,13 @@
-"""The OpenCL backend object: operands in, kernels launched, results out.
+"""The OpenCL backend object: one straight line from a spec to a result.
 
-Host operands (NumPy) are uploaded once per call and the result comes back
-as NumPy; a device input (``pyopencl.array.Array``) gives a device result on
-the input's own queue with no host round trip. Host inputs whose buffers
-would not fit the device are split into pieces (see :mod:`.tiling`).
+``spec -> choice`` (path and configuration: :mod:`.paths`, memoised by the
+device context) ``-> packed weights -> pieces`` (host inputs that would not
+fit the device are split, :mod:`.plan`) ``-> plan per piece`` (memoised)
+``-> run`` (:mod:`.execute`) ``-> result``. Host operands give NumPy results;
+a device input (``pyopencl.array.Array``) gives a device result on the
+input's own queue, with no host round trip. The backward pass and the
+transposed convolution take the same route with the plan of
+:mod:`.paths.backward`.
 """
 
 from __future__ import annotations
@@ -14,16 +18,32 @@ from typing import Any
 
 import numpy as np
 
-from ..._normalize import as_operand, is_device_array
+from ..._normalize import as_operand
 from ..._spec import ConvSpec
 from ...errors import AllocationError, ArgumentError, BackendUnavailable
-from . import tunecache
-from .context import DeviceContext, is_released
-from .conv import PATH_ENV, TUNING, choose_path
-from .devices import check_not_forked
-from .launch import Operand, host_operand, mark_complete, memoised, read_back
-from .limits import Limits, current_limits
-from .tiling import plan_pieces, take_piece
+from . import tuning
+from .arrays import is_array
+from .build import ProgramRef
+from .context import DeviceContext, Limits, is_released
+from .device import check_not_forked
+from .execute import (
+    Operand,
+    driver_errors,
+    host_buffer,
+    host_operand,
+    mark_complete,
+    read_all,
+    read_back,
+    run,
+    upload,
+)
+from .paths import PATH_ENV, Choice, choices, current_override
+from .paths.backward import BackwardLayout, backward_plan, transposed_block
+from .paths.common import CL_TYPES, acc_dtype, contiguous_strides, round_up
+from .paths.pack import pack_host
+from .plan import Layout, Piece, Plan, Ref, Step, plan_pieces, take_piece
+
+WG_CAST = 64
 
 
 class OpenCLBackend:
@@ -49,24 +69,30 @@ class OpenCLBackend:
     def stats(self) -> dict[str, int]:
         """Live and cached device buffers (:meth:`DeviceContext.memory_stats`) and the
         program cache's ``cache_size`` / ``cache_max_size`` / ``builds``."""
-        from .program import cache_info
+        programs = self.dctx.programs
+        return {**self.dctx.memory_stats(), "cache_size": len(programs),
+                "cache_max_size": programs.max_size, "builds": programs.builds}
 
-        info = cache_info()
-        return {**self.dctx.memory_stats(), "cache_size": info["size"],
-                "cache_max_size": info["max_size"], "builds": info["builds"]}
+    # ------------------------------------------------------------ arrays
 
-    # ------------------------------------------------------------ helpers
+    def owns(self, array: Any) -> bool:
+        """True for a device array (``pyopencl.array.Array``), the kind this backend uses."""
+        return is_array(array)
 
     def to_device(self, array: Any) -> Any:
         """Upload a host array to this backend's queue (device arrays on it pass through)."""
         import pyopencl.array as cla
 
         check_not_forked()
-        if is_device_array(array):
+        if is_array(array):
             self._check_device_array(array, "array")
             return array
         host = np.ascontiguousarray(as_operand(array, "array"))  # native byte order
         return cla.to_device(self.queue, host, allocator=self.dctx.buffer)
+
+    def to_host(self, array: Any) -> np.ndarray:
+        """A device array's data as a NumPy array (host arrays pass through)."""
+        return array.get() if is_array(array) else np.asarray(array)
 
     def _check_device_array(self, array: Any, name: str) -> None:
         if is_released(array.base_data):
@@ -83,132 +109,191 @@ class OpenCLBackend:
                 f"{name} lives on device {array.queue.device.name.strip()!r}; backend "
                 f"{self.name!r} runs on {self.dctx.info.name!r}")
 
-    def _check_dtype(self, spec: ConvSpec) -> None:
+    def _checked(self, spec: ConvSpec, **operands: Any) -> None:
+        """Refuse a forked process, float64 without fp64, and foreign device arrays."""
+        check_not_forked()
         if spec.dtype == "float64" and not self.dctx.info.fp64:
             raise BackendUnavailable(
                 f"backend {self.name!r}: device {self.dctx.info.name!r} has no cl_khr_fp64, so "
                 "it cannot compute float64; use float32 input or the 'numpy' backend")
+        for name, operand in operands.items():
+            if is_array(operand):
+                self._check_device_array(operand, name)
+
+    def _queue_of(self, lead: Any) -> Any:
+        """The queue a call runs on: a device input's own, else the backend's."""
+        if is_array(lead) and lead.queue is not None:
+            return lead.queue
+        return self.queue
 
     # ------------------------------------------------------------ forward
 
     def conv_forward(self, x: Any, weight: Any, bias: Any, spec: ConvSpec) -> Any:
         """The convolution (cross-correlation unless ``spec.flip``) plus bias."""
-        check_not_forked()
-        self._check_dtype(spec)
-        on_device = is_device_array(x)
-        for name, operand in (("input", x), ("weight", weight), ("bias", bias)):
-            if is_device_array(operand):
-                self._check_device_array(operand, name)
-        if on_device:
-            return self._forward_device(x, weight, bias, spec)
-        return self._forward_host(np.asarray(x), weight, bias, spec)
-
-    def _plan(self, spec: ConvSpec, limits: Limits) -> tuple[Any, list]:
-        """The forward path for ``spec`` and the pieces it runs in.
-
-        Both depend only on the problem, the limits, a forced path and the
-        tune cache, so they are memoised (about 25 us of Python per call for a
-        1x1 layer, a tenth of the whole host side) with the forced path and
-        the tune cache's identity in the key. Candidates being tuned bypass it.
-        """
-        if TUNING.get() is not None:
-            return self._fresh_plan(spec, limits)
-        table = tunecache.current_table()
-        key = ("forward", self.dctx, spec, limits, os.environ.get(PATH_ENV, ""), id(table))
-        hit = memoised(key, lambda: (table, *self._fresh_plan(spec, limits)))
-        if hit[0] is not table:  # an id reused by a newer table: plan afresh
-            return self._fresh_plan(spec, limits)
-        return hit[1], hit[2]
-
-    def _fresh_plan(self, spec: ConvSpec, limits: Limits) -> tuple[Any, list]:
-        path = choose_path(spec, self.dctx, limits)
-        return path, plan_pieces(spec, limits, weight_bytes=path.packed_bytes(spec, limits))
-
-    def _empty(self, spec: ConvSpec) -> bool:
-        return spec.batch == 0 or spec.out_channels == 0
-
-    def _forward_device(self, x: Any, weight: Any, bias: Any, spec: ConvSpec) -> Any:
+        self._checked(spec, input=x, weight=weight, bias=bias)
         import pyopencl.array as cla
 
-        queue = x.queue if x.queue is not None else self.queue
-        own_queue = queue == self.queue
-        # Pooled buffers are recycled in queue order, which holds only on our queue.
-        allocate = self.dctx.allocate if own_queue else self.dctx.buffer
-        if self._empty(spec):
-            return cla.zeros(queue, spec.output_shape, np.dtype(spec.dtype), allocator=allocate)
-        limits = current_limits(self.dctx.info)
-        out_bytes = math.prod(spec.output_shape) * np.dtype(spec.dtype).itemsize
-        if out_bytes > limits.max_alloc:
-            raise AllocationError(
-                f"the result {spec.output_shape} ({out_bytes} bytes) of a device-array input "
-                f"exceeds device {self.dctx.info.name!r}'s largest buffer "
-                f"({limits.max_alloc} bytes); pass a host array to have it tiled")
-        with _driver_errors(spec, self.dctx.info.name):
-            path = choose_path(spec, self.dctx, limits)
-            state = self._prepare(path, queue, weight, bias, spec, limits, allocate)
-            y = cla.empty(queue, spec.output_shape, np.dtype(spec.dtype), allocator=allocate)
-            path.launch(self.dctx, queue, state, Operand.of(x), Operand.of(y), spec, limits)
-            mark_complete(queue, y)
-        return y
-
-    def _forward_host(self, x: np.ndarray, weight: Any, bias: Any, spec: ConvSpec) -> Any:
-        import pyopencl.array as cla
-
-        if self._empty(spec):
+        device = is_array(x)
+        queue = self._queue_of(x)
+        allocate = self.dctx.allocator(queue)
+        if spec.batch == 0 or spec.out_channels == 0:
+            if device:
+                return cla.zeros(queue, spec.output_shape, np.dtype(spec.dtype),
+                                 allocator=allocate)
             return np.zeros(spec.output_shape, dtype=spec.dtype)
-        limits = current_limits(self.dctx.info)
-        queue = self.queue
-        allocate = self.dctx.allocate
-        with _driver_errors(spec, self.dctx.info.name):
-            y = np.empty(spec.output_shape, dtype=spec.dtype)
-            path, pieces = self._plan(spec, limits)
-            state = self._prepare(path, queue, weight, bias, spec, limits, allocate)
-            for piece in pieces:
-                x_piece = np.ascontiguousarray(take_piece(x, spec, piece))
-                y_piece = y[piece.out_index]
-                if y_piece.flags.c_contiguous:
-                    # Straight into the result: no temporary, no second copy
-                    # (zero-copy on unified-memory CPU devices, see host_buffer).
-                    x_op = host_operand(self.dctx, queue, x_piece, allocate)
-                    y_op = host_operand(self.dctx, queue, y_piece, allocate, writable=True)
-                    path.launch(self.dctx, queue, state, x_op, y_op, piece.spec, limits)
-                    read_back(queue, y_op.buffer, y_piece)
-                    continue
-                x_dev = cla.to_device(queue, x_piece, allocator=allocate)
-                y_dev = cla.empty(queue, piece.spec.output_shape, np.dtype(spec.dtype),
-                                  allocator=allocate)
-                path.launch(self.dctx, queue, state, Operand.of(x_dev), Operand.of(y_dev),
-                            piece.spec, limits)
-                y[piece.out_index] = y_dev.get(queue)
+        limits = self.dctx.limits()
+        if device:
+            out_bytes = math.prod(spec.output_shape) * np.dtype(spec.dtype).itemsize
+            if out_bytes > limits.max_alloc:
+                raise AllocationError(
+                    f"the result {spec.output_shape} ({out_bytes} bytes) of a device-array "
+                    f"input exceeds device {self.dctx.info.name!r}'s largest buffer "
+                    f"({limits.max_alloc} bytes); pass a host array to have it tiled")
+        w_op = Operand.of(weight) if is_array(weight) else np.asarray(weight)
+        b_op = None if bias is None else Operand.of(bias) if is_array(bias) else np.asarray(bias)
+        with driver_errors(spec, self.dctx.info.name):
+            choice, packed = self._pack(spec, limits, queue, w_op, b_op, allocate)
+            if device:
+                return self._forward_device(choice, packed, x, spec, limits, queue, allocate)
+            return self._forward_host(choice, packed, np.asarray(x), spec, limits, queue,
+                                      allocate)
+
+    def choices(self, spec: ConvSpec, limits: Limits) -> tuple[Choice, ...]:
+        """The path choices for ``spec`` in order (memoised per problem, limits,
+        forced path, override and tune cache state)."""
+        dctx = self.dctx
+        override = current_override()
+        key = ("choices", spec, limits, _env_path(), override, dctx.tune_generation)
+        info, vendor = dctx.info, dctx.device.vendor
+        return dctx.memo(key, lambda: choices(
+            spec, limits, lambda name: tuning.device_defaults(name, info, vendor),
+            lambda s: tuning.tuned_choice(s, dctx)))
+
+    def _pack(self, spec: ConvSpec, limits: Limits, queue: Any, weight: Any, bias: Any,
+              allocate: Any) -> tuple[Choice, dict[str, Any]]:
+        """The first choice that accepts the weights, and its packed weights."""
+        for choice in self.choices(spec, limits):
+            packed = choice.path.pack(self.dctx, queue, weight, bias, spec, choice.config,
+                                      allocate)
+            if packed is not None:
+                return choice, packed
+        raise AssertionError("the last choice never declines the weights")
+
+    def plan(self, choice: Choice, spec: ConvSpec, layout: Layout, limits: Limits) -> Plan:
+        """The plan of ``choice`` for one piece of ``spec`` (memoised)."""
+        return self.dctx.memo(("plan", choice, spec, layout, limits),
+                              lambda: choice.path.plan(self.dctx, spec, choice.config, layout,
+                                                       limits))
+
+    def _pieces(self, choice: Choice, spec: ConvSpec, limits: Limits) -> list[Piece]:
+        def scratch(sub: ConvSpec) -> int:
+            return self.plan(choice, sub, _contiguous(sub), limits).scratch_bytes
+
+        return self.dctx.memo(("pieces", choice, spec, limits), lambda: plan_pieces(
+            spec, limits, choice.path.packed_bytes(spec, choice.config), scratch))
+
+    def _forward_device(self, choice: Choice, packed: dict[str, Any], x: Any, spec: ConvSpec,
+                        limits: Limits, queue: Any, allocate: Any) -> Any:
+        import pyopencl.array as cla
+
+        x_op = Operand.of(x)
+        y = cla.empty(queue, spec.output_shape, np.dtype(spec.dtype), allocator=allocate)
+        y_op = Operand.of(y)
+        layout = Layout(x_op.dtype, x_op.strides, y_op.strides)
+        run(self.dctx, queue, self.plan(choice, spec, layout, limits),
+            {**packed, "x": x_op, "y": y_op}, allocate)
+        mark_complete(queue, y)
         return y
 
-    def _prepare(self, path: Any, queue: Any, weight: Any, bias: Any, spec: ConvSpec,
-                 limits: Any, allocate: Any) -> Any:
+    def _forward_host(self, choice: Choice, packed: dict[str, Any], x: np.ndarray,
+                      spec: ConvSpec, limits: Limits, queue: Any, allocate: Any) -> np.ndarray:
+        y = np.empty(spec.output_shape, dtype=spec.dtype)
+        for piece in self._pieces(choice, spec, limits):
+            plan = self.plan(choice, piece.spec, _contiguous(piece.spec), limits)
+            x_piece = np.ascontiguousarray(take_piece(x, spec, piece))
+            y_piece = y[piece.out_index]
+            # Straight into the result when the piece is contiguous there: no
+            # temporary, no second copy (none at all on unified memory).
+            target = (y_piece if y_piece.flags.c_contiguous
+                      else np.empty(y_piece.shape, y_piece.dtype))
+            x_op = host_operand(self.dctx, queue, x_piece, allocate)
+            y_op = host_operand(self.dctx, queue, target, allocate, writable=True)
+            run(self.dctx, queue, plan, {**packed, "x": x_op, "y": y_op}, allocate)
+            read_back(queue, y_op.buffer, target)
+            if target is not y_piece:
+                y_piece[...] = target
+        return y
 
-        # Host weights are packed by NumPy and uploaded once (pack_operands);
-        # device weights are packed on the device.
-        weight_op = Operand.of(weight) if is_device_array(weight) else np.asarray(weight)
-        bias_op = None
-        if bias is not None:
-            bias_op = Operand.of(bias) if is_device_array(bias) else np.asarray(bias)
-        state = path.prepare(self.dctx, queue, weight_op, bias_op, spec, limits, allocate)
-        return state
+    # ------------------------------------------------------------ backward
 
     def conv_backward(self, x: Any, weight: Any, grad_output: Any, spec: ConvSpec,
                       ) -> tuple[Any, Any, Any]:
-        """Gradients computed by the kernels of kernels_cl/conv_backward.cl (see .backward).
+        """Gradients by the kernels of kernels_cl/conv_backward.cl (see .paths.backward).
 
         Host operands give NumPy results; a device input gives device results
         on its own queue.
         """
-        from .backward import run_backward
+        self._checked(spec, input=x, weight=weight, grad_output=grad_output)
+        return self._backward(x, weight, grad_output, spec, None)
 
-        check_not_forked()
-        self._check_dtype(spec)
-        for name, operand in (("input", x), ("weight", weight), ("grad_output", grad_output)):
-            if is_device_array(operand):
-                self._check_device_array(operand, name)
-        return run_backward(self, x, weight, grad_output, spec)
+    def conv_transpose(self, grad_output: Any, weight: Any, bias: Any, spec: ConvSpec) -> Any:
+        """The transposed convolution: ``spec``'s input gradient for ``grad_output`` (the
+        ``grad_input`` kernel alone), plus ``bias`` per input channel. A device
+        ``grad_output`` gives a device result on its queue."""
+        self._checked(spec, input=grad_output, weight=weight, bias=bias)
+        return self._backward(None, weight, grad_output, spec, bias)[0]
+
+    def _backward(self, x: Any, weight: Any, grad_output: Any, spec: ConvSpec,
+                  bias: Any) -> tuple[Any, ...]:
+        """``x`` None: the input gradient alone, plus ``bias`` (a 1-tuple); the
+        device-ness then follows ``grad_output``."""
+        import pyopencl.array as cla
+
+        lead = grad_output if x is None else x
+        queue = self._queue_of(lead)
+        allocate = self.dctx.allocator(queue)
+        dtype = np.dtype(spec.dtype)
+        shapes = (spec.input_shape, spec.weight_shape, (spec.out_channels,))
+        shapes = shapes[:1] if x is None else shapes
+        with driver_errors(spec, self.dctx.info.name):
+            if spec.batch == 0 or spec.out_channels == 0:
+                grads = tuple(cla.zeros(queue, s, dtype, allocator=allocate) for s in shapes)
+            else:
+                grads = tuple(cla.empty(queue, s, dtype, allocator=allocate) for s in shapes)
+                self._run_backward(x, weight, grad_output, spec, bias, grads, queue, allocate)
+            if is_array(lead):
+                mark_complete(queue, *grads)
+                return grads
+            return read_all(queue, grads)
+
+    def _run_backward(self, x: Any, weight: Any, grad_output: Any, spec: ConvSpec, bias: Any,
+                      grads: tuple[Any, ...], queue: Any, allocate: Any) -> None:
+        limits = self.dctx.limits()
+        x_op = None if x is None else Operand.of(upload(queue, x, allocate))
+        gy_op = Operand.of(upload(queue, grad_output, allocate))
+        bound: dict[str, Any] = {"x": x_op, "gy": gy_op, "gx": Operand.of(grads[0])}
+        if x is not None:
+            bound.update(gw=Operand.of(grads[1]), gb=Operand.of(grads[2]))
+        w_op = Operand.of(weight) if is_array(weight) else None
+        if w_op is None:  # a host weight is packed by NumPy: one launch fewer
+            packed = pack_host(np.asarray(weight), spec, transposed_block(spec, limits), True)
+            bound["wt"] = host_buffer(self.dctx, queue, packed, allocate)
+        else:
+            bound["w_src"] = w_op
+        if bias is not None:
+            bound["bias"] = _bias_buffer(queue, bias, spec, allocate)
+        layout = BackwardLayout(
+            x_dtype=None if x_op is None else x_op.dtype,
+            x_strides=None if x_op is None else x_op.strides,
+            w_dtype=None if w_op is None else w_op.dtype,
+            w_strides=None if w_op is None else w_op.strides,
+            gy_dtype=gy_op.dtype, gy_strides=gy_op.strides, gy_at_start=gy_op.offset == 0,
+            gx_strides=bound["gx"].strides, bias=bias is not None)
+        plan = self.dctx.memo(("backward", spec, layout, limits),
+                              lambda: backward_plan(self.dctx, spec, layout, limits))
+        run(self.dctx, queue, plan, bound, allocate)
+
+    # ------------------------------------------------------------ conversion
 
     def saturate(self, y: Any, dtype: Any) -> Any:
         """A C-contiguous device array ``y`` converted to integer ``dtype`` on the device:
@@ -216,84 +301,44 @@ class OpenCLBackend:
         (``kernels_cl/cast.cl``)."""
         import pyopencl.array as cla
 
-        from .launch import CL_TYPES, enqueue, round_up
-
         check_not_forked()
         self._check_device_array(y, "array")
         dtype = np.dtype(dtype)
-        queue = y.queue if y.queue is not None else self.queue
-        allocate = self.dctx.allocate if queue == self.queue else self.dctx.buffer
+        queue = self._queue_of(y)
+        allocate = self.dctx.allocator(queue)
         out = cla.empty(queue, y.shape, dtype, allocator=allocate)
         count = int(y.size)
         if count:
-            wg = min(64, current_limits(self.dctx.info).max_work_group)
-            defines = {"SRC_T": CL_TYPES[y.dtype.name], "SRC_HALF": int(y.dtype == np.float16),
-                       "DST_T": CL_TYPES[dtype.name], "WG": wg,
-                       "NEED_FP64": int(y.dtype == np.float64)}
-            with _driver_errors(None, self.dctx.info.name):
-                enqueue(self.dctx.program("cast.cl", defines), "saturate", queue,
-                        (round_up(count, wg),), (wg,), y.base_data,
-                        np.int64(y.offset // y.dtype.itemsize), out.data, np.int64(count))
+            wg = min(WG_CAST, self.dctx.limits().max_work_group)
+            ref = ProgramRef.of("cast.cl", {
+                "SRC_T": CL_TYPES[y.dtype.name], "SRC_HALF": int(y.dtype == np.float16),
+                "DST_T": CL_TYPES[dtype.name], "WG": wg, "NEED_FP64": int(y.dtype == np.float64)})
+            step = Step.of(ref, "saturate", (round_up(count, wg),), (wg,), Ref("src"),
+                           np.int64(y.offset // y.dtype.itemsize), Ref("dst"), np.int64(count))
+            with driver_errors(None, self.dctx.info.name):
+                run(self.dctx, queue, Plan((step,)), {"src": y.base_data, "dst": out.data},
+                    allocate)
                 mark_complete(queue, out)
         return out
 
-    def conv_transpose(self, grad_output: Any, weight: Any, bias: Any, spec: ConvSpec) -> Any:
-        """The transposed convolution: ``spec``'s input gradient for ``grad_output`` (the
-        ``grad_input`` kernel of conv_backward.cl alone), plus ``bias`` per input channel.
-        A device ``grad_output`` gives a device result on its queue."""
-        from .backward import run_backward
 
-        check_not_forked()
-        self._check_dtype(spec)
-        for name, operand in (("input", grad_output), ("weight", weight), ("bias", bias)):
-            if is_device_array(operand):
-                self._check_device_array(operand, name)
-        return run_backward(self, None, weight, grad_output, spec, bias)[0]
+def _env_path() -> str:
+    return os.environ.get(PATH_ENV, "")
 
 
-class _driver_errors:
-    """Turn the driver's errors during a call into clconv's documented classes.
+def _contiguous(spec: ConvSpec) -> Layout:
+    """The layout of a host piece: both operands C-contiguous, input of the spec's dtype."""
+    return Layout(np.dtype(spec.dtype), contiguous_strides(spec.input_shape),
+                  contiguous_strides(spec.output_shape))
 
-    Out-of-memory errors (the driver's, or the host's own ``MemoryError``)
-    become :class:`clconv.AllocationError`; any other
-    pyopencl error (a device lost or reset mid-run, a driver failure) becomes
-    :class:`clconv.BackendUnavailable` naming the device, with the driver's
-    error chained as the cause.
-    """
 
-    def __init__(self, spec: ConvSpec | None, device: str) -> None:
-        self.spec = spec
-        self.device = device
+def _bias_buffer(queue: Any, bias: Any, spec: ConvSpec, allocate: Any) -> Any:
+    """The bias (one per input channel of ``spec``) as a contiguous accumulator buffer."""
+    import pyopencl.array as cla
 
-    def __enter__(self) -> None:
-        return None
-
-    def _problem(self) -> str:
-        s = self.spec
-        if s is None:
-            return "the conversion"
-        return f"input {s.input_shape}, kernel {s.kernel_size}, output {s.output_shape}"
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc is None:
-            return False
-        if isinstance(exc, MemoryError) and not isinstance(exc, AllocationError):
-            # The host refused (a process memory limit below physical memory).
-            raise AllocationError(f"host memory ran out for {self._problem()}: "
-                                  f"{exc or 'MemoryError'}") from None
-        import pyopencl as cl
-
-        out_of_memory = isinstance(exc, cl.MemoryError) or (
-            isinstance(exc, cl.Error) and getattr(exc, "code", None) in (
-                cl.status_code.MEM_OBJECT_ALLOCATION_FAILURE, cl.status_code.OUT_OF_RESOURCES,
-                cl.status_code.OUT_OF_HOST_MEMORY))
-        if out_of_memory:
-            raise AllocationError(
-                f"the device ran out of memory for {self._problem()}: {exc}") from None
-        if isinstance(exc, cl.Error):
-            raise BackendUnavailable(
-                f"OpenCL device {self.device!r} failed during the call ({exc}); the device may "
-                "have been lost or reset: use another backend, or restart the process to "
-                "reopen the device") from exc
-        return False
-
+    acc = acc_dtype(spec)
+    if is_array(bias) and bias.dtype == acc and bias.flags.c_contiguous:
+        return bias.base_data if not bias.offset else bias.data
+    host = bias.get() if is_array(bias) else np.asarray(bias)
+    return cla.to_device(queue, np.ascontiguousarray(host, dtype=acc), allocator=allocate,
+                         async_=True).data

@@ -1,25 +1,91 @@
-"""One OpenCL context, queue and memory pool per device per process.
+"""The per-device state: context, queue, memory pool, limits, and every cache.
 
-Created lazily on first use and shared by every backend object that selects
-the same device (``opencl`` and ``opencl:0:0`` may be the same device).
+One :class:`DeviceContext` per device per process, created on first use and
+shared by every backend object that selects the device (``opencl`` and
+``opencl:0:0`` may be the same one). It owns the only caches of the OpenCL
+backend, each bounded: built programs (:class:`.build.ProgramCache`), plans
+and path choices (:meth:`DeviceContext.memo`), and this device's entries of
+the tune cache (:mod:`.tuning`). Nothing else in the package keeps state
+between calls.
+
+Two environment variables shape :meth:`DeviceContext.limits`, read at call
+time:
+
+* ``CLCONV_MAX_ALLOC`` (bytes; ``inf`` for none) lowers the largest single
+  buffer, so tests can exercise tiling on small arrays.
+* ``CLCONV_STRICT_LIMITS=1`` caps work-groups at :data:`STRICT_WORK_GROUP`
+  items and local memory at :data:`STRICT_LOCAL_MEM` bytes, like a small GPU,
+  and plans GPU-shaped work-groups (:attr:`Limits.group_items`), so that the
+  kernels are launched as a GPU would run them.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import threading
-from collections.abc import Mapping
-from typing import Any
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from .devices import DeviceInfo, Found
-from .program import BuiltProgram, get_program
+from ..._normalize import env_bytes
+from .._base import DeviceInfo
+from .build import BuiltProgram, ProgramCache, ProgramRef
+from .device import Found
 
-_contexts: dict[tuple[int, int], DeviceContext] = {}
-_lock = threading.Lock()
+_T = TypeVar("_T")
+
+STRICT_WORK_GROUP = 256
+# Work-items per group that the paths plan on GPUs and accelerators: a compute
+# unit runs a group's items in SIMD lanes (32-64 wide), so groups of one item
+# would leave most lanes idle. CPU devices loop over a group's items, so
+# there each path keeps its CPU shape.
+GPU_GROUP_ITEMS = 64
+STRICT_LOCAL_MEM = 32 * 1024
+# Share of global memory one piece of work may use: leaves room for the
+# caller's own arrays and the driver.
+MEMORY_FRACTION = 0.5
+# Plans and choices kept per device (least recently used dropped first).
+MAX_MEMO = 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one launch / one piece of work may use on a device."""
+
+    max_alloc: int
+    memory_budget: int
+    max_work_group: int
+    local_mem: int
+    strict: bool
+    group_items: int = 1  # items per work-group the paths aim for (1: CPU shapes)
+
+
+def strict_mode() -> bool:
+    """True when ``CLCONV_STRICT_LIMITS`` asks for GPU-sized limits."""
+    return os.environ.get("CLCONV_STRICT_LIMITS", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def compute_limits(info: DeviceInfo) -> Limits:
+    """``info``'s limits, lowered by ``CLCONV_MAX_ALLOC`` and strict mode."""
+    max_alloc = info.max_alloc
+    override = env_bytes("CLCONV_MAX_ALLOC")
+    if override is not None:
+        max_alloc = min(max_alloc, override)
+    strict = strict_mode()
+    wg = info.max_work_group_size or 1
+    local = info.local_mem
+    if strict:
+        wg = min(wg, STRICT_WORK_GROUP)
+        local = min(local, STRICT_LOCAL_MEM)
+    group_items = min(GPU_GROUP_ITEMS, wg) if strict or info.type != "cpu" else 1
+    return Limits(max_alloc=max_alloc, memory_budget=int(info.global_mem * MEMORY_FRACTION),
+                  max_work_group=wg, local_mem=local, strict=strict, group_items=group_items)
 
 
 class DeviceContext:
-    """The per-device OpenCL state: context, in-order queue, pooled allocator."""
+    """The per-device OpenCL state and the owner of every cache of the backend."""
 
     def __init__(self, found: Found) -> None:
         import pyopencl as cl
@@ -29,8 +95,21 @@ class DeviceContext:
         self.device = found.device
         self.context = found.context  # the one the health probe ran in
         self.queue = cl.CommandQueue(self.context, self.device)
+        self.programs = ProgramCache(self.context, self.device)
+        # Unified-memory CPU devices use host arrays in place (see execute.host_buffer).
+        self.host_unified = bool(self.device.type & cl.device_type.CPU) and bool(
+            getattr(self.device, "host_unified_memory", False))
+        self.tune_key = "|".join((self.device.name.strip(), self.device.driver_version.strip()))
         self._pool = cl_tools.MemoryPool(cl_tools.ImmediateAllocator(self.queue))
         self._pool_lock = threading.Lock()
+        self._memo: OrderedDict[Hashable, Any] = OrderedDict()
+        self._memo_lock = threading.Lock()
+        self._limits: tuple[tuple[str | None, str | None], Limits] | None = None
+        # Bumped when the tune cache changes, so that memoised entries and
+        # choices of the older cache are never used again (see .tuning).
+        self.tune_generation = 0
+
+    # ------------------------------------------------------------ memory
 
     def allocate(self, nbytes: int) -> Any:
         """A pooled buffer of ``nbytes`` (for arrays used on :attr:`queue` only)."""
@@ -49,15 +128,19 @@ class DeviceContext:
         return _tracked_buffer_class()(self.context, cl.mem_flags.READ_WRITE,
                                        size=max(int(nbytes), 1))
 
+    def allocator(self, queue: Any) -> Callable[[int], Any]:
+        """How to allocate buffers used on ``queue``: pooled buffers are recycled in
+        queue order, which holds only on this context's own queue."""
+        return self.allocate if queue == self.queue else self.buffer
+
     def memory_stats(self) -> dict[str, int]:
         """The memory pool's counters: live buffers and cached (held) ones.
 
         ``active_blocks`` / ``active_bytes``: pooled buffers in use right now
         (back to their earlier value once every result and temporary of a call
         is released); ``held_blocks`` / ``held_bytes``: freed buffers the pool
-        keeps for reuse (returned to the driver by :meth:`free_pool`).
-        Buffers of device-array calls on a caller's own queue are not pooled
-        and not counted.
+        keeps for reuse. Buffers of device-array calls on a caller's own queue
+        are not pooled and not counted.
         """
         with self._pool_lock:
             pool = self._pool
@@ -66,16 +149,54 @@ class DeviceContext:
                     "held_blocks": int(pool.held_blocks),
                     "held_bytes": int(pool.managed_bytes) - int(pool.active_bytes)}
 
-    def free_pool(self) -> None:
-        """Give cached pool buffers back to the driver."""
-        with self._pool_lock:
-            self._pool.free_held()
+    # ------------------------------------------------------------ caches
 
-    def program(self, filename: str, defines: Mapping[str, Any] | tuple[tuple[str, Any], ...],
-                extra_options: tuple[str, ...] = ()) -> BuiltProgram:
-        """``filename`` built for this device with ``defines`` (cached; a mapping or
-        its items sorted by name)."""
-        return get_program(self.context, self.device, filename, defines, extra_options)
+    def program(self, ref: ProgramRef) -> BuiltProgram:
+        """The built program ``ref`` names (cached)."""
+        return self.programs.get(ref)
+
+    def limits(self) -> Limits:
+        """This device's limits under the current environment (see the module doc)."""
+        env = os.environ
+        key = (env.get("CLCONV_MAX_ALLOC"), env.get("CLCONV_STRICT_LIMITS"))
+        hit = self._limits
+        if hit is None or hit[0] != key:
+            hit = self._limits = (key, compute_limits(self.info))
+        return hit[1]
+
+    def memo(self, key: Hashable, build: Callable[[], _T]) -> _T:
+        """``build()``, once per ``key`` (which must name everything the result depends on).
+
+        Planning a call (path, configuration, build defines, sizes) is a pure
+        function of the problem, the limits and the operands' layouts, but costs
+        tens of microseconds of Python, as much as a small layer's kernel; calls
+        of the same problem reuse it. Bounded: the least recently used entry goes.
+        """
+        with self._memo_lock:
+            hit = self._memo.get(key, _MISSING)
+            if hit is not _MISSING:
+                self._memo.move_to_end(key)
+                return hit
+        value = build()
+        with self._memo_lock:
+            self._memo[key] = value
+            while len(self._memo) > MAX_MEMO:
+                self._memo.popitem(last=False)
+        return value
+
+    def forget_tuned(self) -> None:
+        """The tune cache changed: read it again, choose paths afresh."""
+        with self._memo_lock:
+            self.tune_generation += 1
+
+    def forget(self) -> None:
+        """Drop every plan, choice and built program (they are rebuilt on next use)."""
+        with self._memo_lock:
+            self._memo.clear()
+        self.programs.clear()
+
+
+_MISSING = object()
 
 
 @functools.cache
@@ -99,11 +220,20 @@ def is_released(buffer: Any) -> bool:
     return bool(getattr(buffer, "released", False))
 
 
+_contexts: dict[tuple[int, int], DeviceContext] = {}
+_lock = threading.Lock()
+
+
 def device_context(found: Found) -> DeviceContext:
     """The process-wide :class:`DeviceContext` of a working device."""
     with _lock:
         ctx = _contexts.get((found.p, found.d))
         if ctx is None:
-            ctx = DeviceContext(found)
-            _contexts[(found.p, found.d)] = ctx
+            ctx = _contexts[(found.p, found.d)] = DeviceContext(found)
         return ctx
+
+
+def live_contexts() -> list[DeviceContext]:
+    """Every device context created in this process."""
+    with _lock:
+        return list(_contexts.values())

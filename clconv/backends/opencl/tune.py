@@ -22,9 +22,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ArgumentError
-from . import tunecache
-from .conv import FORWARD_PATHS, TUNING
-from .limits import current_limits
+from . import paths, tuning
 
 __all__ = ["Candidate", "TuneResult", "candidates", "tune"]
 
@@ -76,57 +74,16 @@ class TuneResult:
         return "\n".join(lines)
 
 
-def candidates(spec: Any, dctx: Any, limits: Any) -> list[tuple[str, dict[str, int]]]:
-    """``(path name, params)`` to try: every supporting path's default plus a few tiles."""
+def candidates(spec: Any, limits: Any) -> list[tuple[str, dict[str, int]]]:
+    """``(path name, params)`` to try: every supporting path's default plus its variants."""
     found: list[tuple[str, dict[str, int]]] = []
-    for path in FORWARD_PATHS:
-        if not path.supports(spec, dctx, limits) or getattr(path, "weight_dependent", False):
+    for path in paths.FORWARD_PATHS:
+        if not path.supports(spec, limits) or path.weight_dependent:
             continue
-        found.append((path.name, {}))
-        for params in _variants(path, spec, limits):
+        for params in ({}, *path.variants(spec, limits)):
             if (path.name, params) not in found:
                 found.append((path.name, params))
     return found
-
-
-def _variants(path: Any, spec: Any, limits: Any) -> list[dict[str, int]]:
-    """Tile parameters worth timing besides the heuristic's, per path kind."""
-    name = path.name
-    wg_max = limits.max_work_group
-    out_w = spec.out_size[-1]
-    if name in ("tiny", "direct"):
-        cfg = path.config(spec, limits)
-        obs = (4, 8, 16) if cfg.fb == 1 else (4, 6, 8)
-        return [{"ob": ob} for ob in obs if ob != cfg.ob]
-    if name in ("gemm", "pointwise"):
-        width = math.prod(spec.out_size) if name == "pointwise" else out_w
-        cfg = path.config(spec, limits, width)
-        widths = (4, 8) if spec.dtype == "float64" else (8, 16)  # one or two registers
-        fbs = [fb for fb in widths if fb <= max(4, -(-spec.out_per_group // 4) * 4)]
-        out = []
-        for fb in fbs or [cfg.fb]:
-            for ob in (4, 6, 8):
-                if (fb, ob) != (cfg.fb, cfg.ob) and ob <= max(width, 1):
-                    out.append({"fb": fb, "ob": ob})
-        # the K loop's channel unroll (1x1 kernels: the default is 4)
-        out += [{"cu": cu} for cu in (1, 2, 4) if cu != cfg.cu]
-        return out
-    if name == "rows":
-        cfg = path.config(spec, limits)
-        cols = -(-out_w // 8)
-        out = []
-        one_row = spec.ndim == 1 or spec.out_size[-2] == 1
-        rows_opts = (((1, 1), (1, 2), (1, 4)) if one_row
-                     else ((1, 4), (2, 2), (4, 1), (4, 2), (8, 1)))
-        for rows, nv in rows_opts:
-            nv = min(nv, cols)
-            if (rows, nv) != (cfg.rows, cfg.nv) and {"rows": rows, "nv": nv} not in out:
-                out.append({"rows": rows, "nv": nv})
-        for wg in (1, 4, 16, 64):
-            if wg != cfg.wg_x and wg <= wg_max:
-                out.append({"wg_x": wg})
-        return out
-    return []
 
 
 def _problem(input_shape: Any, weight_shape: Any, case: str | None, kwargs: dict[str, Any],
@@ -179,11 +136,11 @@ def tune(input_shape: Any = None, weight_shape: Any = None, *, case: str | None 
         raise ArgumentError(f"backend {be.name!r} is not an OpenCL backend; the tuner times "
                             "OpenCL kernels (pass backend='opencl' or 'opencl:P:D')")
     if store:
-        problem = tunecache.write_problem()
+        problem = tuning.write_problem()
         if problem is not None:
             raise ArgumentError(
-                f"the tune cache {tunecache.cache_file()} cannot be written ({problem}); "
-                f"expected a writable file: set {tunecache.ENV}, or pass store=False "
+                f"the tune cache {tuning.cache_file()} cannot be written ({problem}); "
+                f"expected a writable file: set {tuning.ENV}, or pass store=False "
                 "(--no-store) to time only")
     conv_args = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
     ndim, xshape, wshape, conv_args = _problem(input_shape, weight_shape, case, conv_args)
@@ -195,7 +152,7 @@ def tune(input_shape: Any = None, weight_shape: Any = None, *, case: str | None 
                           conv_args["dilation"], conv_args["groups"], padding_mode,
                           data_format, False)
     spec = call.spec
-    limits = current_limits(dctx.info)
+    limits = dctx.limits()
 
     # The oracle: the NumPy backend in float64 on the same (dtype-rounded) values.
     def f64(a: Any) -> Any:
@@ -206,15 +163,13 @@ def tune(input_shape: Any = None, weight_shape: Any = None, *, case: str | None 
     reduction = max(spec.in_per_group * math.prod(spec.kernel_size), 1)
     rtol, atol = 8 * eps * math.sqrt(reduction) + eps, 8 * eps * reduction
 
-    heuristic = next(p for p in FORWARD_PATHS if p.supports(spec, dctx, limits))
-    tried = [Candidate(name, params) for name, params in candidates(spec, dctx, limits)]
+    heuristic = next(p for p in paths.FORWARD_PATHS if not p.weight_dependent
+                     and p.supports(spec, limits) and p.preferred(spec, limits))
+    tried = [Candidate(name, params) for name, params in candidates(spec, limits)]
 
     def run(c: Candidate) -> Any:
-        token = TUNING.set((c.path, c.params))
-        try:
+        with paths.override(c.path, **c.params):
             return be.conv_forward(call.x, call.weight, call.bias, spec)
-        finally:
-            TUNING.reset(token)
 
     for c in tried:  # first call: build, then check the numbers
         try:
@@ -253,17 +208,16 @@ def tune(input_shape: Any = None, weight_shape: Any = None, *, case: str | None 
                  "heuristic_ms": None if default is None else round(default.ms, 4),
                  "problem": f"input {xshape} weight {wshape} {conv_args} {dtype}",
                  "tuned": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        stored = str(tunecache.store(dctx, spec, entry))
-    return TuneResult(tunecache.problem_class(spec), tunecache.device_key(dctx),
+        stored = str(tuning.store(dctx, spec, entry))
+    return TuneResult(tuning.problem_class(spec), tuning.device_key(dctx),
                       Candidate(heuristic.name, {}).label, tried, winner, stored)
 
 
 def chosen(spec: Any, backend: Any = None) -> tuple[str, dict[str, int]]:
     """``(path name, tile parameters)`` that a call of ``spec`` on ``backend`` would use."""
     from .. import get_backend
-    from .conv import choose_path
 
     be = get_backend(backend)
-    path = choose_path(spec, be.dctx, current_limits(be.dctx.info))
-    return path.name, dict(path.overrides)
+    choice = be.choices(spec, be.dctx.limits())[0]
+    return choice.path.name, choice.params
 

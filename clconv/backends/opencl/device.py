@@ -21,34 +21,10 @@ from typing import Any
 import numpy as np
 
 from ...errors import BackendUnavailable, KernelBuildError
+from .._base import DeviceInfo
 from .runtimes import register_pip_runtimes
 
 log = logging.getLogger("clconv")
-
-
-@dataclass(frozen=True)
-class DeviceInfo:
-    """One OpenCL device, the backend name that selects it, and whether it works.
-
-    ``works`` is False when the health probe failed on it; ``problem`` then
-    says why in one line (else it is None).
-    """
-
-    backend: str
-    platform: str
-    name: str
-    type: str
-    compute_units: int
-    global_mem: int
-    max_alloc: int
-    fp64: bool
-    fp16: bool
-    driver_version: str = ""
-    works: bool = True
-    problem: str | None = None
-    opencl_c_version: str = ""
-    max_work_group_size: int = 0
-    local_mem: int = 0
 
 
 POCL_THREAD_COUNT_VARS = ("POCL_CPU_MAX_CU_COUNT", "POCL_MAX_PTHREAD_COUNT")
@@ -201,10 +177,10 @@ def run_probe(context: Any, device: Any, filename: str = "probe.cl",
     """Build ``filename``'s ``probe`` kernel on ``device``, run it and check its numbers."""
     import pyopencl as cl
 
-    from .program import build_uncached
+    from .build import build, build_options
 
     try:
-        program = build_uncached(context, device, filename)
+        program = build(context, device, filename, build_options(device, {}))
     except KernelBuildError as exc:
         first = next((line.strip() for line in exc.log.splitlines() if line.strip()), str(exc))
         return Probe(False, f"the probe kernel does not build: {first}", exc.log)

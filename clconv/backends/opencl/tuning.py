@@ -1,4 +1,9 @@
-"""The autotuner's on-disk cache: where it lives, its keys, and the per-call lookup.
+"""Per-device default parameters and the autotuner's on-disk cache.
+
+Per-device defaults (:data:`DEVICE_DEFAULTS`) adjust a path's built-in
+configuration on a device, looked up as CLBlast's database does: the device
+name, then its vendor, then its type, then nothing (the built-in
+configuration). Their keys are the paths' configuration fields.
 
 One JSON file (``CLCONV_TUNE_CACHE``, else ``<user cache dir>/clconv/tune.json``)
 holds the winners of :func:`clconv.tune` per *device key* (device name, driver
@@ -9,15 +14,15 @@ version, clconv version) and *problem class* (:func:`problem_class`)::
          "<problem class>": {"path": "rows", "params": {"rows": 4, "nv": 2}, "ms": 0.31,
                              ...}}}}
 
-The file is read once per process (again only when the variable names another
-file) and looked up by :func:`tuned_choice` in ``choose_path``: a dictionary
-lookup when entries exist for the device, nothing at all otherwise. A file that
+Each device context reads its own device's entries once (again when the
+variable names another file, or after :func:`store` / :func:`forget`), and
+:func:`tuned_choice` looks them up when a call's path is chosen. A file that
 cannot be read, is not a regular file (a FIFO, a device), is larger than
 :data:`MAX_BYTES`, is not UTF-8 JSON, has another format, or holds entries
 that make no sense is ignored with one :class:`RuntimeWarning`: the heuristic
 decides. Writers take a lock file and merge, so concurrent ``clconv tune``
-runs keep each other's entries.
-Entries of other devices, drivers or clconv versions simply never match.
+runs keep each other's entries. Entries of other devices, drivers or clconv
+versions simply never match.
 """
 
 from __future__ import annotations
@@ -33,30 +38,41 @@ from pathlib import Path
 from typing import Any
 
 from ..._spec import ConvSpec
+from ...errors import ArgumentError
+from .context import live_contexts
+from .paths import check_params
 
 ENV = "CLCONV_TUNE_CACHE"
 FORMAT = 1
 # A cache of every problem class of a few devices is tens of KiB.
 MAX_BYTES = 4 * 2**20
 
-# Tile parameters a cached winner may set, per path, with their allowed values.
-# Anything else in the file is treated as corrupt (never handed to a kernel build).
-_POW2 = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-PARAMS: dict[str, dict[str, tuple[int, ...]]] = {
-    "direct": {"fb": (1, 2, 4, 8, 16), "ob": tuple(range(1, 17)), "wg_x": _POW2,
-               "wg_y": _POW2},
-    "gemm": {"fb": (4, 8, 16), "ob": tuple(range(1, 17)), "wg_x": _POW2, "wg_y": _POW2,
-             "cu": (1, 2, 4, 8)},
-    "rows": {"nv": (1, 2, 3, 4), "rows": tuple(range(1, 9)), "kw_unroll": tuple(range(1, 129)),
-             "wg_x": _POW2, "wg_y": _POW2},
-}
-PARAMS["tiny"] = PARAMS["direct"]
-PARAMS["pointwise"] = PARAMS["gemm"]
+# Per-device defaults: {path: {(level, text): params}}; level is "device" (the
+# device name contains text), "vendor" (the vendor name contains it) or "type"
+# ("cpu", "gpu", "accelerator"). The first level that matches wins.
+DEVICE_DEFAULTS: dict[str, dict[tuple[str, str], dict[str, int]]] = {}
 
+_LEVELS = ("device", "vendor", "type")
+
+
+def device_defaults(path: str, info: Any, vendor: str = "",
+                    table: dict[str, dict[tuple[str, str], dict[str, int]]] | None = None,
+                    ) -> dict[str, int]:
+    """The default parameters of ``path`` on the device ``info`` describes."""
+    rules = (DEVICE_DEFAULTS if table is None else table).get(path)
+    if not rules:
+        return {}
+    seen = {"device": info.name.lower(), "vendor": vendor.lower(), "type": info.type}
+    for level in _LEVELS:
+        for (rule_level, text), params in rules.items():
+            if rule_level == level and (text == seen[level] if level == "type"
+                                        else text.lower() in seen[level]):
+                return dict(params)
+    return {}
+
+
+# One writer at a time in this process (the lock file orders processes).
 _lock = threading.Lock()
-_loaded_from: str | None = None
-_data: dict[str, dict[str, dict[str, Any]]] = {}
-_classes: dict[ConvSpec, str] = {}
 
 
 def clconv_version() -> str:
@@ -80,13 +96,8 @@ def cache_file() -> Path:
 
 
 def device_key(dctx: Any) -> str:
-    """``device name|driver version|clconv version`` (memoised on the context)."""
-    key = getattr(dctx, "_clconv_tune_key", None)
-    if key is None:
-        dev = dctx.device
-        key = "|".join((dev.name.strip(), dev.driver_version.strip(), clconv_version()))
-        dctx._clconv_tune_key = key
-    return key
+    """``device name|driver version|clconv version``."""
+    return f"{dctx.tune_key}|{clconv_version()}"
 
 
 def _bucket(n: int) -> int:
@@ -121,9 +132,13 @@ def _valid_entry(entry: Any) -> bool:
     if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
         return False
     params = entry.get("params", {})
-    allowed = PARAMS.get(entry["path"], {})  # a plug-in path: no tile parameters
-    return isinstance(params, dict) and all(
-        k in allowed and type(v) is int and v in allowed[k] for k, v in params.items())
+    if not isinstance(params, dict):
+        return False
+    try:
+        check_params(entry["path"], params)
+    except ArgumentError:
+        return False
+    return True
 
 
 def _read_text(path: Path) -> str | None:
@@ -186,36 +201,19 @@ def read(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
     return table
 
 
-def _current() -> dict[str, dict[str, dict[str, Any]]]:
-    """The cache of the current file, read once per process and file."""
-    global _loaded_from, _data
+def entries(dctx: Any) -> dict[str, dict[str, Any]]:
+    """The cache file's entries for ``dctx``'s device (read once, kept by the context)."""
     name = os.environ.get(ENV, "")
-    if name == _loaded_from:
-        return _data
-    with _lock:
-        if name != _loaded_from:
-            _data = read(cache_file())
-            _loaded_from = name
-        return _data
-
-
-def current_table() -> dict[str, dict[str, dict[str, Any]]]:
-    """This process's copy of the cache: a new object whenever it changes (store,
-    forget, another file), so callers may key memos on its identity."""
-    return _current()
+    return dctx.memo(("tune entries", name, dctx.tune_generation),
+                     lambda: read(cache_file()).get(device_key(dctx), {}))
 
 
 def tuned_choice(spec: ConvSpec, dctx: Any) -> tuple[str, dict[str, int]] | None:
     """The cached winner ``(path name, tile parameters)`` for ``spec``, or ``None``."""
-    entries = _current().get(device_key(dctx))
-    if not entries:
+    found = entries(dctx)
+    if not found:
         return None
-    cls = _classes.get(spec)
-    if cls is None:  # formatting the class costs ~6 us, a memo hit ~1 us
-        if len(_classes) >= 1024:
-            _classes.clear()
-        cls = _classes[spec] = problem_class(spec)
-    entry = entries.get(cls)
+    entry = found.get(problem_class(spec))
     if entry is None:
         return None
     return entry["path"], entry.get("params", {})
@@ -227,7 +225,6 @@ def store(dctx: Any, spec: ConvSpec, entry: dict[str, Any]) -> Path:
     Re-reads the file first (another process may have added entries), writes
     atomically (temporary file + rename) and updates this process's copy.
     """
-    global _loaded_from, _data
     if not _valid_entry(entry):
         raise ValueError(f"not a valid tune cache entry: {entry!r}")
     path = cache_file()
@@ -240,8 +237,7 @@ def store(dctx: Any, spec: ConvSpec, entry: dict[str, Any]) -> Path:
         tmp.write_text(json.dumps({"format": FORMAT, "devices": table}, indent=1,
                                   sort_keys=True))
         os.replace(tmp, path)
-        _data = table
-        _loaded_from = os.environ.get(ENV, "")
+    dctx.forget_tuned()
     return path
 
 
@@ -283,7 +279,6 @@ def write_problem(path: Path | None = None) -> str | None:
 
 
 def forget() -> None:
-    """Drop this process's copy (the file is read again at the next lookup)."""
-    global _loaded_from, _data
-    with _lock:
-        _loaded_from, _data = None, {}
+    """Make every device context read the cache file again at its next lookup."""
+    for dctx in live_contexts():
+        dctx.forget_tuned()

@@ -1,0 +1,162 @@
+"""The forward paths, best first, and how one is chosen for a problem.
+
+A *path* is one way of computing a forward convolution on the device: one set
+of kernels and how to plan them (:class:`.base.ForwardPath`). The order of
+:data:`FORWARD_PATHS` is the heuristic:
+
+=============  ==============================================================
+``tiny``       <= 65536 multiply-adds: one launch of the direct kernel
+``pointwise``  1x1, stride 1, no padding: conv_gemm.cl over flattened pixels
+``gemm``       >= 4 filters per group: register-blocked implicit GEMM, pad pre-pass
+``separable``  rank-1 kernels of >= 121 taps, one filter per group, large outputs:
+               a column pass and a row pass of conv_rows.cl (declines other weights)
+``rows``       one filter per group, W stride 1 or 2: row-blocked float8 kernel
+``direct``     everything else (strided one-filter groups, few filters per group, ...)
+=============  ==============================================================
+
+:func:`choices` puts, in this order: a configuration given by
+:func:`override` (the tuner's candidates, tests), the path named by
+``CLCONV_OPENCL_PATH`` (read per call), the weight-dependent paths the
+heuristic prefers, a winner :func:`clconv.tune` stored for this device and
+problem class, and the heuristic's path, each with its configuration: the
+path's built-in one, adjusted by the per-device defaults of
+:mod:`..tuning`, then by the stored or overridden parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ...._spec import ConvSpec
+from ....errors import ArgumentError
+from ..context import Limits
+from .base import ForwardPath
+from .common import allowed_values, with_params
+from .direct import DirectPath
+from .gemm import GemmPath
+from .pointwise import PointwisePath
+from .rows import RowsPath
+from .separable import SeparablePath
+from .tiny import TinyPath
+
+ROWS = RowsPath()
+FORWARD_PATHS: tuple[ForwardPath, ...] = (TinyPath(), PointwisePath(), GemmPath(),
+                                          SeparablePath(ROWS), ROWS, DirectPath())
+PATHS = {p.name: p for p in FORWARD_PATHS}
+
+PATH_ENV = "CLCONV_OPENCL_PATH"
+
+_override: contextvars.ContextVar[tuple[str, tuple[tuple[str, int], ...]] | None] = (
+    contextvars.ContextVar("clconv_path_override", default=None))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A path and the configuration it runs with."""
+
+    path: ForwardPath
+    config: Any
+    applied: tuple[tuple[str, int], ...] = ()  # parameters set beyond the built-in config
+
+    @property
+    def params(self) -> dict[str, int]:
+        """The parameters set beyond the path's built-in configuration."""
+        return dict(self.applied)
+
+
+def check_params(name: str, params: dict[str, Any]) -> None:
+    """Raise ``ArgumentError`` unless ``params`` are tunable fields of path ``name``
+    with allowed values."""
+    path = PATHS.get(name)
+    if path is None:
+        raise ArgumentError(f"path={name!r}; expected one of {list(PATHS)}")
+    allowed = allowed_values(path.Config)
+    for key, value in params.items():
+        if key not in allowed:
+            raise ArgumentError(f"{key}={value!r} is not a parameter of path {name!r}; "
+                                f"expected one of {sorted(allowed)}")
+        if type(value) is not int or value not in allowed[key]:
+            raise ArgumentError(f"{key}={value!r} for path {name!r}; expected one of "
+                                f"{allowed[key]}")
+
+
+@contextlib.contextmanager
+def override(path: str, **params: int) -> Iterator[None]:
+    """Run the forward convolutions of this thread/task on ``path`` with ``params``
+    (checked against the path's configuration fields) inside a ``with`` block.
+
+    A problem the path does not support raises ``ArgumentError``; a
+    weight-dependent path that declines the weights gives way to the usual choice.
+    """
+    check_params(path, params)
+    token = _override.set((path, tuple(sorted(params.items()))))
+    try:
+        yield
+    finally:
+        _override.reset(token)
+
+
+def current_override() -> tuple[str, tuple[tuple[str, int], ...]] | None:
+    return _override.get()
+
+
+def configured(path: ForwardPath, spec: ConvSpec, limits: Limits, defaults: dict[str, int],
+               params: dict[str, int] | tuple[tuple[str, int], ...] = ()) -> Choice:
+    """``path`` with its built-in configuration, the per-device ``defaults`` and ``params``."""
+    allowed = allowed_values(path.Config)
+    applied = {k: v for k, v in {**defaults, **dict(params)}.items() if k in allowed}
+    return Choice(path, with_params(path.config(spec, limits), applied),
+                  tuple(sorted(applied.items())))
+
+
+def choices(spec: ConvSpec, limits: Limits, defaults: Any, tuned: Any) -> tuple[Choice, ...]:
+    """The choices to try in order (see the module doc); the last never declines.
+
+    ``defaults(path_name)`` gives the per-device default parameters of a path,
+    ``tuned(spec)`` a stored winner ``(path name, params)`` or None.
+    """
+    forced = _override.get()
+    if forced is not None:
+        path = PATHS[forced[0]]
+        if not path.supports(spec, limits):
+            raise ArgumentError(f"path {forced[0]!r} with {dict(forced[1])} does not support "
+                                f"this problem (input {spec.input_shape}, kernel "
+                                f"{spec.kernel_size})")
+        first = configured(path, spec, limits, defaults(path.name), forced[1])
+        if not path.weight_dependent:
+            return (first,)
+        return (first, *_heuristic(spec, limits, defaults, tuned, weights=False))
+    named = os.environ.get(PATH_ENV, "").strip()
+    if named:
+        if named not in PATHS:
+            raise ArgumentError(f"{PATH_ENV}={named!r}; expected one of {list(PATHS)}")
+        path = PATHS[named]
+        if path.supports(spec, limits):
+            first = configured(path, spec, limits, defaults(path.name))
+            if not path.weight_dependent:
+                return (first,)
+            return (first, *_heuristic(spec, limits, defaults, tuned, weights=False))
+    return _heuristic(spec, limits, defaults, tuned, weights=True)
+
+
+def _heuristic(spec: ConvSpec, limits: Limits, defaults: Any, tuned: Any, weights: bool,
+               ) -> tuple[Choice, ...]:
+    found: list[Choice] = []
+    if weights:
+        found += [configured(p, spec, limits, defaults(p.name)) for p in FORWARD_PATHS
+                  if p.weight_dependent and p.supports(spec, limits) and p.preferred(spec, limits)]
+    stored = tuned(spec)
+    if stored is not None:
+        path = PATHS.get(stored[0])
+        if path is not None and not path.weight_dependent and path.supports(spec, limits):
+            return (*found, configured(path, spec, limits, defaults(path.name), stored[1]))
+    for path in FORWARD_PATHS:
+        if (not path.weight_dependent and path.supports(spec, limits)
+                and path.preferred(spec, limits)):
+            return (*found, configured(path, spec, limits, defaults(path.name)))
+    raise AssertionError("the direct path supports every convolution")

@@ -1,0 +1,143 @@
+"""The gemm path: groups of at least 4 filters as a register-blocked implicit GEMM
+(kernels_cl/conv_gemm.cl) over a border-free input."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...._spec import ConvSpec
+from ..context import DeviceContext, Limits
+from ..plan import Layout, OffsetOf, Plan, Ref, Step
+from .base import ForwardPath
+from .common import (
+    POW2,
+    acc_dtype,
+    ceil_div,
+    fitted_program,
+    gpu_group,
+    i32s,
+    i64s,
+    layout_strides,
+    round_up,
+    spatial3,
+    tunable,
+    type_defines,
+)
+from .direct import direct_config, direct_plan
+from .pad import border_free
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    """Blocking of one conv_gemm.cl build: FB filters x OB output columns per work-item."""
+
+    fb: int = tunable(16, (4, 8, 16))
+    ob: int = tunable(6, tuple(range(1, 17)))
+    wg_x: int = tunable(1, POW2)
+    wg_y: int = tunable(1, POW2)
+    cu: int = tunable(1, (1, 2, 4, 8))  # channels per unrolled step of the K loop
+    flat: int = tunable(0, (0, 1))  # 1: blocks of OB consecutive pixels of a depth slice
+
+
+def gemm_config(spec: ConvSpec, limits: Limits, width: int, gpu_wide: int = 16,
+                rows: bool = True) -> GemmConfig:
+    """Tiles for output rows of ``width`` columns; GPU groups up to ``gpu_wide`` along x.
+
+    ``rows``: ``spec``'s own output rows are launched (not a flattened view),
+    so blocks may cross them (``flat``) when that leaves far fewer blocks.
+    """
+    fg = spec.out_per_group
+    fb = 16 if fg > 8 else 8 if fg > 4 else 4
+    ob = 6 if fb == 16 else 8
+    if spec.dtype == "float64":
+        # The same register budget in doubles: 8 filters (two double4) x 6 columns.
+        fb = min(fb, 8)
+        ob = 6 if fb == 8 else 8
+    height = spatial3(spec.out_size, 1)[1]  # rows of one output depth slice
+    flat = 0
+    if rows and height > 1 and ceil_div(height * width, ob) < height * ceil_div(width, ob):
+        # Blocks cross rows whenever rows would leave partly empty blocks
+        # (7x7 needs 9 blocks of 6 pixels instead of 14 of up to 6 columns).
+        flat = 1
+    elif width < ob:
+        ob = max(width, 1)
+    # One tap per channel (1x1 kernels that are strided or padded): unroll 4
+    # channels per K step, as the pointwise path does.
+    cu = 4 if math.prod(spec.kernel_size) == 1 else 1
+    if limits.group_items > 1:
+        x_items = ceil_div(max(width * (height if flat else 1), 1), ob) * ceil_div(fg, fb)
+        return GemmConfig(fb, ob, *gpu_group(limits, x_items, gpu_wide), cu=cu, flat=flat)
+    return GemmConfig(fb, ob, 1, 1, cu=cu, flat=flat)
+
+
+def gemm_plan(dctx: DeviceContext, spec: ConvSpec, cfg: GemmConfig, layout: Layout,
+              limits: Limits) -> Plan:
+    """The pad pre-pass (when needed) and conv_gemm.cl; the direct kernel with the same
+    packed weights when the pad scratch does not fit."""
+    src = border_free(dctx, spec, layout, 1, limits)
+    if src is None:
+        return direct_plan(dctx, spec, direct_config(spec, limits, cfg.fb), layout, limits)
+    out_d, out_h, out_w = spatial3(spec.out_size, 1)
+    kd, kh, kw = spatial3(spec.kernel_size, 1)
+    defines = type_defines(spec, acc_dtype(spec), "IN")
+    defines.update(FB=cfg.fb, OB=cfg.ob, KH=kh, KW=kw, CU=cfg.cu, FLAT=cfg.flat)
+    prg, wg_x, wg_y = fitted_program(dctx, "conv_gemm.cl", "conv_gemm", defines, cfg.wg_x,
+                                     cfg.wg_y, limits.max_work_group)
+    nfb = ceil_div(spec.out_per_group, cfg.fb)
+    if cfg.flat:  # blocks of pixels of a depth slice x depth slices
+        global_size = (round_up(ceil_div(out_h * out_w, cfg.ob) * nfb, wg_x),
+                       round_up(out_d, wg_y), spec.batch * spec.groups)
+    else:  # column blocks x output rows
+        global_size = (round_up(ceil_div(out_w, cfg.ob) * nfb, wg_x),
+                       round_up(out_d * out_h, wg_y), spec.batch * spec.groups)
+    step = Step.of(
+        prg, "conv_gemm", global_size, (wg_x, wg_y, 1),
+        Ref(src.source), OffsetOf(src.source), np.int64(src.strides[0]), *i32s(src.strides[1:]),
+        Ref("w"), Ref("b"), np.int32(spec.has_bias),
+        Ref("y"), OffsetOf("y"), *i64s(layout_strides(layout.y_strides, spec)),
+        *i32s((out_d, out_h, out_w, kd, *spatial3(spec.stride, 1), *spatial3(spec.dilation, 1),
+               spec.groups, spec.in_per_group, spec.out_per_group, nfb)))
+    return src.plan.then(Plan((step,)))
+
+
+class GemmPath(ForwardPath):
+    """Dense groups: each work-item keeps ``OB`` accumulators of ``FB`` filters and
+    per tap loads one packed weight vector and ``OB`` input values. Every stride,
+    dilation, border mode, layout and rank (via the pad pre-pass); float64 uses
+    8 filters x 6 columns."""
+
+    name = "gemm"
+    Config = GemmConfig
+    MAX_TAPS = 81  # taps along (H, W) fully unrolled per build
+
+    def supports(self, spec: ConvSpec, limits: Limits) -> bool:
+        kh, kw = spatial3(spec.kernel_size, 1)[1:]
+        return (spec.out_per_group >= 4 and kh * kw <= self.MAX_TAPS
+                and spec.in_per_group * math.prod(spec.kernel_size) >= 4)
+
+    def width(self, spec: ConvSpec) -> int:
+        """The output row length the blocks tile."""
+        return spatial3(spec.out_size, 1)[2]
+
+    def config(self, spec: ConvSpec, limits: Limits) -> GemmConfig:
+        return gemm_config(spec, limits, self.width(spec))
+
+    def variants(self, spec: ConvSpec, limits: Limits) -> list[dict[str, int]]:
+        cfg = self.config(spec, limits)
+        width = self.width(spec)
+        widths = (4, 8) if spec.dtype == "float64" else (8, 16)  # one or two registers
+        fbs = [fb for fb in widths if fb <= max(4, ceil_div(spec.out_per_group, 4) * 4)]
+        out = [{"fb": fb, "ob": ob} for fb in fbs or [cfg.fb] for ob in (4, 6, 8)
+               if (fb, ob) != (cfg.fb, cfg.ob) and ob <= max(width, 1)]
+        return out + [{"cu": cu} for cu in (1, 2, 4) if cu != cfg.cu]
+
+    def plan(self, dctx: DeviceContext, spec: ConvSpec, config: GemmConfig, layout: Layout,
+             limits: Limits) -> Plan:
+        width = self.width(spec)
+        if width and config.ob > width and not config.flat:
+            config = dataclasses.replace(config, ob=max(width, 1))
+        return gemm_plan(dctx, spec, config, layout, limits)

@@ -1,0 +1,138 @@
+"""Weight and bias packing, for the forward kernels and the backward pass.
+
+Every forward kernel reads weights as ``[G][NFB][CG][KD][KH][KW][FB]`` in the
+accumulator type (``FB`` filters per block; zero filters past the last;
+flipped taps for a true convolution). The backward pass reads the transposed
+weights in the same layout with the roles of filters and channels swapped,
+which :func:`pack_host` builds from a transposed view. Small host weights
+are packed by NumPy; device weights and host weights of at least
+:data:`DEVICE_PACK_MIN` bytes are packed by kernels_cl/pack.cl.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ...._spec import ConvSpec
+from ..build import ProgramRef
+from ..context import DeviceContext
+from ..execute import ZERO_COPY_MIN, Operand, aligned_empty, host_buffer, host_operand, run
+from ..plan import OffsetOf, Plan, Ref, Scratch, Step
+from .common import acc_dtype, ceil_div, i32s, i64s, round_up, spatial3, type_defines
+
+WG_PACK = 64
+
+# Host weights of at least this many bytes are packed on the device: NumPy's
+# transpose into a fresh array page-faults on every call, while pack.cl
+# writes a pooled buffer, and a GPU packs faster still.
+DEVICE_PACK_MIN = 1 << 20
+
+
+def packed_bytes(spec: ConvSpec, fb: int) -> int:
+    """Device bytes of the packed weight (``fb`` filters per block) and bias."""
+    filters = spec.groups * ceil_div(spec.out_per_group, fb) * fb
+    return ((filters * spec.in_per_group * math.prod(spec.kernel_size) + spec.out_channels)
+            * acc_dtype(spec).itemsize)
+
+
+def pack_host(weight: np.ndarray, spec: ConvSpec, fb: int, transposed: bool = False,
+              ) -> np.ndarray:
+    """The packed layout built on the host (one upload), 128-byte aligned.
+
+    ``transposed``: the backward pass's layout ``[G][NCB][FG][KD][KH][KW][CB]``
+    (``fb`` is then the channel block), the forward layout of the weight with
+    filters and channels swapped within each group.
+    """
+    acc = acc_dtype(spec)
+    w = np.asarray(weight)
+    if spec.dtype == "float16" and w.dtype != np.float16:
+        w = w.astype(np.float16)  # the contract rounds weights to the input dtype
+    if spec.flip:
+        w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * spec.ndim]
+    g, fg, cg = spec.groups, spec.out_per_group, spec.in_per_group
+    taps = spatial3(spec.kernel_size, 1)
+    blocked = w.reshape(g, fg, cg, *taps)
+    if transposed:
+        blocked = blocked.transpose(0, 2, 1, 3, 4, 5)
+        fg, cg = cg, fg
+    nfb = ceil_div(fg, fb)
+    if fg != nfb * fb:  # zero filters complete the last block
+        full = np.zeros((g, nfb * fb, cg, *taps), dtype=acc)
+        full[:, :fg] = blocked
+        blocked = full
+    # Aligned: the kernels read FB filters as one aligned vector, and on
+    # unified memory this array is the device buffer itself.
+    out = aligned_empty((g, nfb, cg, *taps, fb), acc)
+    out[...] = blocked.reshape(g, nfb, fb, cg, *taps).transpose(0, 1, 3, 4, 5, 6, 2)
+    return out
+
+
+def _pack_program(spec: ConvSpec, dtype: np.dtype, fb: int) -> ProgramRef:
+    defines = type_defines(spec, dtype, "W")
+    defines.update(FB=fb, WG_PACK=WG_PACK,
+                   ROUND_HALF=int(spec.dtype == "float16" and dtype.name != "float16"))
+    return ProgramRef.of("pack.cl", defines)
+
+
+def weight_pack_plan(spec: ConvSpec, fb: int, w_dtype: np.dtype,
+                     w_strides: tuple[int, ...]) -> Plan:
+    """pack.cl's ``pack_weights`` from the bound ``w_src`` into the scratch ``w``."""
+    g, fg, cg = spec.groups, spec.out_per_group, spec.in_per_group
+    nfb = ceil_div(fg, fb)
+    kd, kh, kw = spatial3(spec.kernel_size, 1)
+    slabs = g * nfb * cg * kd  # one work-item each: kh * kw * fb values
+    ws = (w_strides[0], w_strides[1], *spatial3(w_strides[2:], 0))
+    step = Step.of(_pack_program(spec, w_dtype, fb), "pack_weights",
+                   (round_up(slabs, WG_PACK),), (WG_PACK,),
+                   Ref("w_src"), OffsetOf("w_src"), *i64s(ws), Ref("w"), np.int64(slabs),
+                   *i32s((g, cg, fg, nfb, kd, kh, kw, int(spec.flip))))
+    return Plan((step,), (Scratch("w", slabs * kh * kw * fb * acc_dtype(spec).itemsize),))
+
+
+def bias_pack_plan(spec: ConvSpec, b_dtype: np.dtype, b_stride: int) -> Plan:
+    """pack.cl's ``pack_vector``: the bound ``b_src`` as an accumulator vector ``b``."""
+    n = spec.out_channels
+    step = Step.of(_pack_program(spec, b_dtype, 1), "pack_vector",
+                   (round_up(n, WG_PACK),), (WG_PACK,),
+                   Ref("b_src"), OffsetOf("b_src"), np.int64(b_stride), Ref("b"), np.int64(n))
+    return Plan((step,), (Scratch("b", n * acc_dtype(spec).itemsize),))
+
+
+def pack_operands(dctx: DeviceContext, queue: Any, weight: Any, bias: Any, spec: ConvSpec,
+                  fb: int, allocate: Any) -> dict[str, Any]:
+    """Weight and bias packed for the device: ``{"w": buffer, "b": buffer or None}``.
+
+    ``weight`` is an :class:`Operand` (packed on the device) or a host array of
+    the spec's dtype (packed by NumPy and uploaded once, or used in place on
+    unified memory; from :data:`DEVICE_PACK_MIN` bytes uploaded as it is and
+    packed on the device); ``bias`` likewise an :class:`Operand`, a host array
+    or ``None``.
+    """
+    acc = acc_dtype(spec)
+    if isinstance(weight, np.ndarray) and weight.nbytes >= DEVICE_PACK_MIN:
+        weight = host_operand(dctx, queue, np.ascontiguousarray(weight), allocate)
+    if isinstance(weight, Operand):
+        plan = dctx.memo(("pack w", spec, fb, weight.dtype, weight.strides),
+                         lambda: weight_pack_plan(spec, fb, weight.dtype, weight.strides))
+        packed = allocate(plan.scratch_bytes)
+        run(dctx, queue, Plan(plan.steps), {"w_src": weight, "w": packed}, allocate)
+    elif (fb == 1 and not spec.flip and weight.dtype == acc and weight.nbytes < ZERO_COPY_MIN
+          and weight.flags.c_contiguous):
+        # One filter per block: the packed layout is the weight's own; small
+        # weights are copied when the buffer is created (no NumPy packing).
+        packed = host_buffer(dctx, queue, weight, allocate)
+    else:
+        packed = host_buffer(dctx, queue, pack_host(weight, spec, fb), allocate)
+    packed_bias = None
+    if isinstance(bias, Operand):
+        plan = dctx.memo(("pack b", spec, bias.dtype, bias.strides[0]),
+                         lambda: bias_pack_plan(spec, bias.dtype, bias.strides[0]))
+        packed_bias = allocate(plan.scratch_bytes)
+        run(dctx, queue, Plan(plan.steps), {"b_src": bias, "b": packed_bias}, allocate)
+    elif bias is not None:  # host bias of the spec's dtype: exact in the accumulator type
+        host = np.array(bias, dtype=acc)  # a private copy: the caller may reuse theirs
+        packed_bias = host_buffer(dctx, queue, host, allocate)
+    return {"w": packed, "b": packed_bias}

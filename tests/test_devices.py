@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import clconv
-from clconv.backends.opencl import devices as dev
+from clconv.backends.opencl import device as dev
 from clconv.backends.opencl import runtimes
 
 X86_LINUX = sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")

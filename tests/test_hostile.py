@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import clconv
-from clconv.backends.opencl import tunecache
+from clconv.backends.opencl import tuning as tunecache
 
 # ------------------------------------------------------------------ byte order
 
@@ -177,14 +177,16 @@ def test_concurrent_tune_cache_writers_keep_every_entry(tmp_path):
     code = f"""
     import os, sys, dataclasses
     os.environ["CLCONV_TUNE_CACHE"] = {str(path)!r}
-    from clconv.backends.opencl import tunecache
+    from clconv.backends.opencl import tuning as tunecache
     from clconv._normalize import normalize_conv
     import numpy as np
 
-    class Ctx:   # the store needs only a device name and driver version
-        class device:
-            name = "dev" + sys.argv[1]
-            driver_version = "1"
+    class Ctx:   # the store needs only the device key and a way to forget the old entries
+        tune_key = "dev" + sys.argv[1] + "|1"
+
+        @staticmethod
+        def forget_tuned():
+            pass
 
     x, w = np.ones((1, 1, 8, 8), np.float32), np.ones((1, 1, 3, 3), np.float32)
     spec = normalize_conv(2, x, w, None, 1, 0, 1, 1, "zeros", "channels_first", False).spec

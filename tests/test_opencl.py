@@ -7,6 +7,7 @@ agreement over the full feature grid lives in tests/test_conv_oracle.py.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -25,6 +26,8 @@ from hypothesis import strategies as st
 
 import clconv
 from clconv._normalize import normalize_conv
+from clconv.backends.opencl import paths
+from clconv.backends.opencl.build import ProgramRef
 from clconv.functional import run_conv
 
 
@@ -174,22 +177,21 @@ def test_empty_batch_and_zero_filters(cl_backend, device_input):
 # ------------------------------------------------------------ programs
 
 def test_second_call_does_not_rebuild(cl_backend, rng):
-    from clconv.backends.opencl import program
-
+    programs = clconv.get_backend(cl_backend).dctx.programs
     x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
     w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
     first = clconv.conv2d(x, w, padding=1, padding_mode="circular", backend=cl_backend)
-    builds = program.build_count()
+    builds = programs.builds
     second = clconv.conv2d(x, w, padding=1, padding_mode="circular", backend=cl_backend)
-    assert program.build_count() == builds
+    assert programs.builds == builds
     np.testing.assert_array_equal(first, second)
-    info = program.cache_info()
-    assert 0 < info["size"] <= info["max_size"] == program.CACHE_SIZE
+    info = clconv.get_backend(cl_backend).stats()
+    assert 0 < info["cache_size"] <= info["cache_max_size"] == programs.max_size
 
 
 def test_build_failure_raises_kernel_build_error_with_log(be, cl_backend, rng):
     with pytest.raises(clconv.KernelBuildError) as err:
-        be.dctx.program("conv_direct.cl", {"FB": 3})
+        be.dctx.program(ProgramRef.of("conv_direct.cl", {"FB": 3}))
     exc = err.value
     assert "FB" in exc.log and "-DFB=3" in exc.options
     assert exc.device == be.dctx.info.name
@@ -204,7 +206,7 @@ def test_build_failure_raises_kernel_build_error_with_log(be, cl_backend, rng):
 def test_program_without_kernels_is_a_build_error(be, monkeypatch):
     """A driver that "builds" an empty program (PoCL reloading an unusable
     cached binary) gives KernelBuildError naming the cache, not a failure later."""
-    from clconv.backends.opencl import program
+    from clconv.backends.opencl import build
 
     class EmptyProgram:
         def __init__(self, context, source):
@@ -218,7 +220,7 @@ def test_program_without_kernels_is_a_build_error(be, monkeypatch):
 
     monkeypatch.setattr(cl, "Program", EmptyProgram)
     with pytest.raises(clconv.KernelBuildError, match="without kernels.*POCL_CACHE_DIR") as err:
-        program._build(be.dctx.context, be.dctx.device, "x", ("-DX=1",), "conv_direct.cl")
+        build.build(be.dctx.context, be.dctx.device, "conv_direct.cl", ("-DX=1",))
     assert err.value.options == ("-DX=1",)
 
 
@@ -238,21 +240,20 @@ def test_programs_reload_from_the_driver_binary_cache(cl_backend, tmp_path):
 
 
 def test_kernel_sources_found_and_not_in_python():
-    from clconv.backends.opencl import program
+    from clconv.backends.opencl.build import kernels_dir
 
-    folder = program.kernels_dir()
+    folder = kernels_dir()
     assert (folder / "common.h").is_file() and (folder / "conv_direct.cl").is_file()
 
 
 # ------------------------------------------------------------ tiling
 
 def _pieces(cl_backend, spec_args):
-    from clconv.backends.opencl.limits import current_limits
-    from clconv.backends.opencl.tiling import plan_pieces
-
+    """The pieces a host call of these arguments runs in."""
     call = normalize_conv(*spec_args)
     be = clconv.get_backend(cl_backend)
-    return plan_pieces(call.spec, current_limits(be.dctx.info), weight_bytes=0)
+    limits = be.dctx.limits()
+    return be._pieces(be.choices(call.spec, limits)[-1], call.spec, limits)
 
 
 TILE_CASES = [
@@ -317,17 +318,6 @@ def test_borders_equal_numpy_pad_for_any_overhang(cl_backend, monkeypatch, rng, 
     np.testing.assert_array_equal(run_conv(call, cl_backend), want)
 
 
-@pytest.mark.parametrize("mode", ["constant", "edge", "wrap", "reflect", "symmetric"])
-def test_host_border_map_equals_numpy_pad(mode):
-    from clconv.backends.opencl.tiling import map_border
-
-    for n in (1, 2, 3, 6):
-        idx = np.arange(n)
-        want = np.pad(idx, (25, 25), mode=mode,
-                      **({"constant_values": -1} if mode == "constant" else {}))
-        np.testing.assert_array_equal(map_border(np.arange(-25, n + 25), n, mode), want)
-
-
 def test_untileable_allocation_is_an_allocation_error(cl_backend, monkeypatch):
     monkeypatch.setenv("CLCONV_MAX_ALLOC", "64")
     with pytest.raises(clconv.AllocationError):
@@ -345,30 +335,29 @@ def test_bad_max_alloc_setting(cl_backend, monkeypatch):
 # ------------------------------------------------------------ limits
 
 def test_strict_mode_caps_limits_and_still_computes(be, cl_backend, monkeypatch, rng):
-    from clconv.backends.opencl.direct import DirectPath
-    from clconv.backends.opencl.limits import current_limits
+    from clconv.backends.opencl.paths.direct import direct_config
 
     monkeypatch.setenv("CLCONV_STRICT_LIMITS", "1")
-    limits = current_limits(be.dctx.info)
+    limits = be.dctx.limits()
     assert limits.strict and limits.max_work_group <= 256 and limits.local_mem <= 32 * 1024
     x = rng.standard_normal((2, 8, 13, 11)).astype(np.float32)
     w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
     y = clconv.conv2d(x, w, padding=2, dilation=2, backend=cl_backend)
     assert_close(y, reference(clconv.conv2d, x, w, padding=2, dilation=2), np.float32, 72)
     spec = normalize_conv(2, x, w, None, 1, 1, 1, 1, "zeros", "channels_first", False).spec
-    cfg = DirectPath.config(spec, limits)
+    cfg = direct_config(spec, limits)
     assert cfg.wg_x * cfg.wg_y <= 256
 
 
 def test_launch_respects_small_device_work_group(be, rng):
-    from clconv.backends.opencl.direct import DirectPath
-    from clconv.backends.opencl.limits import current_limits
+    from clconv.backends.opencl.context import compute_limits
+    from clconv.backends.opencl.paths.direct import direct_config
 
     small = dataclasses.replace(be.dctx.info, max_work_group_size=4)
     x = rng.standard_normal((1, 2, 9, 9)).astype(np.float32)
     spec = normalize_conv(2, x, np.ones((3, 2, 3, 3), np.float32), None, 1, 0, 1, 1, "zeros",
                           "channels_first", False).spec
-    cfg = DirectPath.config(spec, current_limits(small))
+    cfg = direct_config(spec, compute_limits(small))
     assert cfg.wg_x * cfg.wg_y <= 4
 
 
@@ -384,16 +373,16 @@ def test_gpu_like_devices_get_wide_work_groups(be, cl_backend, monkeypatch, rng,
     """On GPUs (and in strict mode, which CI uses to launch kernels as a GPU would) the
     fast paths plan groups of 64 items instead of the CPU's 1-16, the launches use
     them, and the numbers match the oracle."""
-    from clconv.backends.opencl.limits import GPU_GROUP_ITEMS, current_limits
+    from clconv.backends.opencl.context import GPU_GROUP_ITEMS, compute_limits
 
     monkeypatch.delenv("CLCONV_STRICT_LIMITS", raising=False)  # CI's second pass sets it
     gpu = dataclasses.replace(be.dctx.info, type="gpu")
-    assert current_limits(gpu).group_items == GPU_GROUP_ITEMS
-    assert current_limits(be.dctx.info).group_items == (1 if be.dctx.info.type == "cpu"
-                                                        else GPU_GROUP_ITEMS)
+    assert compute_limits(gpu).group_items == GPU_GROUP_ITEMS
+    assert be.dctx.limits().group_items == (1 if be.dctx.info.type == "cpu"
+                                            else GPU_GROUP_ITEMS)
     monkeypatch.setenv("CLCONV_STRICT_LIMITS", "1")
     monkeypatch.setenv("CLCONV_OPENCL_PATH", path)
-    assert current_limits(be.dctx.info).group_items == GPU_GROUP_ITEMS
+    assert be.dctx.limits().group_items == GPU_GROUP_ITEMS
     launched = spy_launches(monkeypatch)
     xs, ws, kw = GROUP_CASES[path]
     x = rng.standard_normal(xs).astype(np.float32)
@@ -408,12 +397,13 @@ def test_gpu_like_devices_get_wide_work_groups(be, cl_backend, monkeypatch, rng,
 def test_work_group_shrinks_to_what_the_kernel_allows(be, monkeypatch):
     """A built kernel that allows fewer items than planned (registers on a GPU) gets a
     smaller group (wg_y halved first), not a failed launch."""
-    from clconv.backends.opencl import launch, program
+    from clconv.backends.opencl.build import BuiltProgram
+    from clconv.backends.opencl.paths.common import fitted_program
 
-    monkeypatch.setattr(program.BuiltProgram, "max_work_group", lambda self, name, dev: 8)
-    ref, wg_x, wg_y = launch.fitted_program(be.dctx, "pad.cl", "pad_input", {}, 16, 4, 256)
+    monkeypatch.setattr(BuiltProgram, "max_work_group", lambda self, name, dev: 8)
+    ref, wg_x, wg_y = fitted_program(be.dctx, "pad.cl", "pad_input", {}, 16, 4, 256)
     assert (wg_x, wg_y) == (8, 1)
-    prg = ref.get(be.dctx)
+    prg = be.dctx.program(ref)
     assert "-DWG_X=8" in prg.options and "-DWG_Y=1" in prg.options
 
 
@@ -431,16 +421,20 @@ SEPARABLE_CASES = [  # (input shape, kernel (KH, KW), conv2d keywords, dtype)
 
 
 def _spy_rows(monkeypatch):
-    from clconv.backends.opencl import rows
+    """Record (KH, KW) of every conv_rows launch the backend plans from now on."""
+    from clconv.backends.opencl import backend
 
     calls = []
-    real = rows.ROWS.launch
+    real = backend.run
 
-    def launch(dctx, queue, state, x, y, spec, limits):
-        calls.append(spec.kernel_size)
-        return real(dctx, queue, state, x, y, spec, limits)
+    def run(dctx, queue, plan, bound, allocate):
+        for step in plan.steps:
+            if step.kernel == "conv_rows":
+                defines = dict(step.program.defines)
+                calls.append((defines["KH"], defines["KW"]))
+        return real(dctx, queue, plan, bound, allocate)
 
-    monkeypatch.setattr(rows.ROWS, "launch", launch)
+    monkeypatch.setattr(backend, "run", run)
     return calls
 
 
@@ -450,12 +444,7 @@ def test_separable_path_equals_oracle(cl_backend, monkeypatch, rng, shape, kerne
                                       flip):
     """Rank-1 one-filter kernels run as a column pass and a row pass (conv_rows.cl twice),
     with every padding form, border mode, dilation, H stride, layout, flip and bias, and
-    give the oracle's numbers; the thresholds are lowered so small cases take the path."""
-    from clconv.backends.opencl import conv
-
-    monkeypatch.setattr(conv.SeparablePath, "MIN_TAPS", 1)
-    monkeypatch.setattr(conv.SeparablePath, "MIN_OUTPUTS", 1)
-    monkeypatch.setattr(conv.TinyPath, "MAX_MACS", 0)
+    give the oracle's numbers; the path is forced so that small cases take it."""
     calls = _spy_rows(monkeypatch)
     channels_last = kw.get("data_format") == "channels_last"
     c = shape[-1] if channels_last else shape[1]
@@ -465,7 +454,8 @@ def test_separable_path_equals_oracle(cl_backend, monkeypatch, rng, shape, kerne
     w = (rng.standard_normal((c, 1, kernel[0], 1))
          * rng.standard_normal((c, 1, 1, kernel[1]))).astype(wdtype)
     b = rng.standard_normal(c).astype(wdtype)
-    y = clconv.conv2d(x, w, b, groups=c, flip=flip, backend=cl_backend, **kw)
+    with paths.override("separable"):
+        y = clconv.conv2d(x, w, b, groups=c, flip=flip, backend=cl_backend, **kw)
     assert calls == [(kernel[0], 1), (1, kernel[1])]
     ref = reference(clconv.conv2d, x, w, b, groups=c, flip=flip, **kw)
     assert y.dtype == (np.float64 if dtype == "float64" else np.float32)
@@ -476,18 +466,14 @@ def test_separable_path_equals_oracle(cl_backend, monkeypatch, rng, shape, kerne
 def test_separable_path_with_tiling(cl_backend, monkeypatch, rng):
     """Pieces of a tiled call (CLCONV_MAX_ALLOC) each run the two passes and the
     stitched result equals the oracle."""
-    from clconv.backends.opencl import conv
-
-    monkeypatch.setattr(conv.SeparablePath, "MIN_TAPS", 1)
-    monkeypatch.setattr(conv.SeparablePath, "MIN_OUTPUTS", 1)
-    monkeypatch.setattr(conv.TinyPath, "MAX_MACS", 0)
     calls = _spy_rows(monkeypatch)
     x = rng.standard_normal((3, 2, 60, 70)).astype(np.float32)
     w = (rng.standard_normal((2, 1, 7, 1)) * rng.standard_normal((2, 1, 1, 5))).astype(
         np.float32)
     monkeypatch.setenv("CLCONV_MAX_ALLOC", "20000")
-    y = clconv.conv2d(x, w, padding=(3, 2), groups=2, padding_mode="reflect",
-                      backend=cl_backend)
+    with paths.override("separable"):
+        y = clconv.conv2d(x, w, padding=(3, 2), groups=2, padding_mode="reflect",
+                          backend=cl_backend)
     assert len(calls) > 2 and calls == [(7, 1), (1, 5)] * (len(calls) // 2)
     ref = reference(clconv.conv2d, x, w, padding=(3, 2), groups=2, padding_mode="reflect")
     assert_close(y, ref, np.float32, 35)
@@ -515,9 +501,6 @@ def _separable_cases(draw):
 @given(case=_separable_cases(), seed=st.integers(0, 2**16))
 def test_separable_path_hypothesis(cl_backend, case, seed):
     """Random rank-1 one-filter convolutions take the two passes and equal the oracle."""
-    from clconv.backends.opencl import conv
-    from clconv.backends.opencl.limits import current_limits
-
     rng = np.random.default_rng(seed)
     n, c, h, w_ = case["shape"]
     kh, kw = case["kernel"]
@@ -527,21 +510,12 @@ def test_separable_path_hypothesis(cl_backend, case, seed):
     b = rng.standard_normal(c).astype(case["dtype"]) if case["bias"] else None
     kwargs = dict(stride=case["stride"], dilation=case["dilation"], padding=case["padding"],
                   padding_mode=case["padding_mode"], groups=c, flip=case["flip"])
-    limits = dict(MIN_TAPS=conv.SeparablePath.MIN_TAPS,
-                  MIN_OUTPUTS=conv.SeparablePath.MIN_OUTPUTS, MAX_MACS=conv.TinyPath.MAX_MACS)
-    conv.SeparablePath.MIN_TAPS = conv.SeparablePath.MIN_OUTPUTS = 1
-    conv.TinyPath.MAX_MACS = 0
-    try:
-        spec = normalize_conv(2, x, w, b, kwargs["stride"], kwargs["padding"],
-                              kwargs["dilation"], c, kwargs["padding_mode"], "channels_first",
-                              kwargs["flip"]).spec
-        dctx = clconv.get_backend(cl_backend).dctx
-        assert conv.choose_path(spec, dctx, current_limits(dctx.info)).name == "separable"
+    spec = normalize_conv(2, x, w, b, kwargs["stride"], kwargs["padding"], kwargs["dilation"],
+                          c, kwargs["padding_mode"], "channels_first", kwargs["flip"]).spec
+    be = clconv.get_backend(cl_backend)
+    with paths.override("separable"):
+        assert be.choices(spec, be.dctx.limits())[0].path.name == "separable"
         y = clconv.conv2d(x, w, b, backend=cl_backend, **kwargs)
-    finally:
-        conv.SeparablePath.MIN_TAPS = limits["MIN_TAPS"]
-        conv.SeparablePath.MIN_OUTPUTS = limits["MIN_OUTPUTS"]
-        conv.TinyPath.MAX_MACS = limits["MAX_MACS"]
     ref = reference(clconv.conv2d, x, w, b, **kwargs)
     scale = 1 + np.abs(ref).max()
     assert_close(y / scale, ref / scale, np.dtype(case["dtype"]), kh * kw)
@@ -549,33 +523,36 @@ def test_separable_path_hypothesis(cl_backend, case, seed):
 
 def test_separable_path_leaves_full_rank_and_fill_to_the_rows_path(cl_backend, monkeypatch,
                                                                    rng):
-    """Kernels not all of rank 1 run as one 2-D rows pass; a constant border with a non-zero
+    """Kernels not all of rank 1 make the separable path decline: the call runs as one 2-D
+    rows pass (the path CLCONV_OPENCL_PATH names next); a constant border with a non-zero
     fill (convolve2d's fillvalue) is not offered to the separable path at all."""
-    from clconv.backends.opencl import conv
-
-    monkeypatch.setattr(conv.SeparablePath, "MIN_TAPS", 1)
-    monkeypatch.setattr(conv.SeparablePath, "MIN_OUTPUTS", 1)
-    monkeypatch.setattr(conv.TinyPath, "MAX_MACS", 0)
     calls = _spy_rows(monkeypatch)
+    monkeypatch.setenv("CLCONV_OPENCL_PATH", "rows")
     x = rng.standard_normal((1, 2, 20, 20)).astype(np.float32)
     w = rng.standard_normal((2, 1, 5, 5)).astype(np.float32)
-    y = clconv.conv2d(x, w, padding=2, groups=2, backend=cl_backend)
+    with paths.override("separable"):
+        y = clconv.conv2d(x, w, padding=2, groups=2, backend=cl_backend)
     assert calls == [(5, 5)]
     assert_close(y, reference(clconv.conv2d, x, w, padding=2, groups=2), np.float32, 25)
     w[0, 0] = np.outer(rng.standard_normal(5), rng.standard_normal(5))  # only filter 1 not
     calls.clear()
-    y = clconv.conv2d(x, w, padding=2, groups=2, backend=cl_backend)
+    with paths.override("separable"):
+        y = clconv.conv2d(x, w, padding=2, groups=2, backend=cl_backend)
     assert calls == [(5, 5)]
     assert_close(y, reference(clconv.conv2d, x, w, padding=2, groups=2), np.float32, 25)
-    img = rng.standard_normal((30, 30))
-    k = np.outer(rng.standard_normal(5), rng.standard_normal(5))
-    calls.clear()
-    got = clconv.convolve2d(img, k, mode="same", boundary="fill", fillvalue=2.5,
+    img = rng.standard_normal((1, 1, 300, 300))
+    k = np.outer(rng.standard_normal(15), rng.standard_normal(15))[None, None]
+    call = normalize_conv(2, img, k, None, 1, 7, 1, 1, "zeros", "channels_first", True,
+                          fill_value=2.5)
+    be = clconv.get_backend(cl_backend)
+    assert not paths.PATHS["separable"].supports(call.spec, be.dctx.limits())
+    monkeypatch.delenv("CLCONV_OPENCL_PATH")
+    assert be.choices(call.spec, be.dctx.limits())[0].path.name != "separable"
+    got = clconv.convolve2d(img[0, 0], k[0, 0], mode="same", boundary="fill", fillvalue=2.5,
                             backend=cl_backend)
-    assert calls == [(5, 5)]
-    want = clconv.convolve2d(img, k, mode="same", boundary="fill", fillvalue=2.5,
+    want = clconv.convolve2d(img[0, 0], k[0, 0], mode="same", boundary="fill", fillvalue=2.5,
                              backend="numpy")
-    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-11)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-10)
 
 
 def test_separable_path_is_the_default_for_large_rank_1_kernels(cl_backend, monkeypatch, rng):
@@ -626,7 +603,7 @@ def test_eight_threads_at_once(cl_backend, rng):
 
 
 def test_pin_pocl_workers_rules(monkeypatch):
-    from clconv.backends.opencl.devices import pin_pocl_workers
+    from clconv.backends.opencl.device import pin_pocl_workers
 
     def pin(env, allowed=frozenset({0, 1}), cpus=2):
         return pin_pocl_workers(env, set(allowed), cpus), env.get("POCL_AFFINITY")
@@ -661,7 +638,7 @@ def test_pocl_workers_pinned_one_per_cpu(cl_backend, user_value):
     user decided: unpinned workers shared one CPU for whole processes here,
     halving every kernel's speed. The variable is removed again once PoCL has
     started, so child processes (perhaps confined to other CPUs) decide anew."""
-    from clconv.backends.opencl.devices import POCL_THREAD_COUNT_VARS, pin_pocl_workers
+    from clconv.backends.opencl.device import POCL_THREAD_COUNT_VARS, pin_pocl_workers
 
     env = {k: v for k, v in os.environ.items()
            if k != "POCL_AFFINITY" and k not in POCL_THREAD_COUNT_VARS}
@@ -754,23 +731,48 @@ PATH_PARAMS = [pytest.param(path, case, strict, id=f"{path}-{case.ident()}{'-str
                for strict in ((False, True) if i % 4 == 0 else (False,))]
 
 
-def force_rows_borders(monkeypatch, inplace: bool) -> None:
-    """Make the rows path read every input in place (True) or from a padded copy."""
-    from clconv.backends.opencl.rows import RowsPath
+def case_spec(case):
+    """The ConvSpec of an oracle-grid case."""
+    return normalize_conv(case.ndim, *make_operands(case, 0)[:2], None, case.stride,
+                          case.padding, case.dilation, case.groups, case.padding_mode,
+                          "channels_last" if case.channels_last else "channels_first",
+                          False).spec
 
-    for name in ("MAX_BORDER_SHARE_PLANE", "MAX_BORDER_SHARE", "MAX_BORDER_SHARE_WIDE"):
-        monkeypatch.setattr(RowsPath, name, 1.0 if inplace else -1.0)
+
+def rows_borders(be, case, inplace: bool):
+    """The rows path reading the input in place (True) or from a padded copy, where it
+    supports the case (else the usual choice)."""
+    if not paths.ROWS.supports(case_spec(case), be.dctx.limits()):
+        return contextlib.nullcontext()
+    return paths.override("rows", pad_pass=0 if inplace else 1)
 
 
 @pytest.mark.parametrize(("path", "case", "strict"), PATH_PARAMS)
-def test_forced_path_against_oracle(cl_backend, monkeypatch, path, case, strict):
-    if path.startswith("rows-"):
-        force_rows_borders(monkeypatch, path == "rows-inplace")
-        path = "rows"
-    monkeypatch.setenv("CLCONV_OPENCL_PATH", path)
+def test_forced_path_against_oracle(cl_backend, be, monkeypatch, path, case, strict):
     if strict:
         monkeypatch.setenv("CLCONV_STRICT_LIMITS", "1")
+    if path.startswith("rows-"):
+        with rows_borders(be, case, path == "rows-inplace"):
+            check_against_oracle(case, cl_backend)
+        return
+    monkeypatch.setenv("CLCONV_OPENCL_PATH", path)
     check_against_oracle(case, cl_backend)
+
+
+def spy_choices(monkeypatch) -> list[str]:
+    """Record the name of the path each forward call of the OpenCL backend runs on."""
+    from clconv.backends.opencl.backend import OpenCLBackend
+
+    chosen = []
+    real = OpenCLBackend._pack
+
+    def pack(self, *args):
+        choice, packed = real(self, *args)
+        chosen.append(choice.path.name)
+        return choice, packed
+
+    monkeypatch.setattr(OpenCLBackend, "_pack", pack)
+    return chosen
 
 
 ROWS_SW2_CASES = [
@@ -793,14 +795,9 @@ def test_rows_path_with_stride_two_along_w(cl_backend, monkeypatch, case, inplac
     """Stride 2 along W on the rows kernel (every other input column per lane),
     rows wide enough for interior, border and tail blocks, borders read in place
     or from the padded copy."""
-    force_rows_borders(monkeypatch, inplace)
-    monkeypatch.setenv("CLCONV_OPENCL_PATH", "rows")
-    chosen = []
-    from clconv.backends.opencl import backend as backend_mod
-    real = backend_mod.choose_path
-    monkeypatch.setattr(backend_mod, "choose_path",
-                        lambda *a: chosen.append(real(*a).name) or real(*a))
-    check_against_oracle(case, cl_backend)
+    chosen = spy_choices(monkeypatch)
+    with paths.override("rows", pad_pass=0 if inplace else 1):
+        check_against_oracle(case, cl_backend)
     assert chosen == ["rows"]
 
 
@@ -808,16 +805,15 @@ def test_rows_path_with_stride_two_along_w(cl_backend, monkeypatch, case, inplac
 def test_rows_path_long_dilated_rows_take_the_padded_copy(cl_backend, monkeypatch, inplace):
     """A row too long for the kernel's private row buffer (k=9, dilation 40:
     352 elements) is read from the padded copy even when in place is preferred."""
-    from clconv.backends.opencl.rows import RowsPath
+    from clconv.backends.opencl.paths.rows import RowsPath
 
     case = dataclasses.replace(GRID[0], ndim=1, size=(400,), kernel=(9,), batch=2, channels=2,
                                filters=2, groups=2, stride=1, padding=160, dilation=40,
                                padding_mode="zeros", channels_last=False, dtype="float32")
     assert (8 * 4 - 1) + 8 * 40 + 1 > RowsPath.MAX_ROW_BUFFER
-    force_rows_borders(monkeypatch, inplace)
-    monkeypatch.setenv("CLCONV_OPENCL_PATH", "rows")
     launched = spy_launches(monkeypatch)
-    check_against_oracle(case, cl_backend)
+    with paths.override("rows", pad_pass=0 if inplace else 1):
+        check_against_oracle(case, cl_backend)
     kernels = {name for name, _ in launched}
     assert "pad_input" in kernels and "conv_rows" in kernels
 
@@ -840,15 +836,11 @@ def test_gemm_blocks_crossing_rows(cl_backend, monkeypatch, case):
     """Narrow outputs take gemm blocks of consecutive pixels across rows (FLAT):
     every pixel written once, in the right place, for strides, dilation, layouts,
     3-D depth slices, groups and dtypes."""
-    from clconv.backends.opencl import conv
-    from clconv.backends.opencl.limits import current_limits
+    from clconv.backends.opencl.paths.gemm import gemm_config
 
-    spec = normalize_conv(case.ndim, *make_operands(case, 0)[:2], None, case.stride,
-                          case.padding, case.dilation, case.groups, case.padding_mode,
-                          "channels_last" if case.channels_last else "channels_first",
-                          False).spec
-    limits = current_limits(clconv.get_backend(cl_backend).dctx.info)
-    assert conv.GemmPath.config(spec, limits, spec.out_size[-1]).flat == 1
+    spec = case_spec(case)
+    limits = clconv.get_backend(cl_backend).dctx.limits()
+    assert gemm_config(spec, limits, spec.out_size[-1]).flat == 1
     monkeypatch.setenv("CLCONV_OPENCL_PATH", "gemm")
     check_against_oracle(case, cl_backend)
 
@@ -861,19 +853,19 @@ def test_host_weights_packed_on_the_device(cl_backend, monkeypatch, case):
     """Large host weights are uploaded as they are and packed by pack.cl (every
     path's layout: filter blocks, zero filters past the last, flipped taps,
     groups, dtypes); here every weight takes that route."""
-    from clconv.backends.opencl import weights
+    from clconv.backends.opencl.paths import pack
 
-    monkeypatch.setattr(weights, "DEVICE_PACK_MIN", 1)
+    monkeypatch.setattr(pack, "DEVICE_PACK_MIN", 1)
     check_against_oracle(case, cl_backend)
 
 
 @pytest.mark.parametrize("flip", [False, True])
 def test_large_host_weights_at_the_real_threshold(cl_backend, rng, flip):
     """A 1.2 MB weight (250 filters: the last block of 16 is padded with zeros)."""
-    from clconv.backends.opencl import weights
+    from clconv.backends.opencl.paths.pack import DEVICE_PACK_MIN
 
     w = rng.standard_normal((250, 128, 3, 3)).astype(np.float32)
-    assert w.nbytes >= weights.DEVICE_PACK_MIN
+    assert w.nbytes >= DEVICE_PACK_MIN
     x = rng.standard_normal((1, 128, 6, 5)).astype(np.float32)
     b = rng.standard_normal(250).astype(np.float32)
     y = clconv.conv2d(x, w, b, padding=1, flip=flip, backend=cl_backend)
@@ -892,12 +884,7 @@ def test_large_host_weights_at_the_real_threshold(cl_backend, rng, flip):
 ])
 def test_heuristic_and_forced_choice(cl_backend, be, monkeypatch, path, shape, kw, rng):
     """The default choice picks the intended path, forcing picks it too, and both agree."""
-    from clconv.backends.opencl import backend as backend_mod
-
-    chosen = []
-    real = backend_mod.choose_path
-    monkeypatch.setattr(backend_mod, "choose_path",
-                        lambda *a: chosen.append(real(*a).name) or real(*a))
+    chosen = spy_choices(monkeypatch)
     x = rng.standard_normal(shape[0]).astype(np.float32)
     w = rng.standard_normal(shape[1]).astype(np.float32)
     fn = clconv.conv1d if x.ndim == 3 else clconv.conv2d
@@ -917,28 +904,29 @@ def test_unknown_forced_path_is_an_argument_error(cl_backend, monkeypatch):
                       backend=cl_backend)
 
 
-@pytest.mark.parametrize("path", ["gemm", "pointwise", "rows"])
-def test_fast_path_hands_over_when_scratch_does_not_fit(cl_backend, monkeypatch, path, rng):
-    """Without room for the padded scratch a fast path runs its piece on `direct`."""
-    from clconv.backends.opencl import gemm, rows
+HANDOVER_CASES = {  # path -> (input shape, weight shape, conv2d keywords, dtype, max alloc)
+    # padding 20 and stride 8: a padded scratch ~30x the input and output
+    "gemm": ((1, 6, 8, 9), (12, 6, 3, 3), {"padding": 20, "stride": 8}, "float32", 20000),
+    "rows": ((1, 6, 8, 9), (6, 1, 3, 3), {"padding": 20, "stride": (8, 2), "groups": 6},
+             "float32", 20000),
+    # float16 input: the float32 scratch copy is twice the input
+    "pointwise": ((2, 6, 8, 9), (4, 6, 1, 1), {}, "float16", 2500),
+}
 
-    for module in (gemm, rows):
-        monkeypatch.setattr(module, "border_free_input", lambda *a, **k: None)
-    monkeypatch.setenv("CLCONV_OPENCL_PATH", path)
-    if path == "rows":  # a padded copy for the rows kernel, which here does not fit
-        force_rows_borders(monkeypatch, inplace=False)
+
+@pytest.mark.parametrize("path", list(HANDOVER_CASES))
+def test_fast_path_hands_over_when_scratch_does_not_fit(cl_backend, monkeypatch, path, rng):
+    """When the padded scratch cannot fit the device but input and output can, the plan
+    runs the piece on the direct kernel with the fast path's packed weights."""
+    xs, ws, kw, dtype, limit = HANDOVER_CASES[path]
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    monkeypatch.setenv("CLCONV_MAX_ALLOC", str(limit))
     launched = spy_launches(monkeypatch)
-    groups = 6 if path == "rows" else 1
-    k = 1 if path == "pointwise" else 3
-    x = rng.standard_normal((2, 6, 8, 9)).astype(np.float32)
-    w = rng.standard_normal((6 if path == "rows" else 12, 6 // groups, k, k)).astype(np.float32)
-    b = rng.standard_normal(w.shape[0]).astype(np.float32)
-    pad = 0 if path == "pointwise" else 1
-    y = clconv.conv2d(x, w, b, padding=pad, groups=groups, padding_mode="zeros"
-                      if pad == 0 else "reflect", backend=cl_backend)
-    ref = reference(clconv.conv2d, x, w, b, padding=pad, groups=groups,
-                    padding_mode="zeros" if pad == 0 else "reflect")
-    assert_close(y, ref, np.float32, w[0].size + 1)
+    with paths.override(path, **({"pad_pass": 1} if path == "rows" else {})):
+        y = clconv.conv2d(x, w, b, backend=cl_backend, **kw)
+    assert_close(y, reference(clconv.conv2d, x, w, b, **kw), np.dtype(dtype), w[0].size + 1)
     names = {name for name, _ in launched}
     assert any(name.startswith("conv_direct") for name in names), names
-    assert not names & {"conv_gemm", "conv_rows"}, names
+    assert not names & {"conv_gemm", "conv_rows", "pad_input"}, names

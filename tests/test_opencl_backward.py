@@ -186,10 +186,10 @@ def test_bit_identical_large_reduction(cl_backend, rng, monkeypatch):
 
 
 def test_strict_limits(cl_backend, rng, monkeypatch):
-    from clconv.backends.opencl import backward
+    from clconv.backends.opencl.paths.backward import backward_config
 
     monkeypatch.setenv("CLCONV_STRICT_LIMITS", "1")
-    cfg = backward.plan(clconv._normalize.normalize_conv(
+    cfg = backward_config(clconv._normalize.normalize_conv(
         2, np.zeros((2, 3, 8, 8)), np.zeros((4, 3, 3, 3)), None, 1, 1, 1, 1, "zeros",
         "channels_first", False).spec, 16)
     assert cfg.wg <= 16 and cfg.wg_x * cfg.wg_y <= 16

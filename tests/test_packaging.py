@@ -55,7 +55,7 @@ def test_installed_wheel_finds_its_sources(wheel, tmp_path):
     assert proc.returncode == 0, proc.stderr
     code = (
         "import clconv, pathlib\n"
-        "from clconv.backends.opencl.program import kernels_dir\n"
+        "from clconv.backends.opencl.build import kernels_dir\n"
         "print(pathlib.Path(clconv.__file__).parent)\n"
         "print(kernels_dir())\n"
     )
@@ -71,6 +71,6 @@ def test_installed_wheel_finds_its_sources(wheel, tmp_path):
 
 
 def test_editable_install_finds_repository_sources():
-    from clconv.backends.opencl.program import kernels_dir
+    from clconv.backends.opencl.build import kernels_dir
 
     assert Path(kernels_dir()).resolve() == (ROOT / "kernels_cl").resolve()

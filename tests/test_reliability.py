@@ -212,55 +212,55 @@ def test_5000_calls_do_not_leak_host_or_device_memory(cl_backend):
     assert live_buffers() == buffers0
 
 
-def test_program_cache_is_a_bounded_lru(cl_backend, monkeypatch):
+def test_program_cache_is_a_bounded_lru(cl_backend):
     """With the bound lowered to 2, building a third program evicts the least recently used."""
-    from clconv.backends.opencl import program
+    from clconv.backends.opencl.build import CACHE_SIZE, ProgramCache, ProgramRef
 
     dctx = clconv.get_backend(cl_backend).dctx
-    assert program.CACHE_SIZE == program.cache_info()["max_size"] == 64
-    monkeypatch.setattr(program, "CACHE_SIZE", 2)
-    # An empty cache for this test (the real one comes back afterwards); an unused macro
-    # makes keys no other test builds.
-    monkeypatch.setattr(program, "_cache", type(program._cache)())
-    defines = [{"ELEM_KIND": 0, "W_T": "float", "W_HALF": 0, "FB": 1, "WG_PACK": 64,
-                "ROUND_HALF": 0, "CLCONV_LRU_TEST": tag} for tag in (1, 2, 3)]
-    first = dctx.program("pack.cl", defines[0])
-    dctx.program("pack.cl", defines[1])
-    assert dctx.program("pack.cl", defines[0]) is first  # a hit refreshes it
-    dctx.program("pack.cl", defines[2])  # evicts defines[1], the least recently used
-    assert program.cache_info()["size"] <= 2
-    builds = program.build_count()
-    assert dctx.program("pack.cl", defines[0]) is first
-    assert program.build_count() == builds
-    dctx.program("pack.cl", defines[1])
-    assert program.build_count() == builds + 1
-    assert program.cache_info()["size"] <= 2
+    assert dctx.programs.max_size == CACHE_SIZE == 64
+    cache = ProgramCache(dctx.context, dctx.device, max_size=2)
+    # An unused macro makes programs that no other test builds.
+    refs = [ProgramRef.of("pack.cl", {"ELEM_KIND": 0, "W_T": "float", "W_HALF": 0, "FB": 1,
+                                      "WG_PACK": 64, "ROUND_HALF": 0, "CLCONV_LRU_TEST": tag})
+            for tag in (1, 2, 3)]
+    first = cache.get(refs[0])
+    cache.get(refs[1])
+    assert cache.get(refs[0]) is first  # a hit refreshes it
+    cache.get(refs[2])  # evicts refs[1], the least recently used
+    assert len(cache) <= 2
+    builds = cache.builds
+    assert cache.get(refs[0]) is first
+    assert cache.builds == builds
+    cache.get(refs[1])
+    assert cache.builds == builds + 1
+    assert len(cache) <= 2
 
 
-
-def test_launch_plans_do_not_keep_evicted_programs_alive(cl_backend, monkeypatch, rng):
-    """Memoised launch plans name their programs instead of holding them, so the
-    LRU bound is the real bound: an evicted program is freed, and a plan that
-    needs it again gets it rebuilt."""
+def test_plans_do_not_keep_evicted_programs_alive(cl_backend, monkeypatch, rng):
+    """Memoised plans name their programs instead of holding them, so the LRU bound is
+    the real bound: an evicted program is freed, and a plan that needs it again gets it
+    rebuilt."""
     import weakref
 
-    from clconv.backends.opencl import program
+    from clconv.backends.opencl.build import ProgramCache
 
-    monkeypatch.setattr(program, "_cache", type(program._cache)())
+    dctx = clconv.get_backend(cl_backend).dctx
+    monkeypatch.setattr(dctx, "programs", ProgramCache(dctx.context, dctx.device))
     x = rng.standard_normal((1, 8, 12, 11)).astype(np.float32)
     w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
     ref = clconv.conv2d(x, w, padding=1, backend="numpy")
     np.testing.assert_allclose(clconv.conv2d(x, w, padding=1, backend=cl_backend), ref,
                                rtol=1e-4, atol=1e-4)
-    built = [weakref.ref(p) for p in program._cache.values()]
+    built = [weakref.ref(p) for p in dctx.programs._programs.values()]
     assert built
-    program.clear_cache()
+    dctx.programs.clear()
     gc.collect()
     assert all(r() is None for r in built)
-    builds = program.build_count()
+    builds = dctx.programs.builds
     np.testing.assert_allclose(clconv.conv2d(x, w, padding=1, backend=cl_backend), ref,
                                rtol=1e-4, atol=1e-4)
-    assert program.build_count() > builds
+    assert dctx.programs.builds > builds
+
 
 # ------------------------------------------------------------ 3. faults
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import clconv
-import clconv.backends.opencl.conv as conv_mod
+import clconv.backends.opencl.paths as paths_mod
 import clconv.backends.opencl.tune as tune_mod
-import clconv.backends.opencl.tunecache as tunecache
+import clconv.backends.opencl.tuning as tunecache
 from clconv._normalize import normalize_conv
 
 
@@ -28,7 +28,7 @@ def cache(tmp_path, monkeypatch):
     """A private tune cache file; the process copy is dropped before and after."""
     path = tmp_path / "tune.json"
     monkeypatch.setenv(tunecache.ENV, str(path))
-    monkeypatch.delenv(conv_mod.PATH_ENV, raising=False)
+    monkeypatch.delenv(paths_mod.PATH_ENV, raising=False)
     tunecache.forget()
     yield path
     tunecache.forget()
@@ -40,19 +40,20 @@ def _spec(shape=(1, 4, 9, 11), wshape=(8, 4, 3, 3)):
     return normalize_conv(2, x, w, None, 1, 1, 1, 1, "zeros", "channels_first", False).spec
 
 
-class FlippedPath(conv_mod.DirectPath):
+class FlippedPath(paths_mod.DirectPath):
     """A wrong candidate: packs the kernel flipped (fast, but not the convolution)."""
 
     name = "flipped"
 
-    def prepare(self, dctx, queue, weight, bias, spec, limits, allocate):
-        return super().prepare(dctx, queue, weight, bias, spec.replace(flip=not spec.flip),
-                               limits, allocate)
+    def pack(self, dctx, queue, weight, bias, spec, config, allocate):
+        return super().pack(dctx, queue, weight, bias, spec.replace(flip=not spec.flip),
+                            config, allocate)
 
 
 def test_wrong_candidate_is_rejected(cache, monkeypatch, backend_name):
-    monkeypatch.setattr(conv_mod, "FORWARD_PATHS", [FlippedPath(), *conv_mod.FORWARD_PATHS])
-    monkeypatch.setattr(tune_mod, "FORWARD_PATHS", conv_mod.FORWARD_PATHS)
+    flipped = FlippedPath()
+    monkeypatch.setattr(paths_mod, "FORWARD_PATHS", (flipped, *paths_mod.FORWARD_PATHS))
+    monkeypatch.setitem(paths_mod.PATHS, "flipped", flipped)
     result = tune_mod.tune(**PROBLEM, backend=backend_name, repeat=2)
     flipped = [c for c in result.candidates if c.path == "flipped"]
     assert flipped and not flipped[0].accepted
@@ -87,7 +88,7 @@ def test_winner_is_stored_and_used(cache, monkeypatch, backend_name):
     other = _spec(wshape=(8, 4, 5, 5))
     assert tune_mod.chosen(other, backend_name)[1] == {}
     # CLCONV_OPENCL_PATH still wins over the cache.
-    monkeypatch.setenv(conv_mod.PATH_ENV, "gemm")
+    monkeypatch.setenv(paths_mod.PATH_ENV, "gemm")
     assert tune_mod.chosen(spec, backend_name)[0] == "gemm"
 
 

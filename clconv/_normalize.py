@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ._spec import ConvSpec
+from .backends import is_device_array, to_host
 from .errors import AllocationError, ArgumentError, DTypeError, ShapeError
 
 # PyTorch padding_mode names (and numpy.pad's own names) -> numpy.pad mode.
@@ -53,11 +54,6 @@ def _short(value: Any) -> str:
 
 
 # ---------------------------------------------------------------- operands
-
-def is_device_array(obj: Any) -> bool:
-    """True for a ``pyopencl.array.Array`` (checked without importing pyopencl)."""
-    return type(obj).__module__.startswith("pyopencl") and hasattr(obj, "queue")
-
 
 def result_dtype(dtype: Any, name: str = "input") -> np.dtype:
     """The dtype a convolution of data of ``dtype`` returns (API.md section 1)."""
@@ -503,7 +499,7 @@ def normalize_conv_transpose(ndim: int, input: Any, weight: Any, bias: Any, stri
     xb = x.reshape(shape)
     grown = tuple(f - n for f, n in zip(spec.out_size, in_size))
     if any(grown):  # output_padding past the last full stride: zero gradients there
-        host = xb.get() if is_device_array(xb) else xb
+        host = to_host(xb)
         widths = [(0, 0)] + [(0, g) for g in grown] + ([(0, 0)] if last else [])
         if not last:
             widths = [(0, 0), (0, 0)] + [(0, g) for g in grown]

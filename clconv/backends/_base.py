@@ -52,6 +52,10 @@ class Backend(Protocol):
     * ``saturate(y, dtype)``: one of its own float device arrays converted on
       the device to integer ``dtype`` (rounded to nearest, ties to even,
       clamped, NaN to 0), so only the integer result is read back.
+    * ``separable_min_taps``: an int; :func:`clconv.filter2d` runs a rank-1
+      kernel with at least this many taps as two 1-D passes. Without it every
+      kernel runs as one pass, the right choice where a second launch and an
+      intermediate buffer cost more than the taps they save.
 
     Attributes:
         name: the full name that selects this backend, e.g. ``"opencl:0:0"``.

@@ -64,26 +64,32 @@ def conv_reduction(spec: Any) -> int:
     return max(spec.in_per_group * math.prod(spec.kernel_size), 1)
 
 
+def _on_device(a: Any) -> bool:
+    """A device array (pyopencl's, or any with ``.shape`` and ``.get()``), not a mapping."""
+    return (not isinstance(a, (np.ndarray, dict)) and hasattr(a, "shape")
+            and callable(getattr(a, "get", None)))
+
+
 def host_array(a: Any) -> np.ndarray:
-    """``a`` as a NumPy array; device arrays (anything with ``.get()``, as pyopencl's) are read."""
-    if not isinstance(a, np.ndarray) and callable(getattr(a, "get", None)):
-        a = a.get()
-    return np.asarray(a)
+    """``a`` as a NumPy array; a device array is read back first."""
+    return np.asarray(a.get() if _on_device(a) else a)
 
 
 def oracle(fn: Callable[..., Any], *operands: Any, round_to: Any = None, **kwargs: Any) -> Any:
     """``fn(*operands, backend="numpy", **kwargs)`` in float64: the reference result.
 
-    Every operand that is not None is read to the host and converted to
-    float64, after rounding to ``round_to`` first when given (the result
-    dtype of the call under test, so that the reference sees exactly the
-    values the backend computed with: float16 or uint8 inputs, say). ``fn``
-    is any clconv function that takes ``backend=`` (``conv2d``,
-    ``conv_backward``, ``filter2d``, ``convolve``, ...).
+    Every array operand (NumPy array or scalar, list, tuple, device array) is
+    read to the host and converted to float64, after rounding to ``round_to``
+    first when given (the result dtype of the call under test, so that the
+    reference sees exactly the values the backend computed with: float16 or
+    uint8 inputs, say). Other positional arguments (None, strings, Python
+    numbers) and ``kwargs`` pass through unchanged. ``fn`` is any clconv
+    function that takes ``backend=`` (``conv2d``, ``conv_backward``,
+    ``filter2d``, ``convolve``, ...).
     """
     def f64(a: Any) -> Any:
-        if a is None:
-            return None
+        if not (isinstance(a, (np.ndarray, np.generic, list, tuple)) or _on_device(a)):
+            return a
         a = host_array(a)
         return (a if round_to is None else a.astype(round_to)).astype(np.float64)
 

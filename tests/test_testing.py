@@ -94,11 +94,19 @@ def test_shape_dtype_nan_and_inf():
 
 def test_host_array_reads_device_style_arrays():
     class Device:
+        shape = (3,)
+
         def get(self):
             return np.arange(3)
 
     np.testing.assert_array_equal(host_array(Device()), [0, 1, 2])
     assert host_array([1, 2]).tolist() == [1, 2]
+    assert host_array({"get": 1}).dtype == object   # a mapping is not a device array
+
+
+def test_host_array_reads_opencl_arrays(cl_backend):
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(host_array(clconv.to_device(x, backend=cl_backend)), x)
 
 
 def test_oracle_is_the_numpy_backend_in_float64(rng):

@@ -22,6 +22,7 @@ from .backends import (
     set_backend,
     use_backend,
 )
+from .backends import has_device_memory as _has_device_memory
 from .backends._base import DeviceInfo
 from .backward import conv_backward
 from .errors import (
@@ -105,10 +106,11 @@ def to_device(x, backend: str | None = None):
     """Upload host array ``x`` to an OpenCL backend's queue; returns a ``pyopencl.array.Array``.
 
     ``backend`` names an OpenCL backend (default: the current default backend,
-    which must be an OpenCL one). Device arrays of that backend pass through.
+    which must be an OpenCL one), or any backend with device memory of its
+    own. Device arrays of that backend pass through.
     """
     be = get_backend(backend)
-    if not hasattr(be, "to_device"):
+    if not _has_device_memory(be):
         raise ArgumentError(f"backend {be.name!r} has no device memory; expected an OpenCL "
                             "backend such as 'opencl' or 'opencl:cpu'")
     return be.to_device(x)

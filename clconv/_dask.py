@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ._borders import source_index
 from ._normalize import normalize_conv, result_dtype
 from ._spec import ConvSpec
 
@@ -41,21 +42,6 @@ def _stand_in(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 
 def _host(operand: Any) -> Any:
     return operand.compute() if is_dask_array(operand) else operand
-
-
-def source_index(start: int, stop: int, n: int, before: int, after: int, mode: str) -> np.ndarray:
-    """Indices into an axis of length ``n`` for padded positions ``start..stop`` (unpadded
-    coordinates, may be negative or past ``n``); -1 marks a constant-fill position.
-
-    ``numpy.pad`` on ``arange(n)`` defines the border rule, so it is exactly the
-    one-piece rule for any padding width.
-    """
-    base = np.arange(n)
-    if mode == "constant":
-        padded = np.pad(base, (before, after), mode="constant", constant_values=-1)
-    else:
-        padded = np.pad(base, (before, after), mode=mode)
-    return padded[start + before:stop + before]
 
 
 def _output_bounds(in_chunks: tuple[int, ...], spec: ConvSpec, axis: int) -> list[int]:
@@ -123,8 +109,7 @@ def conv_dask(ndim: int, input: Any, weight: Any, bias: Any, stride: Any, paddin
             o1 = spatial_bounds[axis][block[1 + axis] + 1]
             start = o0 * spec.stride[axis] - spec.pad_before[axis]
             stop = (o1 - 1) * spec.stride[axis] + extent[axis] - spec.pad_before[axis]
-            index = source_index(start, stop, spec.in_size[axis], spec.pad_before[axis],
-                                 spec.pad_after[axis], spec.border)
+            index = source_index(np.arange(start, stop), spec.in_size[axis], spec.border)
             fills.append(index < 0)
             index = np.maximum(index, 0)
             lo, hi = int(index.min()), int(index.max()) + 1

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ._spec import ConvSpec
+from .backends import is_device_array, to_host
 from .errors import AllocationError, ArgumentError, DTypeError, ShapeError
 
 # PyTorch padding_mode names (and numpy.pad's own names) -> numpy.pad mode.
@@ -53,11 +54,6 @@ def _short(value: Any) -> str:
 
 
 # ---------------------------------------------------------------- operands
-
-def is_device_array(obj: Any) -> bool:
-    """True for a ``pyopencl.array.Array`` (checked without importing pyopencl)."""
-    return type(obj).__module__.startswith("pyopencl") and hasattr(obj, "queue")
-
 
 def result_dtype(dtype: Any, name: str = "input") -> np.dtype:
     """The dtype a convolution of data of ``dtype`` returns (API.md section 1)."""
@@ -338,26 +334,10 @@ def _groups(groups: Any, channels: int) -> int:
     return groups
 
 
-def normalize_conv(ndim: int, input: Any, weight: Any, bias: Any, stride: Any, padding: Any,
-                   dilation: Any, groups: Any, padding_mode: Any, data_format: Any,
-                   flip: Any, *, fill_value: float = 0.0,
-                   check_memory: bool = True) -> ConvCall:
-    """Validate conv{ndim}d arguments and build the :class:`ConvSpec`.
-
-    ``check_memory=False`` skips the host-memory check (for lazy dask inputs,
-    which never hold the whole input or output at once).
-    """
-    last = channels_last(data_format)
-    border = border_mode(padding_mode)
-    if not isinstance(flip, (bool, np.bool_)):
-        raise ArgumentError(f"flip={_short(flip)}; expected True or False")
-    x = as_operand(input, "input")
-    w = as_operand(weight, "weight")
-    b = None if bias is None else as_operand(bias, "bias")
-    dtype = result_dtype(x.dtype, "input")
-
-    unbatched, batch, channels, in_size = _input_layout(x, ndim, last, f"conv{ndim}d")
-
+def _conv_weight(w: Any, b: Any, ndim: int, groups: Any, channels: int,
+                 ) -> tuple[int, int, tuple[int, ...]]:
+    """``(filters, groups, kernel size)`` of a conv weight and bias checked against an
+    input of ``channels`` channels; ShapeError for any mismatch."""
     if w.ndim != ndim + 2:
         raise _rank_error("weight", w.shape, f"{ndim + 2} dims (F, C // groups, *kernel)")
     filters, per_group, kernel_size = w.shape[0], w.shape[1], tuple(w.shape[2:])
@@ -380,7 +360,14 @@ def normalize_conv(ndim: int, input: Any, weight: Any, bias: Any, stride: Any, p
                          "expected every kernel size >= 1")
     if b is not None and tuple(b.shape) != (filters,):
         raise ShapeError(f"bias has shape {tuple(b.shape)}; expected ({filters},), one per filter")
+    return filters, groups, kernel_size
 
+
+def _conv_geometry(x_shape: tuple[int, ...], ndim: int, in_size: tuple[int, ...],
+                   kernel_size: tuple[int, ...], stride: Any, padding: Any, dilation: Any,
+                   ) -> tuple[tuple[int, ...], tuple[int, ...], tuple, tuple[int, ...]]:
+    """``(strides, dilations, pads, output size)``: the user's steps and padding made
+    explicit, checked, and reduced to the equivalent small steps."""
     strides = int_tuple(stride, ndim, "stride", 1)
     dilations = int_tuple(dilation, ndim, "dilation", 1)
     pads = resolve_padding(explicit_padding(padding, ndim), in_size, kernel_size, strides,
@@ -391,25 +378,58 @@ def normalize_conv(ndim: int, input: Any, weight: Any, bias: Any, stride: Any, p
         if max(steps) > MAX_STEP:
             raise ShapeError(
                 f"{name}={_short(stride if name == 'stride' else dilation)} with padding "
-                f"{pads} on input {tuple(x.shape)}: a step above {MAX_STEP} that still "
+                f"{pads} on input {x_shape}: a step above {MAX_STEP} that still "
                 f"matters (the padded input is longer than that); expected steps up to "
                 f"{MAX_STEP}, or less padding")
+    return strides, dilations, pads, out
 
-    padded_elems = batch * channels * math.prod(n + a + c for n, (a, c) in zip(in_size, pads))
+
+def _check_elements(x_shape: tuple[int, ...], batch: int, channels: int, filters: int,
+                    in_size: tuple[int, ...], pads: tuple, out: tuple[int, ...],
+                    dtype: np.dtype, check_memory: bool) -> None:
+    """AllocationError for a padded input or output beyond :data:`MAX_ELEMENTS`, or
+    (with ``check_memory``) beyond the host memory."""
+    padded = math.prod(n + a + c for n, (a, c) in zip(in_size, pads))
+    padded_elems = batch * channels * padded
     out_elems = batch * filters * math.prod(out)
     # Empty batches and zero filters count as one: NumPy cannot even describe an empty
     # array whose other axes multiply past its index range.
-    largest = max(max(batch, 1) * channels * math.prod(n + a + c
-                                                       for n, (a, c) in zip(in_size, pads)),
+    largest = max(max(batch, 1) * channels * padded,
                   max(batch, 1) * max(filters, 1) * math.prod(out))
     if largest > MAX_ELEMENTS:
         raise AllocationError(
             f"the convolution needs {largest} elements "
-            f"(input {tuple(x.shape)}, padding {pads}, output {out}); expected at most "
+            f"(input {x_shape}, padding {pads}, output {out}); expected at most "
             f"{MAX_ELEMENTS}")
     if check_memory:
         check_host_memory(padded_elems, out_elems, dtype,
-                          lambda: f"input {tuple(x.shape)}, padding {pads}, output {out}")
+                          lambda: f"input {x_shape}, padding {pads}, output {out}")
+
+
+def normalize_conv(ndim: int, input: Any, weight: Any, bias: Any, stride: Any, padding: Any,
+                   dilation: Any, groups: Any, padding_mode: Any, data_format: Any,
+                   flip: Any, *, fill_value: float = 0.0,
+                   check_memory: bool = True) -> ConvCall:
+    """Validate conv{ndim}d arguments and build the :class:`ConvSpec`.
+
+    ``check_memory=False`` skips the host-memory check (for lazy dask inputs,
+    which never hold the whole input or output at once).
+    """
+    last = channels_last(data_format)
+    border = border_mode(padding_mode)
+    if not isinstance(flip, (bool, np.bool_)):
+        raise ArgumentError(f"flip={_short(flip)}; expected True or False")
+    x = as_operand(input, "input")
+    w = as_operand(weight, "weight")
+    b = None if bias is None else as_operand(bias, "bias")
+    dtype = result_dtype(x.dtype, "input")
+
+    unbatched, batch, channels, in_size = _input_layout(x, ndim, last, f"conv{ndim}d")
+    filters, groups, kernel_size = _conv_weight(w, b, ndim, groups, channels)
+    x_shape = tuple(x.shape)
+    strides, dilations, pads, out = _conv_geometry(x_shape, ndim, in_size, kernel_size,
+                                                   stride, padding, dilation)
+    _check_elements(x_shape, batch, channels, filters, in_size, pads, out, dtype, check_memory)
 
     spec = ConvSpec(
         batch=batch, in_channels=channels, out_channels=filters, groups=groups,
@@ -503,7 +523,7 @@ def normalize_conv_transpose(ndim: int, input: Any, weight: Any, bias: Any, stri
     xb = x.reshape(shape)
     grown = tuple(f - n for f, n in zip(spec.out_size, in_size))
     if any(grown):  # output_padding past the last full stride: zero gradients there
-        host = xb.get() if is_device_array(xb) else xb
+        host = to_host(xb)
         widths = [(0, 0)] + [(0, g) for g in grown] + ([(0, 0)] if last else [])
         if not last:
             widths = [(0, 0), (0, 0)] + [(0, g) for g in grown]

@@ -11,12 +11,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-# Border rules, named by numpy.pad's modes, which have one meaning each.
-BORDER_MODES = ("constant", "reflect", "edge", "wrap", "symmetric")
-
-# Result dtypes a backend may be asked to produce.
-COMPUTE_DTYPES = ("float16", "float32", "float64")
-
 
 @dataclass(frozen=True)
 class ConvSpec:
@@ -39,10 +33,13 @@ class ConvSpec:
     pad_before: tuple[int, ...]
     pad_after: tuple[int, ...]
     out_size: tuple[int, ...]
+    # The border rule, named by numpy.pad's modes, which have one meaning each:
+    # "constant" (with fill_value), "reflect", "edge", "wrap" or "symmetric".
     border: str = "constant"
     fill_value: float = 0.0
     flip: bool = False
     has_bias: bool = False
+    # The result dtype: "float16", "float32" or "float64".
     dtype: str = "float32"
     channels_last: bool = False
 

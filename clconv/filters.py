@@ -16,47 +16,33 @@ from typing import Any
 
 import numpy as np
 
+from . import kernels
 from ._normalize import (
     as_operand,
     border_mode,
     check_numeric,
     explicit_padding,
     int_tuple,
-    is_device_array,
     output_size,
     resolve_padding,
     result_dtype,
 )
-from .backends import get_backend
+from .backends import get_backend, has_device_memory, is_device_array, to_host
 from .errors import ArgumentError, DTypeError, ShapeError
 from .functional import conv2d
 
 __all__ = ["filter2d"]
-
-# Backend (name before ":") -> the fewest kernel taps at which a rank-1 kernel
-# runs as two 1-D passes; backends not listed always run one pass. Measured
-# with box kernels, float32, best of 5 on a loaded 2-core machine:
-#   numpy, 1024x1024x3: 3x3 162 / 152 ms (one pass / two), 5x5 290 / 136,
-#     9x9 814 / 246, 15x15 1735 / 320; at 512x512x3 5x5 is break-even.
-#   opencl (PoCL CPU), device arrays, 1024x1024x3: one pass wins at every size
-#     (3x3 116 / 200 ms, 9x9 116 / 276, 15x15 108 / 316): the second launch
-#     and the intermediate buffer cost more than the saved taps.
-SEPARABLE_MIN_TAPS: dict[str, int] = {"numpy": 25}
 
 
 def _host_kernel(kernel: Any, params: dict[str, Any]) -> np.ndarray:
     """The kernel as a 2-D host array (names are looked up in clconv.kernels, with
     ``params``)."""
     if isinstance(kernel, str):
-        from . import kernels
-
         return kernels.get(kernel, **params)
     if params:
         raise ArgumentError(f"kernel parameters {sorted(params)} given with an array kernel; "
                             "expected them only with a kernel name such as 'gaussian'")
-    k = as_operand(kernel, "kernel")
-    if is_device_array(k):
-        k = k.get()
+    k = to_host(as_operand(kernel, "kernel"))
     if k.ndim != 2:
         raise ShapeError(f"kernel has shape {tuple(k.shape)}; expected 2 dims (kH, kW)")
     if 0 in k.shape:
@@ -198,12 +184,15 @@ def filter2d(image: Any, kernel: Any, *, stride: Any = 1, padding: Any = "same",
     # An integer result on a device backend: the float result stays on the device
     # and is converted there (only the small integer result is read back).
     on_device = (out_dtype is not None and out_dtype.kind in "iu"
-                 and hasattr(be, "saturate") and not hasattr(x, "__dask_graph__"))
+                 and hasattr(be, "saturate") and has_device_memory(be)
+                 and not hasattr(x, "__dask_graph__"))
     host_in = not is_device_array(x)
     if on_device and host_in:
         x = be.to_device(np.ascontiguousarray(x))
     factors = None
-    threshold = SEPARABLE_MIN_TAPS.get(be.name.partition(":")[0])
+    # Where two 1-D passes pay off is the backend's to say (the Backend protocol's
+    # ``separable_min_taps``); a backend that does not say runs one pass.
+    threshold = getattr(be, "separable_min_taps", None)
     if threshold is not None and k.size >= threshold and compute.itemsize >= 4:
         # float16 results keep the one-pass path: two passes would round twice.
         factors = rank1_factors(k, compute)
@@ -221,9 +210,10 @@ def filter2d(image: Any, kernel: Any, *, stride: Any = 1, padding: Any = "same",
         return y
     if on_device:
         y = be.saturate(y, out_dtype)
-        return y.get() if host_in else y
+        return to_host(y) if host_in else y
     if hasattr(y, "__dask_graph__"):
         return y.map_blocks(saturate_host, out_dtype, dtype=out_dtype)
     if is_device_array(y):
-        return be.to_device(saturate_host(y.get(), out_dtype))
+        host = saturate_host(to_host(y), out_dtype)
+        return be.to_device(host) if has_device_memory(be) else host
     return saturate_host(np.asarray(y), out_dtype)

@@ -33,11 +33,10 @@ from ._normalize import (
     explicit_padding,
     host_memory_limit,
     int_tuple,
-    is_device_array,
     normalize_conv,
     normalize_conv_transpose,
 )
-from .backends import get_backend
+from .backends import get_backend, is_device_array, to_host
 from .backward import run_backward
 from .errors import AllocationError, ArgumentError, DTypeError, ShapeError
 from .transpose import run_transpose
@@ -328,8 +327,7 @@ class _ConvTransposeNd(_ConvNd):
         if self.bias is not None:  # per output channel: every axis but the channels'
             channel_axis = len(spec.input_shape) - 1 if spec.channels_last else 1
             axes = tuple(i for i in range(len(spec.input_shape)) if i != channel_axis)
-            host = gy.get() if is_device_array(gy) else gy
-            self.grad_bias = host.astype(np.float64).sum(axis=axes).astype(spec.dtype)
+            self.grad_bias = to_host(gy).astype(np.float64).sum(axis=axes).astype(spec.dtype)
         return grad_x[0] if call.unbatched else grad_x
 
     def __repr__(self) -> str:

@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from ._normalize import as_operand, is_device_array, normalize_conv
-from .backends import get_backend
+from ._normalize import as_operand, normalize_conv
+from .backends import get_backend, has_device_memory, is_device_array, to_host
 from .errors import ArgumentError, DTypeError
 from .functional import run_conv
 
@@ -168,8 +168,7 @@ def _compute_dtype(dtype: np.dtype) -> np.dtype:
 def _cast(y: Any, dtype: np.dtype) -> Any:
     """A pass's float result in ``dtype`` as SciPy casts it: integers truncated toward
     zero and wrapped into range, bools nonzero."""
-    if is_device_array(y):
-        y = y.get()
+    y = to_host(y)
     if dtype.kind == "b":
         return y != 0
     if dtype.kind in "iu":
@@ -191,7 +190,9 @@ def _finish(y: Any, dtype: np.dtype, target: Any, device: bool, backend: Any) ->
     if device:
         if is_device_array(y) and y.dtype == dtype:
             return y
-        return get_backend(backend).to_device(_cast(y, dtype))
+        be = get_backend(backend)
+        if has_device_memory(be):  # else host arrays out, as its convolutions give
+            return be.to_device(_cast(y, dtype))
     return _cast(y, dtype)
 
 
@@ -244,16 +245,16 @@ def _separable(x: Any, passes: list[tuple[np.ndarray, int, str, int]], cval: flo
     if not device:
         y = np.asarray(x).astype(compute, copy=False)
         be = get_backend(backend)
-        if len(passes) > 1 and dtype.kind == "f" and hasattr(be, "to_device"):
+        if len(passes) > 1 and dtype.kind == "f" and has_device_memory(be):
             y = be.to_device(y)
     for weights, axis, mode, origin in passes:
         y = _pass1d(y, weights, axis, mode, cval, origin, compute, backend)
         if dtype.kind != "f":  # integer outputs: every pass is written into them
             y = _cast(y, dtype).astype(compute)
     if not passes:
-        y = x.get() if device else np.array(x)
-    if not device and is_device_array(y):
-        y = y.get()
+        y = to_host(x) if device else np.array(x)
+    if not device:
+        y = to_host(y)
     return _finish(y, dtype, target, device, backend)
 
 
@@ -307,7 +308,7 @@ def convolve(input: Any, weights: Any, output: Any = None, mode: str = "reflect"
 
 def _correlate(input, weights, output, mode, cval, origin, axes, backend, flip):
     x = _input(input)
-    w = np.asarray(weights.get() if is_device_array(weights) else weights, dtype=np.float64)
+    w = np.asarray(to_host(weights) if is_device_array(weights) else weights, dtype=np.float64)
     chosen = _axes(axes, x.ndim)
     if w.ndim != len(chosen):
         raise NdimageRuntimeError(f"weights has {w.ndim} dims: weights.ndim ({w.ndim}) must "
@@ -334,7 +335,7 @@ def _correlate(input, weights, output, mode, cval, origin, axes, backend, flip):
     # The filtered axes last, the others merged into the batch: (N, 1, *filtered).
     rest = [a for a in range(x.ndim) if a not in chosen]
     order = rest + chosen
-    host = x.get() if device and order != list(range(x.ndim)) else x
+    host = to_host(x) if device and order != list(range(x.ndim)) else x
     if not is_device_array(host):
         host = np.transpose(np.asarray(host), order).astype(compute, copy=False)
     elif host.dtype != compute:
@@ -349,7 +350,7 @@ def _correlate(input, weights, output, mode, cval, origin, axes, backend, flip):
         y = y.reshape(*(x.shape[a] for a in order))
         if order == list(range(x.ndim)):
             return _finish(y, dtype, target, device, backend)
-        y = y.get()
+        y = to_host(y)
     y = np.transpose(np.asarray(y).reshape(*(x.shape[a] for a in order)), np.argsort(order))
     return _finish(np.ascontiguousarray(y), dtype, target, device, backend)
 
@@ -473,11 +474,11 @@ def laplace(input: Any, output: Any = None, mode: Any = "reflect", cval: float =
     dtype, target = _output(output, x)
     device = is_device_array(x)
     if not chosen:
-        return _finish(x.get() if device else np.array(x), dtype, target, device, backend)
+        return _finish(to_host(x) if device else np.array(x), dtype, target, device, backend)
     total = None
     for a, m in zip(chosen, modes):
         part = _separable(x, [(np.array([1.0, -2.0, 1.0]), a, m, 0)], float(cval), dtype,
                           backend)
-        part = part.get() if is_device_array(part) else part
+        part = to_host(part)
         total = part if total is None else _cast(total.astype(np.float64) + part, dtype)
     return _finish(total, dtype, target, device, backend)

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ._normalize import as_operand, is_device_array, normalize_conv
+from ._normalize import as_operand, normalize_conv
+from .backends import to_host
 from .errors import ArgumentError, DTypeError, ShapeError
 from .functional import run_conv
 
@@ -181,10 +182,8 @@ def _run(signal: np.ndarray, kernel: np.ndarray, pads, border: str, fill: comple
 def _host_operand(value: Any, name: str) -> np.ndarray:
     """A native-order host array of a real or complex numeric dtype (device arrays are
     read back: the wrappers return NumPy arrays)."""
-    if is_device_array(value):
-        value = value.get()
     try:
-        arr = np.asarray(value)
+        arr = to_host(value)
     except (ValueError, TypeError) as exc:
         raise ArgumentError(f"{name} could not be read as an array: {exc}") from None
     if arr.dtype.kind not in "biufc":

@@ -16,13 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ._normalize import (
-    TransposeCall,
-    is_device_array,
-    normalize_conv,
-    normalize_conv_transpose,
-)
-from .backends import get_backend
+from ._normalize import TransposeCall, normalize_conv, normalize_conv_transpose
+from .backends import get_backend, has_device_memory, is_device_array
 from .functional import run_conv
 
 __all__ = ["conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "run_transpose"]
@@ -175,8 +170,11 @@ def _transpose(ndim: int, input, weight, bias, stride, padding, output_padding, 
                                     groups, dilation, data_format)
     y = run_transpose(call, backend)
     if is_device_array(input) and not is_device_array(y):
-        # output_padding past the last full stride made the operand a host array.
-        y = get_backend(backend).to_device(y)
+        # output_padding past the last full stride made the operand a host array; a
+        # backend without device memory returns host arrays for device input anyway.
+        be = get_backend(backend)
+        if has_device_memory(be):
+            y = be.to_device(y)
     return y
 
 

@@ -14,12 +14,12 @@ import math
 
 import numpy as np
 import pytest
-from conftest import tolerance
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import clconv
 from clconv import ArgumentError, DTypeError, ShapeError
+from clconv.testing import assert_close
 
 CONV = {1: clconv.conv1d, 2: clconv.conv2d, 3: clconv.conv3d}
 MODES = ["zeros", "reflect", "replicate", "circular", "symmetric"]
@@ -245,7 +245,7 @@ def test_float32_close_to_float64(rng):
     got = backward(x.astype(np.float32), w.astype(np.float32), gy.astype(np.float32), kw)
     for r, g, reduction in zip(ref, got, (6 * 6, 2 * 3 * 3, 2 * 3 * 3)):
         assert g.dtype == np.float32
-        np.testing.assert_allclose(g, r, **tolerance(np.float32, reduction * 4))
+        assert_close(g, r, dtype=np.float32, reduction=reduction * 4)
 
 
 def test_float16_accumulates_in_float32(rng):
@@ -376,7 +376,7 @@ def test_backend_matches_numpy(backend, rng, case, dtype):
     for g, r, reduction in zip(got, ref, (w.shape[0] * taps, positions, positions)):
         g = np.asarray(g.get() if hasattr(g, "get") else g)
         assert g.shape == r.shape and g.dtype == r.dtype
-        np.testing.assert_allclose(g, r, **tolerance(dtype, reduction * 4))
+        assert_close(g, r, dtype=dtype, reduction=reduction * 4)
 
 
 def test_backend_deterministic(backend, rng):

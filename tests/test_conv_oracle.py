@@ -3,7 +3,7 @@
 Each case runs on the backend under test in float32 (and, for a subset, in
 float16, float64 and integer/bool input) and is compared with the NumPy
 backend run in float64 on the same (dtype-rounded) operands, with the
-tolerance of ``conftest.tolerance`` scaled by the reduction size. The grid
+tolerance of ``clconv.testing`` scaled by the reduction size. The grid
 covers API.md section 1: 1/2/3-D, batched/unbatched, both data formats,
 groups (dense, grouped, depthwise, channel multipliers), stride, dilation,
 every padding form and mode (also wider than the input), flip, bias and
@@ -14,87 +14,18 @@ checked against independent references in ``test_numpy_reference.py``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import tolerance
+from cases import CONV, Case
 from hypothesis import given
 from hypothesis import strategies as st
 
 import clconv
+from clconv.testing import assert_close, oracle
 
-CONV = {1: clconv.conv1d, 2: clconv.conv2d, 3: clconv.conv3d}
 MODES = ("zeros", "reflect", "replicate", "circular")
-
-
-@dataclass(frozen=True)
-class Case:
-    """One convolution of the grid (sizes are spatial only)."""
-
-    ndim: int
-    size: tuple[int, ...]
-    kernel: tuple[int, ...]
-    batch: int | None = 2          # None: unbatched input
-    channels: int = 4
-    filters: int = 6
-    groups: int = 1
-    stride: object = 1
-    padding: object = 1
-    dilation: object = 1
-    padding_mode: str = "zeros"
-    channels_last: bool = False
-    flip: bool = False
-    bias: bool = True
-    layout: str = "contiguous"     # contiguous | strided | reversed | fortran
-    dtype: str = "float32"
-
-    @property
-    def reduction(self) -> int:
-        return (self.channels // self.groups) * math.prod(self.kernel) + int(self.bias)
-
-    def ident(self) -> str:
-        parts = [f"{self.ndim}d", "x".join(map(str, self.size)),
-                 "k" + "x".join(map(str, self.kernel)),
-                 "unb" if self.batch is None else f"n{self.batch}",
-                 f"c{self.channels}f{self.filters}g{self.groups}",
-                 f"s{self.stride}", f"p{self.padding}", f"d{self.dilation}", self.padding_mode,
-                 "cl" if self.channels_last else "cf"]
-        if self.flip:
-            parts.append("flip")
-        if not self.bias:
-            parts.append("nobias")
-        if self.layout != "contiguous":
-            parts.append(self.layout)
-        parts.append(self.dtype)
-        return "-".join(str(p).replace(" ", "") for p in parts)
-
-
-def _per_dim(value, ndim: int) -> tuple:
-    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * ndim
-
-
-def _pads(case: Case) -> list[tuple[int, int]] | None:
-    """Explicit (before, after) pads, or None for the string forms."""
-    if isinstance(case.padding, str):
-        return None
-    pairs = []
-    for p in _per_dim(case.padding, case.ndim):
-        pairs.append(tuple(p) if isinstance(p, (tuple, list)) else (p, p))
-    return pairs
-
-
-def valid(case: Case) -> bool:
-    """True when the kernel fits the padded input on every axis."""
-    pads = _pads(case)
-    if case.padding in ("same", "full"):
-        return True
-    dil = _per_dim(case.dilation, case.ndim)
-    for axis, (n, k) in enumerate(zip(case.size, case.kernel)):
-        before, after = (0, 0) if pads is None else pads[axis]
-        if (k - 1) * dil[axis] + 1 > n + before + after:
-            return False
-    return True
 
 
 def _layout(arr: np.ndarray, layout: str) -> np.ndarray:
@@ -144,36 +75,22 @@ def result_dtype(dtype: str) -> np.dtype:
     return np.dtype(dtype if dtype in ("float16", "float64") else "float32")
 
 
-def run(case: Case, x, w, b, backend: str):
-    return CONV[case.ndim](
-        x, w, b, stride=case.stride, padding=case.padding, dilation=case.dilation,
-        groups=case.groups, padding_mode=case.padding_mode,
-        data_format="channels_last" if case.channels_last else "channels_first",
-        flip=case.flip, backend=backend)
-
-
 def check_against_oracle(case: Case, backend: str, seed: int = 0) -> None:
     """Run ``case`` on ``backend`` and compare with the float64 NumPy oracle."""
     x, w, b = make_operands(case, seed)
     x_before = x.copy()
     rdt = result_dtype(case.dtype)
-    got = run(case, x, w, b, backend)
+    got = case.call(x, w, b, backend)
     np.testing.assert_array_equal(x, x_before)  # inputs are never modified
 
     # The oracle sees exactly the values the backend was asked to use.
-    xo = np.asarray(x).astype(rdt).astype(np.float64)
-    wo = w.astype(rdt).astype(np.float64)
-    bo = None if b is None else b.astype(rdt).astype(np.float64)
-    want = run(case, xo, wo, bo, "numpy")
+    want = oracle(CONV[case.ndim], x, w, b, round_to=rdt, **case.kwargs())
     assert want.dtype == np.float64
-
     assert isinstance(got, np.ndarray)
-    assert got.dtype == rdt, (got.dtype, rdt)
-    assert got.shape == want.shape
-    scale = float(np.max(np.abs(xo), initial=1.0)) if case.dtype == "uint8" else 1.0
-    tol = tolerance(rdt, case.reduction)
-    np.testing.assert_allclose(got.astype(np.float64), want, rtol=tol["rtol"],
-                               atol=tol["atol"] * scale, err_msg=case.ident())
+    scale = (float(np.max(np.abs(x.astype(rdt)), initial=1.0)) if case.dtype == "uint8"
+             else 1.0)
+    assert_close(got, want, dtype=rdt, reduction=case.reduction, scale=scale,
+                 where=case.ident())
 
 
 # ---------------------------------------------------------------- the grid
@@ -248,7 +165,7 @@ def _random_cases(nd: int, count: int, seed: int) -> list[Case]:
             layout=choice(["contiguous", "contiguous", "strided", "reversed", "fortran"]),
             dtype=choice(["float32"] * 5 + ["float16", "float64", "int32", "uint8", "bool"]),
         )
-        if valid(case):
+        if case.valid():
             cases.append(case)
     return cases
 
@@ -258,7 +175,7 @@ for _nd in (1, 2, 3):
     GRID += _one_factor_cases(_nd)
     GRID += _random_cases(_nd, 30, seed=100 + _nd)
 _seen: set[str] = set()
-GRID = [c for c in GRID if valid(c) and not (c.ident() in _seen or _seen.add(c.ident()))]
+GRID = [c for c in GRID if c.valid() and not (c.ident() in _seen or _seen.add(c.ident()))]
 
 
 def test_grid_covers_the_contract():
@@ -271,7 +188,8 @@ def test_grid_covers_the_contract():
     assert any(c.groups == c.channels == c.filters > 1 for c in GRID)  # depthwise
     assert any(c.groups == c.channels and c.filters > c.channels for c in GRID)  # multiplier
     assert any(c.batch is None for c in GRID) and any(c.channels_last for c in GRID)
-    wide = [c for c in GRID if _pads(c) and any(p[0] > n for p, n in zip(_pads(c), c.size))]
+    wide = [c for c in GRID if not isinstance(c.padding, str)
+            and any(p[0] > n for p, n in zip(c.pads(), c.size))]
     assert {c.padding_mode for c in wide} == set(MODES)
 
 
@@ -302,7 +220,7 @@ def conv_cases(draw) -> Case:
         flip=draw(st.booleans()), bias=draw(st.booleans()),
         layout=draw(st.sampled_from(["contiguous", "strided", "reversed"])),
         dtype=draw(st.sampled_from(["float32", "float32", "float16", "float64"])))
-    if not valid(case):
+    if not case.valid():
         case = replace(case, padding="full")
     return case
 
@@ -324,9 +242,8 @@ def test_convolve(backend, lengths, mode):
     a = rng.uniform(-1, 1, lengths[0]).astype(np.float32)
     v = rng.uniform(-1, 1, lengths[1]).astype(np.float32)
     got = clconv.convolve(a, v, mode, backend=backend)
-    want = clconv.convolve(a.astype(np.float64), v.astype(np.float64), mode, backend="numpy")
-    assert got.dtype == np.float32 and got.shape == want.shape
-    np.testing.assert_allclose(got, want, **tolerance(np.float32, min(lengths)))
+    want = oracle(clconv.convolve, a, v, mode)
+    assert_close(got, want, dtype=np.float32, reduction=min(lengths))
 
 
 SIGNAL_2D = [((6, 7), (3, 3)), ((6, 7), (2, 4)), ((5, 5), (4, 1)), ((3, 4), (5, 6)),
@@ -351,6 +268,5 @@ def test_signal_2d(backend, func, shapes, mode, boundary):
     k = rng.uniform(-1, 1, k_shape).astype(np.float32)
     fn = getattr(clconv, func)
     got = fn(a, k, mode, boundary, 0.5, backend=backend)
-    want = fn(a.astype(np.float64), k.astype(np.float64), mode, boundary, 0.5, backend="numpy")
-    assert got.dtype == np.float32 and got.shape == want.shape
-    np.testing.assert_allclose(got, want, **tolerance(np.float32, math.prod(k_shape)))
+    want = oracle(fn, a, k, mode, boundary, 0.5)
+    assert_close(got, want, dtype=np.float32, reduction=math.prod(k_shape))

@@ -32,6 +32,7 @@ from hypothesis import example, given, note, settings
 from hypothesis import strategies as st
 
 import clconv
+from clconv.testing import oracle
 
 CONVS = {1: clconv.conv1d, 2: clconv.conv2d, 3: clconv.conv3d}
 # Draws per backend: five times the profile's count (the ci profile: 200).
@@ -110,8 +111,12 @@ def operand(draw: Any, shape: tuple[int, ...], wild: bool) -> Any:
 
 
 @dataclass
-class Case:
-    """One fuzzed call: positional operands and keyword arguments."""
+class Call:
+    """One fuzzed call: its (possibly malformed) operands and keyword arguments.
+
+    Unlike ``cases.Case``, which describes valid convolutions by shape, this
+    holds the drawn values themselves, junk included.
+    """
 
     ndim: int
     x: Any
@@ -126,7 +131,7 @@ WILD_FIELDS = ["x", "w", "b", "x_shape", "w_shape", "stride", "dilation", "paddi
 
 
 @st.composite
-def cases(draw: Any) -> Case:
+def cases(draw: Any) -> Call:
     """Half the draws are well-formed calls; the others get one to three wild arguments."""
     wild = draw(st.one_of(st.just(frozenset()),
                           st.frozensets(st.sampled_from(WILD_FIELDS), min_size=1, max_size=3)))
@@ -192,7 +197,7 @@ def cases(draw: Any) -> Case:
         elif name in ("groups", "data_format") or draw(st.booleans()):
             kwargs[name] = draw(valid[name])
     on_device = draw(st.one_of(st.just(frozenset()), st.frozensets(st.sampled_from("xwb"))))
-    return Case(ndim, x, w, b, kwargs, on_device)
+    return Call(ndim, x, w, b, kwargs, on_device)
 
 
 def snapshot(obj: Any) -> Any:
@@ -203,11 +208,7 @@ def snapshot(obj: Any) -> Any:
     return repr(obj)
 
 
-def as_float64(obj: Any) -> Any:
-    return None if obj is None else np.asarray(obj).astype(np.float64)
-
-
-def upload(case: Case, backend: str) -> tuple[Any, Any, Any]:
+def upload(case: Call, backend: str) -> tuple[Any, Any, Any]:
     """The operands, with those named in ``case.on_device`` uploaded on OpenCL backends."""
     operands = [case.x, case.w, case.b]
     if backend.startswith("opencl"):
@@ -219,7 +220,7 @@ def upload(case: Case, backend: str) -> tuple[Any, Any, Any]:
     return tuple(operands)
 
 
-def check_case(case: Case, backend: str) -> str:
+def check_case(case: Call, backend: str) -> str:
     """Run one case; return ``"ok"`` or the ClconvError class name. Fails on anything else."""
     conv = CONVS[case.ndim]
     before = [snapshot(v) for v in (case.x, case.w, case.b)]
@@ -240,8 +241,7 @@ def check_case(case: Case, backend: str) -> str:
         if hasattr(y, "queue"):
             assert hasattr(x, "queue"), "a host input must give a host result"
             y = y.get()
-        ref = conv(as_float64(case.x), as_float64(case.w), as_float64(case.b),
-                   backend="numpy", **case.kwargs)
+        ref = oracle(conv, case.x, case.w, case.b, **case.kwargs)
         want_dtype = clconv._normalize.result_dtype(np.asarray(case.x).dtype)
         assert y.dtype == want_dtype, (y.dtype, want_dtype)
         assert y.shape == ref.shape

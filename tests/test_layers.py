@@ -9,10 +9,10 @@ import math
 
 import numpy as np
 import pytest
-from conftest import tolerance
 
 import clconv
 from clconv import ArgumentError, BackendUnavailable, DTypeError, ShapeError
+from clconv.testing import assert_close
 
 LAYERS = {1: clconv.Conv1d, 2: clconv.Conv2d, 3: clconv.Conv3d}
 CONV = {1: clconv.conv1d, 2: clconv.conv2d, 3: clconv.conv3d}
@@ -213,15 +213,13 @@ def test_layer_on_backend_matches_numpy(backend, rng, ndim):
     x = rng.standard_normal((2, 4, *(7, 6, 5)[:ndim])).astype(np.float32)
     y_ref, y = ref(x), host(got(x))
     reduction = 2 * 3**ndim
-    np.testing.assert_allclose(y, y_ref, **tolerance(np.float32, reduction))
+    assert_close(y, y_ref, dtype=np.float32, reduction=reduction)
     gy = rng.standard_normal(y.shape).astype(np.float32)
     gx_ref, gx = ref.backward(gy), host(got.backward(gy))
-    np.testing.assert_allclose(gx, gx_ref, **tolerance(np.float32, 6 * 3**ndim))
+    assert_close(gx, gx_ref, dtype=np.float32, reduction=6 * 3**ndim)
     positions = gy.size // 6
-    np.testing.assert_allclose(host(got.grad_weight), ref.grad_weight,
-                               **tolerance(np.float32, positions))
-    np.testing.assert_allclose(host(got.grad_bias), ref.grad_bias,
-                               **tolerance(np.float32, positions))
+    assert_close(got.grad_weight, ref.grad_weight, dtype=np.float32, reduction=positions)
+    assert_close(got.grad_bias, ref.grad_bias, dtype=np.float32, reduction=positions)
 
 
 def test_layer_with_device_arrays(cl_backend, rng):
@@ -236,6 +234,5 @@ def test_layer_with_device_arrays(cl_backend, rng):
     gx = layer.backward(clconv.to_device(gy, backend=cl_backend))
     assert hasattr(gx, "queue")
     ref(x)
-    np.testing.assert_allclose(gx.get(), ref.backward(gy), **tolerance(np.float32, 36))
-    np.testing.assert_allclose(host(layer.grad_weight), ref.grad_weight,
-                               **tolerance(np.float32, 128))
+    assert_close(gx, ref.backward(gy), dtype=np.float32, reduction=36)
+    assert_close(layer.grad_weight, ref.grad_weight, dtype=np.float32, reduction=128)

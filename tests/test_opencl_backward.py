@@ -13,19 +13,15 @@ import math
 
 import numpy as np
 import pytest
-from conftest import tolerance
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import clconv
 from clconv.backends import numpy_backward
+from clconv.testing import assert_close, oracle
 
 CONV = {1: clconv.conv1d, 2: clconv.conv2d, 3: clconv.conv3d}
 MODES = ["zeros", "reflect", "replicate", "circular", "symmetric"]
-
-
-def host(a):
-    return np.asarray(a.get() if hasattr(a, "get") else a)
 
 
 def operands(rng, shape, wshape, dtype=np.float32, **kw):
@@ -36,19 +32,14 @@ def operands(rng, shape, wshape, dtype=np.float32, **kw):
     return x, w, gy
 
 
-def reference(x, w, gy, **kw):
-    return clconv.conv_backward(x.astype(np.float64), w.astype(np.float64),
-                                gy.astype(np.float64), backend="numpy", **kw)
-
-
-def assert_close(got, ref, w, gy, dtype=np.float32, channels_last=False):
+def assert_grads_close(got, ref, w, gy, dtype=np.float32):
+    """The three gradients against the float64 oracle, each with its own reduction size."""
     filters = w.shape[0]
     taps = math.prod(w.shape[1:])
     positions = gy.size // max(filters, 1)
-    for g, r, reduction in zip(got, ref, (filters * taps, positions, positions)):
-        g = host(g)
-        assert g.shape == r.shape and g.dtype == np.dtype(dtype)
-        np.testing.assert_allclose(g.astype(np.float64), r, **tolerance(dtype, 4 * reduction))
+    for name, g, r, reduction in zip(("grad_input", "grad_weight", "grad_bias"), got, ref,
+                                     (filters * taps, positions, positions)):
+        assert_close(g, r, dtype=dtype, reduction=4 * reduction, where=name)
 
 
 @pytest.fixture
@@ -82,7 +73,7 @@ def test_stop_gap_is_gone(cl_backend, rng, forbid_host_backward):
 def test_device_arrays_in_and_out(cl_backend, rng, forbid_host_backward):
     kw = dict(padding=1, padding_mode="replicate", stride=(2, 1), flip=True)
     x, w, gy = operands(rng, (3, 5, 9, 8), (7, 5, 3, 2), **kw)
-    ref = reference(x, w, gy, **kw)
+    ref = oracle(clconv.conv_backward, x, w, gy, **kw)
     forbid_host_backward()
     queue = clconv.get_backend(cl_backend).queue
     host_w = clconv.conv_backward(x, w, gy, backend=cl_backend, **kw)
@@ -92,7 +83,7 @@ def test_device_arrays_in_and_out(cl_backend, rng, forbid_host_backward):
         assert hasattr(g, "queue") and g.queue == queue
         # a device weight is packed on the device, a host weight by NumPy: same bits
         assert np.array_equal(g.get(), h)
-    assert_close(got, ref, w, gy)
+    assert_grads_close(got, ref, w, gy)
 
 
 def test_device_views_and_other_dtypes(cl_backend, rng):
@@ -109,7 +100,7 @@ def test_device_views_and_other_dtypes(cl_backend, rng):
     gy = gy.astype(np.float32)
     got = clconv.conv_backward(x_view, cla.to_device(queue, w),
                                cla.to_device(queue, gy), backend=cl_backend, **kw)
-    assert_close(got, reference(x, w, gy, **kw), w, gy)
+    assert_grads_close(got, oracle(clconv.conv_backward, x, w, gy, **kw), w, gy)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -122,7 +113,7 @@ def test_padding_wider_than_input(cl_backend, rng, mode, ndim):
               dilation=(1, 2, 1)[:ndim])
     x, w, gy = operands(rng, (2, 2, *size), (3, 2, *kernel), **kw)
     got = clconv.conv_backward(x, w, gy, backend=cl_backend, **kw)
-    assert_close(got, reference(x, w, gy, **kw), w, gy)
+    assert_grads_close(got, oracle(clconv.conv_backward, x, w, gy, **kw), w, gy)
 
 
 @pytest.mark.parametrize("case", [
@@ -144,7 +135,7 @@ def test_blockings_with_tails(cl_backend, rng, case):
         shape = (shape[0], *shape[2:], shape[1])
     x, w, gy = operands(rng, shape, wshape, **case)
     got = clconv.conv_backward(x, w, gy, backend=cl_backend, **case)
-    assert_close(got, reference(x, w, gy, **case), w, gy)
+    assert_grads_close(got, oracle(clconv.conv_backward, x, w, gy, **case), w, gy)
 
 
 def test_float64(cl_backend, rng):
@@ -155,14 +146,14 @@ def test_float64(cl_backend, rng):
             clconv.conv_backward(x, w, gy, backend=cl_backend, **kw)
         return
     got = clconv.conv_backward(x, w, gy, backend=cl_backend, **kw)
-    assert_close(got, reference(x, w, gy, **kw), w, gy, dtype=np.float64)
+    assert_grads_close(got, oracle(clconv.conv_backward, x, w, gy, **kw), w, gy, dtype=np.float64)
 
 
 def test_float16(cl_backend, rng):
     kw = dict(padding=1, padding_mode="circular")
     x, w, gy = operands(rng, (2, 4, 6, 6), (5, 4, 3, 3), dtype=np.float16, **kw)
     got = clconv.conv_backward(x, w, gy, backend=cl_backend, **kw)
-    ref = reference(x, w, gy, **kw)
+    ref = oracle(clconv.conv_backward, x, w, gy, **kw)
     for g, r in zip(got, ref):
         assert g.dtype == np.float16
         np.testing.assert_allclose(g.astype(np.float64), r, rtol=2e-3,
@@ -182,7 +173,7 @@ def test_bit_identical_large_reduction(cl_backend, rng, monkeypatch):
     strict = clconv.conv_backward(x, w, gy, backend=cl_backend, **kw)
     for a, b in zip(first, strict):
         assert np.array_equal(a, b)
-    assert_close(first, reference(x, w, gy, **kw), w, gy)
+    assert_grads_close(first, oracle(clconv.conv_backward, x, w, gy, **kw), w, gy)
 
 
 def test_strict_limits(cl_backend, rng, monkeypatch):
@@ -196,7 +187,7 @@ def test_strict_limits(cl_backend, rng, monkeypatch):
     kw = dict(padding=2, padding_mode="replicate", dilation=2)
     x, w, gy = operands(rng, (3, 6, 10, 9), (4, 6, 3, 3), **kw)
     got = clconv.conv_backward(x, w, gy, backend=cl_backend, **kw)
-    assert_close(got, reference(x, w, gy, **kw), w, gy)
+    assert_grads_close(got, oracle(clconv.conv_backward, x, w, gy, **kw), w, gy)
 
 
 def test_empty_batch_and_zero_filters(cl_backend):
@@ -246,5 +237,5 @@ def test_hypothesis_matches_numpy(cl_backend, case, seed):
         x, w, gy = operands(rng, shape, wshape, **kw)
     except clconv.ShapeError:
         assume(False)  # the kernel does not fit the padded input
-    ref = reference(x, w, gy, **kw)
-    assert_close(clconv.conv_backward(x, w, gy, backend=cl_backend, **kw), ref, w, gy)
+    ref = oracle(clconv.conv_backward, x, w, gy, **kw)
+    assert_grads_close(clconv.conv_backward(x, w, gy, backend=cl_backend, **kw), ref, w, gy)

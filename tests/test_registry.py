@@ -434,3 +434,107 @@ def test_import_does_not_import_pyopencl():
     proc = run_python(code)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "OK"
+
+
+# ---------------------------------------------------------------- device arrays
+
+class PlugArray:
+    """A plug-in backend's device array: host memory behind an opaque handle."""
+
+    def __init__(self, data) -> None:
+        self._data = np.array(data)
+
+    dtype = property(lambda self: self._data.dtype)
+    shape = property(lambda self: self._data.shape)
+    ndim = property(lambda self: self._data.ndim)
+
+    def reshape(self, shape):
+        return PlugArray(self._data.reshape(shape))
+
+
+class DeviceFakeBackend(FakeBackend):
+    """A plug-in with device memory of its own: it owns PlugArrays."""
+
+    def owns(self, obj) -> bool:
+        return isinstance(obj, PlugArray)
+
+    def to_host(self, array):
+        return array._data.copy() if isinstance(array, PlugArray) else registry.to_host(array)
+
+    def to_device(self, array):
+        return array if isinstance(array, PlugArray) else PlugArray(array)
+
+
+def test_numpy_backend_owns_nothing_and_reads_host_data():
+    be = clconv.get_backend("numpy")
+    assert not be.owns(X) and not be.owns([1.0]) and not registry.has_device_memory(be)
+    assert be.to_host(X) is X
+    for host in (X, [1, 2], 3.0, None, np.float32(2)):
+        assert not registry.is_device_array(host) and registry.array_owner(host) is None
+    np.testing.assert_array_equal(registry.to_host([[1, 2]]), [[1, 2]])
+    with pytest.raises(ArgumentError, match="no device memory"):
+        clconv.to_device(X, backend="numpy")
+
+
+def test_plugin_arrays_are_recognised_through_owns():
+    registry.register_backend("dev", lambda option: DeviceFakeBackend(
+        "dev" if option is None else f"dev:{option}"))
+    handle = PlugArray(X)
+    assert not registry.is_device_array(handle)      # no "dev" backend object yet
+    be = clconv.get_backend("dev:1")
+    assert registry.is_device_array(handle) and registry.array_owner(handle) == "dev:1"
+    assert registry.has_device_memory(be)
+    up = clconv.to_device(X, backend="dev:1")
+    assert isinstance(up, PlugArray)
+    back = registry.to_host(up)
+    assert type(back) is np.ndarray and np.array_equal(back, X)
+    # Every backend reads another's device arrays through the registry.
+    np.testing.assert_array_equal(clconv.conv2d(up, W, backend="numpy"),
+                                  clconv.conv2d(X, W, backend="numpy"))
+    registry.register_backend("dev", fake_factory("dev"), replace=True)
+    assert not registry.is_device_array(handle)      # its owner is gone
+
+
+def test_device_input_on_a_host_backend_gives_host_output(cl_backend):
+    x = np.arange(36.0, dtype=np.float32).reshape(1, 1, 6, 6)
+    xd = clconv.to_device(x, backend=cl_backend)
+    assert registry.is_device_array(xd) and registry.array_owner(xd) == "opencl"
+    np.testing.assert_array_equal(registry.to_host(xd), x)
+    want = clconv.conv_transpose2d(x, W, stride=2, output_padding=1, backend="numpy")
+    got = clconv.conv_transpose2d(xd, W, stride=2, output_padding=1, backend="numpy")
+    assert type(got) is np.ndarray and np.array_equal(got, want)
+    got = clconv.ndimage.uniform_filter(xd[0, 0], backend="numpy")
+    assert type(got) is np.ndarray
+    np.testing.assert_array_equal(got, clconv.ndimage.uniform_filter(x[0, 0],
+                                                                     backend="numpy"))
+
+
+def test_opencl_arrays_are_recognised_before_any_opencl_backend(cl_backend):
+    """A pyopencl array made on the user's own queue, before clconv created any
+    OpenCL backend object, is a device array: every backend reads it back."""
+    platform, device = (int(i) for i in cl_backend.split(":")[1:])
+    code = f"""
+        import sys, numpy as np
+        import clconv
+        from clconv import backends as registry
+        assert not registry.is_device_array(np.ones(3)) and "pyopencl" not in sys.modules
+        [d for d in clconv.devices() if d.works]     # makes pip-installed runtimes visible
+        import pyopencl as cl, pyopencl.array as cla
+        dev = cl.get_platforms()[{platform}].get_devices()[{device}]
+        context = cl.Context([dev])
+        queue = cl.CommandQueue(context)
+        x = np.arange(12, dtype=np.float32).reshape(1, 1, 3, 4)
+        xd = cla.to_device(queue, x)
+        assert registry.is_device_array(xd) and registry.array_owner(xd) == "opencl"
+        back = registry.to_host(xd)
+        assert type(back) is np.ndarray and np.array_equal(back, x)
+        y = clconv.conv2d(xd, np.ones((1, 1, 2, 2), np.float32), backend="numpy")
+        assert np.array_equal(y, clconv.conv2d(x, np.ones((1, 1, 2, 2), np.float32),
+                                               backend="numpy"))
+        assert not any(name.startswith("opencl") for name in registry._instances), \\
+            registry._instances
+        print("OK")
+    """
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "OK"

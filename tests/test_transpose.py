@@ -14,11 +14,11 @@ import math
 
 import numpy as np
 import pytest
-from conftest import tolerance
 from hypothesis import given
 from hypothesis import strategies as st
 
 import clconv
+from clconv.testing import assert_close
 
 FUNCS = {1: clconv.conv_transpose1d, 2: clconv.conv_transpose2d, 3: clconv.conv_transpose3d}
 CONVS = {1: clconv.conv1d, 2: clconv.conv2d, 3: clconv.conv3d}
@@ -129,7 +129,7 @@ def test_transpose_equals_oracle(backend, case, dtype):
     got = FUNCS[case[0]](x, w, b, backend=backend, **kw)
     assert got.dtype == np.dtype(dtype) and got.shape == want.shape
     reduction = w.shape[0] // kw["groups"] * math.prod(w.shape[2:])
-    np.testing.assert_allclose(got.astype(np.float64), want, **tolerance(dtype, reduction))
+    assert_close(got, want, dtype=dtype, reduction=reduction)
 
 
 @pytest.mark.parametrize("case", GRID[::3], ids=[f"{c[0]}d-{i}" for i, c in enumerate(GRID[::3])])
@@ -234,7 +234,7 @@ def test_transpose_hypothesis(backend, nd, n, groups, cg, fg, data):
     x, w, b, kw, want = _case(case, "float32", seed=data.draw(st.integers(0, 99)))
     got = FUNCS[nd](x, w, b, backend=backend, **kw)
     assert got.shape == want.shape
-    np.testing.assert_allclose(got, want, **tolerance(np.float32, cg * math.prod(k)))
+    assert_close(got, want, dtype=np.float32, reduction=cg * math.prod(k))
 
 
 # ---------------------------------------------------------------- layers

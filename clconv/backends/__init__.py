@@ -12,6 +12,13 @@ the innermost :func:`use_backend` scope, :func:`set_backend`, the
 the implicit default: ``"opencl"`` when a device works, else ``"numpy"``.
 Only the implicit default falls back; every named backend that cannot run
 raises :class:`~clconv.errors.BackendUnavailable`.
+
+The registry also answers, for the front end, whether an operand is a
+device array and whose (:func:`array_owner`, :func:`is_device_array`), and
+reads one back (:func:`to_host`), without importing pyopencl and without
+creating a backend: built-in backends name a recogniser module (imported
+on first use, like their factories), and every created backend's ``owns``
+is asked too.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
+
+import numpy as np
 
 from ..errors import ArgumentError, BackendUnavailable
 from ._base import Backend
@@ -50,9 +59,19 @@ _BUILTINS: dict[str, str] = {
     "opencl": "clconv.backends.opencl:factory",
 }
 
+# name -> module of a built-in backend's device-array recogniser, with
+# ``is_array(obj)`` and ``to_host(obj)``: importable without the backend's driver,
+# so arrays a user made are recognised before any backend object exists.
+_ARRAY_MODULES: dict[str, str] = {
+    "opencl": "clconv.backends.opencl.arrays",
+}
+# Operand types that are never device arrays: the common cases skip every recogniser.
+_HOST_TYPES = frozenset({np.ndarray, type(None), bool, int, float, complex, list, tuple})
+
 _lock = threading.RLock()
 _factories: dict[str, str | Callable[[str | None], Any]] = dict(_BUILTINS)
 _entry_points_loaded = False
+_recognisers: list[tuple[str, Callable[[Any], bool], Callable[[Any], Any]]] | None = None
 _instances: dict[str, Any] = {}
 _process_default: str | None = None
 # True once the implicit default found OpenCL unusable: probing (and logging)
@@ -161,12 +180,6 @@ def _create(name: str) -> Any:
         return _instances.setdefault(name, backend)
 
 
-def _forget(name: str) -> None:
-    """Drop a cached backend instance (used when its device has failed)."""
-    with _lock:
-        _instances.pop(name, None)
-
-
 def _implicit_default() -> Any:
     """OpenCL when it starts, else NumPy; the failed probe is logged and remembered once."""
     global _implicit_fallback
@@ -245,3 +258,64 @@ def use_backend(name: str) -> Iterator[Any]:
         yield backend
     finally:
         _scoped.reset(token)
+
+
+# ---------------------------------------------------------------- device arrays
+
+def _builtin_recognisers() -> list[tuple[str, Callable[[Any], bool], Callable[[Any], Any]]]:
+    """``(name, is_array, to_host)`` of every built-in recogniser module that imports."""
+    global _recognisers
+    if _recognisers is None:
+        found = []
+        for name, module_name in _ARRAY_MODULES.items():
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as exc:  # that backend's arrays cannot exist here
+                log.debug("clconv: array recogniser %s not loaded: %s", module_name, exc)
+                continue
+            found.append((name, module.is_array, module.to_host))
+        _recognisers = found
+    return _recognisers
+
+
+def _owner(obj: Any) -> tuple[str, Callable[[Any], Any]] | None:
+    """``(owner name, its to_host)`` for a device array, None for anything else."""
+    if type(obj) in _HOST_TYPES:
+        return None
+    for name, is_array, read in _builtin_recognisers():
+        if is_array(obj):
+            return name, read
+    with _lock:
+        created = list(_instances.items())
+    for name, backend in created:
+        # A backend without ``owns`` has no device arrays to recognise.
+        owns = getattr(backend, "owns", None)
+        if owns is not None and owns(obj):
+            return name, backend.to_host
+    return None
+
+
+def array_owner(obj: Any) -> str | None:
+    """The backend whose device array ``obj`` is, or None for host data.
+
+    A built-in backend's arrays answer with its base name (``"opencl"``), a
+    created plug-in's with the full name it was created under.
+    """
+    owner = _owner(obj)
+    return None if owner is None else owner[0]
+
+
+def is_device_array(obj: Any) -> bool:
+    """Whether ``obj`` is a device array of some backend (never imports pyopencl)."""
+    return _owner(obj) is not None
+
+
+def to_host(obj: Any) -> np.ndarray:
+    """``obj`` as a NumPy array: device arrays are read back by their owner."""
+    owner = _owner(obj)
+    return np.asarray(obj if owner is None else owner[1](obj))
+
+
+def has_device_memory(backend: Any) -> bool:
+    """Whether ``backend`` keeps arrays in device memory of its own (it has ``to_device``)."""
+    return callable(getattr(backend, "to_device", None))

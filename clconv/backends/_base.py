@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
+
 from .._spec import ConvSpec
 
 
@@ -49,9 +51,37 @@ class Backend(Protocol):
     * ``x`` has the spec's ``input_shape`` (always batched; channels first or
       last as ``spec.channels_last`` says). Host operands are NumPy arrays of
       dtype ``spec.dtype``, possibly non-contiguous or negatively strided;
-      device operands (``pyopencl.array.Array``) come as the user gave them.
+      device operands (such as ``pyopencl.array.Array``) come as the user gave
+      them, and may be another backend's.
     * ``weight`` is ``(F, C // groups, *kernel)``; ``bias`` is ``(F,)`` or ``None``.
     * Results have the spec's ``output_shape`` and dtype ``spec.dtype``.
+
+    Device arrays: the front end never names an array library. It asks the
+    registry whether an operand is a device array and how to read it back;
+    the registry asks each created backend's :meth:`owns` and
+    :meth:`to_host` (and, for the built-in backends, a recogniser module that
+    answers before any backend object exists). A backend without device
+    memory owns nothing, and reads other backends' arrays through
+    :func:`clconv.backends.to_host`.
+
+    Optional capabilities, looked for by name:
+
+    * ``to_device(array)``: upload a host array into this backend's device
+      memory and return the device array (one of its own passes through).
+      Having it is what "has device memory" means: ``clconv.to_device``
+      refuses backends without it, and the front end keeps intermediate
+      results on the device only where it exists.
+    * ``conv_transpose(grad_output, weight, bias, spec)``: the input gradient
+      alone plus ``bias`` (one per input channel of ``spec``), with the
+      input's shape: the transposed convolution. A backend without it gets
+      ``conv_backward``'s grad_input (on a zero input) plus the bias instead.
+    * ``saturate(y, dtype)``: one of its own float device arrays converted on
+      the device to integer ``dtype`` (rounded to nearest, ties to even,
+      clamped, NaN to 0), so only the integer result is read back.
+    * ``separable_min_taps``: an int; :func:`clconv.filter2d` runs a rank-1
+      kernel with at least this many taps as two 1-D passes. Without it every
+      kernel runs as one pass, the right choice where a second launch and an
+      intermediate buffer cost more than the taps they save.
 
     Attributes:
         name: the full name that selects this backend, e.g. ``"opencl:0:0"``.
@@ -72,7 +102,11 @@ class Backend(Protocol):
         """
         ...
 
-    # Optional: ``conv_transpose(grad_output, weight, bias, spec)``, the input
-    # gradient alone plus ``bias`` (one per input channel of ``spec``), with the
-    # input's shape: the transposed convolution. A backend without it gets
-    # ``conv_backward``'s grad_input (on a zero input) plus the bias instead.
+    def owns(self, obj: Any) -> bool:
+        """Whether ``obj`` is a device array of this backend's kind (False for host data)."""
+        ...
+
+    def to_host(self, array: Any) -> np.ndarray:
+        """A NumPy array with the values of ``array`` (host data, or a device array this
+        backend owns), once the work that computes them is done."""
+        ...

@@ -11,8 +11,8 @@ For the forward ``y = correlate(pad(x), w) + b`` (see :mod:`.numpy_`):
   then folded back through the padding with the adjoint of ``numpy.pad``'s
   index map: every padded pixel is a copy of one source pixel (or a
   constant), so its gradient is added to that source pixel. The index map is
-  taken from ``numpy.pad`` itself, so the fold is exact for every border mode
-  and any padding width, also wider than the input.
+  :mod:`clconv._borders`' (``numpy.pad``'s rule, periodic), so the fold is
+  exact for every border mode and any padding width, also wider than the input.
 
 Groups with a single input channel (depthwise layers) use elementwise
 products per tap instead, like the forward. Loops run over kernel taps,
@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .._borders import padded_source
 from .._spec import ConvSpec
 from ..errors import AllocationError
 from .numpy_ import (
@@ -40,13 +41,6 @@ from .numpy_ import (
 )
 
 __all__ = ["backward_host", "conv_backward", "unpad_adjoint"]
-
-
-def _pad_index_map(n: int, before: int, after: int, border: str) -> np.ndarray:
-    """Source index of every padded position along one axis (-1: a constant)."""
-    if border == "constant":
-        return np.pad(np.arange(n), (before, after), mode="constant", constant_values=-1)
-    return np.pad(np.arange(n), (before, after), mode=border)
 
 
 def unpad_adjoint(grad_padded: np.ndarray, spec: ConvSpec, first_axis: int) -> np.ndarray:
@@ -64,7 +58,7 @@ def unpad_adjoint(grad_padded: np.ndarray, spec: ConvSpec, first_axis: int) -> n
         moved = np.moveaxis(g, axis, 0)
         folded = moved[b:b + n].copy()
         if spec.border != "constant":
-            index = _pad_index_map(n, b, a, spec.border)
+            index = padded_source(n, b, a, spec.border)
             border = np.r_[0:b, b + n:b + n + a]
             np.add.at(folded, index[border], moved[border])
         g = np.moveaxis(folded, 0, axis)

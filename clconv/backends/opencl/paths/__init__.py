@@ -91,7 +91,8 @@ def override(path: str, **params: int) -> Iterator[None]:
     (checked against the path's configuration fields) inside a ``with`` block.
 
     A problem the path does not support raises ``ArgumentError``; a
-    weight-dependent path that declines the weights gives way to the usual choice.
+    weight-dependent path that declines the weights gives way to the path
+    ``CLCONV_OPENCL_PATH`` names, else to the heuristic.
     """
     check_params(path, params)
     token = _override.set((path, tuple(sorted(params.items()))))
@@ -120,6 +121,7 @@ def choices(spec: ConvSpec, limits: Limits, defaults: Any, tuned: Any) -> tuple[
     ``defaults(path_name)`` gives the per-device default parameters of a path,
     ``tuned(spec)`` a stored winner ``(path name, params)`` or None.
     """
+    found: list[Choice] = []
     forced = _override.get()
     if forced is not None:
         path = PATHS[forced[0]]
@@ -127,21 +129,19 @@ def choices(spec: ConvSpec, limits: Limits, defaults: Any, tuned: Any) -> tuple[
             raise ArgumentError(f"path {forced[0]!r} with {dict(forced[1])} does not support "
                                 f"this problem (input {spec.input_shape}, kernel "
                                 f"{spec.kernel_size})")
-        first = configured(path, spec, limits, defaults(path.name), forced[1])
+        found.append(configured(path, spec, limits, defaults(path.name), forced[1]))
         if not path.weight_dependent:
-            return (first,)
-        return (first, *_heuristic(spec, limits, defaults, tuned, weights=False))
+            return tuple(found)
     named = os.environ.get(PATH_ENV, "").strip()
     if named:
         if named not in PATHS:
             raise ArgumentError(f"{PATH_ENV}={named!r}; expected one of {list(PATHS)}")
         path = PATHS[named]
         if path.supports(spec, limits):
-            first = configured(path, spec, limits, defaults(path.name))
+            found.append(configured(path, spec, limits, defaults(path.name)))
             if not path.weight_dependent:
-                return (first,)
-            return (first, *_heuristic(spec, limits, defaults, tuned, weights=False))
-    return _heuristic(spec, limits, defaults, tuned, weights=True)
+                return tuple(found)
+    return (*found, *_heuristic(spec, limits, defaults, tuned, weights=not found))
 
 
 def _heuristic(spec: ConvSpec, limits: Limits, defaults: Any, tuned: Any, weights: bool,

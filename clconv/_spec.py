@@ -81,9 +81,3 @@ class ConvSpec:
         """Multiply-accumulates of the forward pass (2 * macs = FLOPs)."""
         return (self.batch * self.out_channels * math.prod(self.out_size)
                 * self.in_per_group * math.prod(self.kernel_size))
-
-    def replace(self, **changes) -> ConvSpec:
-        """A copy with some fields changed (used by tiling)."""
-        fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        fields.update(changes)
-        return ConvSpec(**fields)

@@ -52,24 +52,12 @@ def _host_kernel(kernel: Any, params: dict[str, Any]) -> np.ndarray:
 
 def rank1_factors(kernel: Any, dtype: Any = np.float32,
                   ) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(column, row)`` with ``outer(column, row) == kernel`` to ``dtype`` rounding, or None.
-
-    The column is one column of the kernel and the row the matching row
-    divided by their common pivot, so integer kernels such as sobel factor
-    exactly. Kernels with a single row or column, or all zeros, return None
-    (one pass is already 1-D).
-    """
-    k = np.asarray(kernel).astype(dtype).astype(np.float64)
-    if k.ndim != 2 or min(k.shape) < 2 or not np.all(np.isfinite(k)):
+    """``(column, row)`` of a rank-1 2-D kernel (:func:`clconv.kernels.rank1_factors`), or
+    None also for kernels of one row or column and all-zero ones (one pass is as good)."""
+    k = np.asarray(kernel)
+    if k.ndim != 2 or min(k.shape) < 2 or not np.any(k):
         return None
-    i, j = np.unravel_index(np.argmax(np.abs(k)), k.shape)
-    pivot = k[i, j]
-    if pivot == 0:
-        return None
-    column, row = k[:, j], k[i, :] / pivot
-    if np.max(np.abs(np.outer(column, row) - k)) > 4 * np.finfo(dtype).eps * abs(pivot):
-        return None
-    return column, row
+    return kernels.rank1_factors(k, dtype)
 
 
 def _image_operand(image: Any) -> Any:

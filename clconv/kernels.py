@@ -52,7 +52,7 @@ import numpy as np
 
 from .errors import ArgumentError
 
-__all__ = ["box", "gaussian", "get", "names"]
+__all__ = ["box", "gaussian", "get", "names", "rank1_factors"]
 
 def _fixed(rows: list[list[float]]) -> Callable[[], np.ndarray]:
     def make() -> np.ndarray:
@@ -136,3 +136,33 @@ def get(name: str, **params: object) -> np.ndarray:
             f"kernel {name!r} does not take parameters {sorted(params)}; "
             "only box(size) and gaussian(size, sigma) take parameters") from None
 
+
+
+def rank1_factors(kernels: object, dtype: object = np.float32,
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(columns, rows)`` whose outer products are the 2-D ``kernels``, or None.
+
+    ``kernels`` is one ``(KH, KW)`` kernel or a stack ``(F, KH, KW)``; the
+    factors have the same leading shape (``(KH,)`` / ``(KW,)`` per kernel).
+    Each kernel's column is its column through its largest entry and its row
+    the matching row divided by that pivot, so integer kernels such as sobel
+    factor exactly. None unless every kernel is rank 1 within 8 ``dtype``
+    epsilons of its largest entry (all-zero kernels factor as zeros), or when
+    any entry is not finite. Used by :func:`clconv.filter2d`'s two-pass
+    route and by the OpenCL backend's separable path.
+    """
+    k = np.asarray(kernels).astype(dtype).astype(np.float64)
+    one = k.ndim == 2
+    k = k[None] if one else k
+    if k.ndim != 3 or not np.all(np.isfinite(k)):
+        return None
+    f = np.arange(k.shape[0])
+    size = np.abs(k).reshape(len(f), -1)
+    i, j = np.divmod(size.argmax(axis=1), k.shape[2])
+    pivot = k[f, i, j]
+    columns = k[f, :, j]
+    rows = k[f, i, :] / np.where(pivot == 0, 1.0, pivot)[:, None]
+    misfit = np.abs(k - columns[:, :, None] * rows[:, None, :]).reshape(len(f), -1).max(axis=1)
+    if (misfit > 8 * np.finfo(np.dtype(dtype)).eps * size.max(axis=1)).any():
+        return None
+    return (columns[0], rows[0]) if one else (columns, rows)

@@ -20,11 +20,11 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
 import pytest
-from conftest import tolerance
 from hypothesis import given
 from hypothesis import strategies as st
 
 import clconv
+from clconv import testing
 from clconv._normalize import normalize_conv
 from clconv.backends.opencl import paths
 from clconv.backends.opencl.build import ProgramRef
@@ -33,9 +33,7 @@ from clconv.functional import run_conv
 
 def reference(fn, x, w, b=None, **kw):
     """The NumPy backend in float64: the oracle."""
-    def as64(a):
-        return (None if a is None else np.asarray(a, dtype=np.float64))
-    return fn(as64(x), as64(w), as64(b), backend="numpy", **kw)
+    return testing.oracle(fn, x, w, b, **kw)
 
 
 def spy_launches(monkeypatch) -> list[tuple[str, tuple | None]]:
@@ -52,8 +50,7 @@ def spy_launches(monkeypatch) -> list[tuple[str, tuple | None]]:
 
 
 def assert_close(y, ref, dtype, reduction):
-    np.testing.assert_allclose(np.asarray(y, dtype=np.float64), ref,
-                               **tolerance(dtype, reduction))
+    testing.assert_close(y, ref, dtype=dtype, reduction=reduction, check_dtype=False)
 
 
 @pytest.fixture

@@ -267,11 +267,14 @@ def test_plans_do_not_keep_evicted_programs_alive(cl_backend, monkeypatch, rng):
 def test_invalid_build_option_is_a_kernel_build_error_and_backend_recovers(cl_backend):
     """An option the compiler rejects (not a source error: the log may be empty) still gives
     KernelBuildError naming the option; the next call builds and computes normally."""
-    be = clconv.get_backend(cl_backend)
+    from clconv.backends.opencl.build import build, build_options
+
+    dctx = clconv.get_backend(cl_backend).dctx
     defines = {"ELEM_KIND": 0, "W_T": "float", "W_HALF": 0, "FB": 1, "WG_PACK": 64,
                "ROUND_HALF": 0}
+    options = build_options(dctx.device, defines, ("-cl-no-such-option-for-clconv",))
     with pytest.raises(clconv.KernelBuildError) as err:
-        be.dctx.program("pack.cl", defines, ("-cl-no-such-option-for-clconv",))
+        build(dctx.context, dctx.device, "pack.cl", options)
     assert "-cl-no-such-option-for-clconv" in err.value.options
     assert "-cl-no-such-option-for-clconv" in str(err.value)
     assert err.value.log  # the build log, or the driver's error text when there is none

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -46,8 +47,8 @@ class FlippedPath(paths_mod.DirectPath):
     name = "flipped"
 
     def pack(self, dctx, queue, weight, bias, spec, config, allocate):
-        return super().pack(dctx, queue, weight, bias, spec.replace(flip=not spec.flip),
-                            config, allocate)
+        flipped = dataclasses.replace(spec, flip=not spec.flip)
+        return super().pack(dctx, queue, weight, bias, flipped, config, allocate)
 
 
 def test_wrong_candidate_is_rejected(cache, monkeypatch, backend_name):

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ArgumentError
+from ...testing import compare, conv_reduction
 from . import paths, tuning
 
 __all__ = ["Candidate", "TuneResult", "candidates", "tune"]
@@ -159,10 +160,6 @@ def tune(input_shape: Any = None, weight_shape: Any = None, *, case: str | None 
         return None if a is None else np.asarray(a).astype(np.float64)
     want = get_backend("numpy").conv_forward(f64(call.x), f64(call.weight), f64(call.bias),
                                              dataclasses.replace(spec, dtype="float64"))
-    eps = {"float16": 1e-3, "float32": 1.2e-7, "float64": 2.3e-16}[spec.dtype]
-    reduction = max(spec.in_per_group * math.prod(spec.kernel_size), 1)
-    rtol, atol = 8 * eps * math.sqrt(reduction) + eps, 8 * eps * reduction
-
     heuristic = next(p for p in paths.FORWARD_PATHS if not p.weight_dependent
                      and p.supports(spec, limits) and p.preferred(spec, limits))
     tried = [Candidate(name, params) for name, params in candidates(spec, limits)]
@@ -171,34 +168,9 @@ def tune(input_shape: Any = None, weight_shape: Any = None, *, case: str | None 
         with paths.override(c.path, **c.params):
             return be.conv_forward(call.x, call.weight, call.bias, spec)
 
-    for c in tried:  # first call: build, then check the numbers
-        try:
-            got = np.asarray(run(c), dtype=np.float64)
-        except Exception as exc:  # a failing candidate is reported, never fatal
-            c.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            c.exception = exc
-            continue
-        if got.shape != want.shape:
-            c.error = f"wrong shape {got.shape}, expected {want.shape}"
-            continue
-        diff = np.abs(got - want)
-        c.max_error = float(np.max(diff, initial=0.0))
-        bad = ~(diff <= atol + rtol * np.abs(want))
-        if bad.any():
-            c.error = (f"wrong numbers: {int(bad.sum())} of {bad.size} values beyond "
-                       f"rtol={rtol:.2g} atol={atol:.2g} (max |error| {c.max_error:.3g})")
-
+    _check(tried, run, want, spec)
     accepted = [c for c in tried if c.accepted]
-    start = time.perf_counter()
-    for _ in range(max(int(repeat), 1)):   # round-robin: one call of each per round
-        for c in accepted:
-            t0 = time.perf_counter()
-            run(c)
-            c.times.append((time.perf_counter() - t0) * 1e3)
-        if time.perf_counter() - start > budget:
-            break
-    for c in accepted:
-        c.ms = statistics.median(c.times)
+    _time(accepted, run, repeat, budget)
     winner = min(accepted, key=lambda c: c.ms or 0.0) if accepted else None
     default = next((c for c in accepted if c.path == heuristic.name and not c.params), None)
     stored = None
@@ -211,6 +183,37 @@ def tune(input_shape: Any = None, weight_shape: Any = None, *, case: str | None 
         stored = str(tuning.store(dctx, spec, entry))
     return TuneResult(tuning.problem_class(spec), tuning.device_key(dctx),
                       Candidate(heuristic.name, {}).label, tried, winner, stored)
+
+
+def _check(tried: list[Candidate], run: Any, want: np.ndarray, spec: Any) -> None:
+    """Run each candidate once (it builds) and reject those whose numbers are wrong."""
+    for c in tried:
+        try:
+            got = run(c)
+        except Exception as exc:  # a failing candidate is reported, never fatal
+            c.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            c.exception = exc
+            continue
+        result = compare(got, want, dtype=spec.dtype, reduction=conv_reduction(spec),
+                         check_dtype=False)
+        c.max_error = None if math.isnan(result.max_error) else result.max_error
+        if result.problem is not None:
+            c.error = f"wrong numbers: {result.problem}"
+
+
+def _time(accepted: list[Candidate], run: Any, repeat: int, budget: float) -> None:
+    """Median ms per call of each candidate, timed round-robin (one call of each per
+    round) so that load from other processes hits all alike."""
+    start = time.perf_counter()
+    for _ in range(max(int(repeat), 1)):
+        for c in accepted:
+            t0 = time.perf_counter()
+            run(c)
+            c.times.append((time.perf_counter() - t0) * 1e3)
+        if time.perf_counter() - start > budget:
+            break
+    for c in accepted:
+        c.ms = statistics.median(c.times)
 
 
 def chosen(spec: Any, backend: Any = None) -> tuple[str, dict[str, int]]:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ...._spec import ConvSpec
+from ....kernels import rank1_factors
 from ..context import DeviceContext, Limits
 from ..plan import Layout, Plan, Scratch
 from .base import ForwardPath
@@ -29,9 +30,9 @@ class SeparablePath(ForwardPath):
     """A KH x KW kernel that is the outer product of a column and a row costs KH + KW
     multiply-adds per output instead of KH * KW.
 
-    :meth:`pack` checks the host weights (in float64: each filter against the
-    outer product of its row and column through its largest entry); when a
-    filter is not rank 1 within the dtype's rounding, or the weights are a
+    :meth:`pack` checks the host weights
+    (:func:`clconv.kernels.rank1_factors`); when a filter is not rank 1 within
+    the dtype's rounding, or the weights are a
     device array, it declines and the problem takes the next path. The first
     pass runs over the input with the KH x 1 column and the padding along H,
     into a scratch of the accumulator type; the second over the scratch with
@@ -50,16 +51,14 @@ class SeparablePath(ForwardPath):
     # Below these sizes the second pass costs as much as it saves.
     MIN_TAPS = 121
     MIN_OUTPUTS = 1 << 18
-    # Largest |filter - outer product| over largest |filter| below this: rank 1
-    # (a float32 rounding of an exact outer product stays near 1e-7).
-    RANK_TOL = {"float32": 1e-6, "float64": 1e-13}
+    DTYPES = ("float32", "float64")
 
     def __init__(self, rows: RowsPath) -> None:
         self.rows = rows
 
     def supports(self, spec: ConvSpec, limits: Limits) -> bool:
         kh, kw = spec.kernel_size[-2:] if spec.ndim == 2 else (0, 0)
-        return (spec.ndim == 2 and spec.dtype in self.RANK_TOL and spec.in_per_group == 1
+        return (spec.ndim == 2 and spec.dtype in self.DTYPES and spec.in_per_group == 1
                 and spec.out_per_group == 1 and spec.stride[-1] == 1 and min(kh, kw) >= 2
                 and kh <= RowsPath.MAX_KH and kw <= RowsPath.MAX_KW
                 and not (spec.border == "constant" and spec.fill_value != 0))
@@ -103,29 +102,17 @@ class SeparablePath(ForwardPath):
 
     def factors(self, weight: np.ndarray, spec: ConvSpec) -> tuple[np.ndarray, np.ndarray] | None:
         """``(column, row)`` weights whose outer products are the filters, or None."""
-        # Learned kernels are rarely rank 1: the first filter alone usually decides.
-        if weight.shape[0] > 1 and self._rank1(weight[:1], spec) is None:
-            return None
-        return self._rank1(weight, spec)
-
-    def _rank1(self, weight: np.ndarray, spec: ConvSpec
-               ) -> tuple[np.ndarray, np.ndarray] | None:
-        w = np.asarray(weight, dtype=np.float64)[:, 0]  # (F, KH, KW)
+        w = np.asarray(weight)[:, 0]  # (F, KH, KW)
         if spec.flip:
             w = w[:, ::-1, ::-1]
-        if not np.isfinite(w).all():
+        # Learned kernels are rarely rank 1: the first filter alone usually decides.
+        if w.shape[0] > 1 and rank1_factors(w[:1], spec.dtype) is None:
             return None
-        f = np.arange(w.shape[0])
-        size = np.abs(w).reshape(len(f), -1)
-        i, j = np.divmod(size.argmax(axis=1), w.shape[2])
-        pivot = w[f, i, j]
-        pivot = np.where(pivot == 0, 1.0, pivot)  # an all-zero filter: zero factors
-        col = w[f, :, j] / pivot[:, None]          # (F, KH), 1 at the pivot
-        row = w[f, i, :]                           # (F, KW)
-        misfit = np.abs(w - col[:, :, None] * row[:, None, :]).reshape(len(f), -1).max(axis=1)
-        if (misfit > self.RANK_TOL[spec.dtype] * size.max(axis=1)).any():
+        found = rank1_factors(w, spec.dtype)
+        if found is None:
             return None
         acc = acc_dtype(spec)
+        col, row = found
         return col[:, None, :, None].astype(acc), row[:, None, None, :].astype(acc)
 
     def plan(self, dctx: DeviceContext, spec: ConvSpec, config: Any, layout: Layout,

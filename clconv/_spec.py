@@ -81,3 +81,16 @@ class ConvSpec:
         """Multiply-accumulates of the forward pass (2 * macs = FLOPs)."""
         return (self.batch * self.out_channels * math.prod(self.out_size)
                 * self.in_per_group * math.prod(self.kernel_size))
+
+    def __hash__(self) -> int:
+        # Specs key every plan cache, so a call hashes its spec several times:
+        # computed once per spec (the fields are frozen).
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash(tuple(getattr(self, f) for f in self.__dataclass_fields__))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
+    def __getstate__(self) -> dict:
+        # The cached hash depends on the process (string hashing is salted).
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}

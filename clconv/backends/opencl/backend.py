@@ -186,11 +186,20 @@ class OpenCLBackend:
                                                        limits))
 
     def _pieces(self, choice: Choice, spec: ConvSpec, limits: Limits) -> list[Piece]:
+        """The pieces a host call of ``spec`` runs in."""
         def scratch(sub: ConvSpec) -> int:
             return self.plan(choice, sub, _contiguous(sub), limits).scratch_bytes
 
-        return self.dctx.memo(("pieces", choice, spec, limits), lambda: plan_pieces(
-            spec, limits, choice.path.packed_bytes(spec, choice.config), scratch))
+        return plan_pieces(spec, limits, choice.path.packed_bytes(spec, choice.config),
+                           scratch)
+
+    def _route(self, choice: Choice, spec: ConvSpec, limits: Limits,
+               ) -> tuple[tuple[Piece, Plan], ...]:
+        """Each piece of a host call with its plan (memoised as one entry: one lookup
+        per call)."""
+        return self.dctx.memo(("route", choice, spec, limits), lambda: tuple(
+            (piece, self.plan(choice, piece.spec, _contiguous(piece.spec), limits))
+            for piece in self._pieces(choice, spec, limits)))
 
     def _forward_device(self, choice: Choice, packed: dict[str, Any], x: Any, spec: ConvSpec,
                         limits: Limits, queue: Any, allocate: Any) -> Any:
@@ -208,8 +217,7 @@ class OpenCLBackend:
     def _forward_host(self, choice: Choice, packed: dict[str, Any], x: np.ndarray,
                       spec: ConvSpec, limits: Limits, queue: Any, allocate: Any) -> np.ndarray:
         y = np.empty(spec.output_shape, dtype=spec.dtype)
-        for piece in self._pieces(choice, spec, limits):
-            plan = self.plan(choice, piece.spec, _contiguous(piece.spec), limits)
+        for piece, plan in self._route(choice, spec, limits):
             x_piece = np.ascontiguousarray(take_piece(x, spec, piece))
             y_piece = y[piece.out_index]
             # Straight into the result when the piece is contiguous there: no

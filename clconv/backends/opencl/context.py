@@ -46,7 +46,7 @@ STRICT_LOCAL_MEM = 32 * 1024
 # Share of global memory one piece of work may use: leaves room for the
 # caller's own arrays and the driver.
 MEMORY_FRACTION = 0.5
-# Plans and choices kept per device (least recently used dropped first).
+# Plans and choices kept per device (the oldest dropped first).
 MAX_MEMO = 1024
 
 
@@ -170,13 +170,13 @@ class DeviceContext:
         Planning a call (path, configuration, build defines, sizes) is a pure
         function of the problem, the limits and the operands' layouts, but costs
         tens of microseconds of Python, as much as a small layer's kernel; calls
-        of the same problem reuse it. Bounded: the least recently used entry goes.
+        of the same problem reuse it. Bounded: past :data:`MAX_MEMO` entries the
+        oldest goes (a hit does not reorder: that would hash the key again on
+        every call, and a plan rebuilt now and then costs little).
         """
-        with self._memo_lock:
-            hit = self._memo.get(key, _MISSING)
-            if hit is not _MISSING:
-                self._memo.move_to_end(key)
-                return hit
+        hit = self._memo.get(key, _MISSING)
+        if hit is not _MISSING:
+            return hit
         value = build()
         with self._memo_lock:
             self._memo[key] = value

@@ -22,6 +22,7 @@ import numpy as np
 
 from ...errors import BackendUnavailable, KernelBuildError
 from .._base import DeviceInfo
+from .build import build, build_options
 from .runtimes import register_pip_runtimes
 
 log = logging.getLogger("clconv")
@@ -176,8 +177,6 @@ def run_probe(context: Any, device: Any, filename: str = "probe.cl",
               timeout_s: float = PROBE_TIMEOUT_S) -> Probe:
     """Build ``filename``'s ``probe`` kernel on ``device``, run it and check its numbers."""
     import pyopencl as cl
-
-    from .build import build, build_options
 
     try:
         program = build(context, device, filename, build_options(device, {}))

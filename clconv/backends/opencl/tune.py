@@ -21,8 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from ..._normalize import normalize_conv
 from ...errors import ArgumentError
 from ...testing import compare, conv_reduction
+from .. import get_backend
 from . import paths, tuning
 
 __all__ = ["Candidate", "TuneResult", "candidates", "tune"]
@@ -128,9 +130,6 @@ def tune(input_shape: Any = None, weight_shape: Any = None, *, case: str | None 
     >>> import clconv                                             # doctest: +SKIP
     >>> print(clconv.tune(case="depthwise").format())             # doctest: +SKIP
     """
-    from ..._normalize import normalize_conv
-    from .. import get_backend
-
     be = get_backend(backend)
     dctx = getattr(be, "dctx", None)
     if dctx is None:
@@ -218,8 +217,6 @@ def _time(accepted: list[Candidate], run: Any, repeat: int, budget: float) -> No
 
 def chosen(spec: Any, backend: Any = None) -> tuple[str, dict[str, int]]:
     """``(path name, tile parameters)`` that a call of ``spec`` on ``backend`` would use."""
-    from .. import get_backend
-
     be = get_backend(backend)
     choice = be.choices(spec, be.dctx.limits())[0]
     return choice.path.name, choice.params

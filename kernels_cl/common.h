@@ -1,41 +1,27 @@
-/* clconv shared header: precision switch, storage load/store helpers and the
- * border index mapping. Every build macro has an #ifndef default here and is
- * documented in kernels_cl/README.md. */
+/* clconv shared header: precision switch, typed and vector load/store
+ * helpers, the border index mapping and small index helpers. Every build
+ * macro has an #ifndef default here and is documented in kernels_cl/README.md. */
 #ifndef CLCONV_COMMON_H
 #define CLCONV_COMMON_H
 
 #define CLCONV_CAT_(a, b) a##b
 #define CLCONV_CAT(a, b) CLCONV_CAT_(a, b)
+/* The same for use inside the expansion of CLCONV_CAT (a macro does not
+ * expand within its own expansion). */
+#define CLCONV_PASTE_(a, b) a##b
+#define CLCONV_PASTE(a, b) CLCONV_PASTE_(a, b)
 
 /* Integer min/max as plain expressions: on PoCL 3.0 the min()/max() builtins
  * (like vloadN/vstoreN) are out-of-line calls, expensive in inner loops. */
 #define CLCONV_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define CLCONV_MAX(a, b) ((a) > (b) ? (a) : (b))
 
-/* Vector loads and stores of N consecutive elements at any address, built
- * from scalar accesses that LLVM merges into vector ones. Kernels use these
- * instead of the vloadN/vstoreN builtins: on PoCL those are out-of-line
- * calls (several times slower), and one whose vector is wider than the host's
- * registers (float16 on AVX2) changes the call ABI, after which PoCL 3.0
- * reloads the program from its kernel cache with no kernels in it.
- * T is the vector type; N is 2, 4, 8 or 16. */
-#define CLCONV_VLOAD2(T, p) ((T)((p)[0], (p)[1]))
-#define CLCONV_VLOAD4(T, p) ((T)((p)[0], (p)[1], (p)[2], (p)[3]))
-#define CLCONV_VLOAD8(T, p) ((T)((p)[0], (p)[1], (p)[2], (p)[3], (p)[4], (p)[5], (p)[6], \
-                                 (p)[7]))
-#define CLCONV_VLOAD16(T, p) ((T)((p)[0], (p)[1], (p)[2], (p)[3], (p)[4], (p)[5], (p)[6], \
-                                  (p)[7], (p)[8], (p)[9], (p)[10], (p)[11], (p)[12], \
-                                  (p)[13], (p)[14], (p)[15]))
-#define CLCONV_VLOAD(N, T, p) CLCONV_CAT(CLCONV_VLOAD, N)(T, p)
+/* #pragma inside macros: CLCONV_UNROLL(n) unrolls the loop that follows n times. */
+#define CLCONV_PRAGMA(x) _Pragma(#x)
+#define CLCONV_UNROLL(n) CLCONV_PRAGMA(unroll n)
 
-#define CLCONV_VSTORE2(v, p) do { (p)[0] = (v).s0; (p)[1] = (v).s1; } while (0)
-#define CLCONV_VSTORE4(v, p) do { (p)[0] = (v).s0; (p)[1] = (v).s1; (p)[2] = (v).s2; \
-                                  (p)[3] = (v).s3; } while (0)
-#define CLCONV_VSTORE8(v, p) do { CLCONV_VSTORE4((v).lo, (p)); \
-                                  CLCONV_VSTORE4((v).hi, (p) + 4); } while (0)
-#define CLCONV_VSTORE16(v, p) do { CLCONV_VSTORE8((v).lo, (p)); \
-                                   CLCONV_VSTORE8((v).hi, (p) + 8); } while (0)
-#define CLCONV_VSTORE(N, v, p) CLCONV_CAT(CLCONV_VSTORE, N)(v, p)
+/* The vector widths OpenCL C has (1: a scalar), for build-time checks. */
+#define CLCONV_VEC_WIDTH(n) ((n) == 1 || (n) == 2 || (n) == 4 || (n) == 8 || (n) == 16)
 
 /* ---- precision ------------------------------------------------------------
  * ELEM_KIND selects the result/compute dtype:
@@ -72,19 +58,89 @@
 #define STORE_OUT(p, i, v) ((p)[i] = (v))
 #endif
 
+/* CLCONV_LOAD(HALF, p, i): element i of an operand buffer as ACC_T. HALF is
+ * the operand's *_HALF flag (literally 0 or 1: it selects the macro by name):
+ * half buffers are read with the core vload_half, the only half access
+ * OpenCL 1.2 has without cl_khr_fp16; others are converted by a cast. */
+#define CLCONV_LOAD_0(p, i) ((ACC_T)((p)[i]))
+#define CLCONV_LOAD_1(p, i) ((ACC_T)vload_half(0, (p) + (i)))
+#define CLCONV_LOAD(HALF, p, i) CLCONV_CAT(CLCONV_LOAD_, HALF)(p, i)
+
+/* Operands stored like the result by default: a half flag of 0 or 1. */
+#if ELEM_KIND == 2
+#define CLCONV_OUT_HALF 1
+#else
+#define CLCONV_OUT_HALF 0
+#endif
+
 /* Input storage: IN_T is the element type of the input buffer (uchar, int,
- * float, half, ...); IN_HALF=1 when it is half (read with vload_half). */
+ * float, half, ...); IN_HALF=1 when it is half. */
 #ifndef IN_T
 #define IN_T OUT_T
 #endif
 #ifndef IN_HALF
-#define IN_HALF (ELEM_KIND == 2)
+#define IN_HALF CLCONV_OUT_HALF
 #endif
-#if IN_HALF
-#define LOAD_IN(p, i) ((ACC_T)vload_half(0, (p) + (i)))
-#else
-#define LOAD_IN(p, i) ((ACC_T)((p)[i]))
+#define LOAD_IN(p, i) CLCONV_LOAD(IN_HALF, p, i)
+
+/* Weight storage, for the kernels that read the caller's weight (pack.cl,
+ * conv_backward.cl's pack_weights_t): element type W_T, W_HALF=1 for half. */
+#ifndef W_T
+#define W_T OUT_T
 #endif
+#ifndef W_HALF
+#define W_HALF CLCONV_OUT_HALF
+#endif
+#define LOAD_WEIGHT(p, i) CLCONV_LOAD(W_HALF, p, i)
+
+#if (IN_HALF != 0 && IN_HALF != 1) || (W_HALF != 0 && W_HALF != 1)
+#error "IN_HALF and W_HALF must be 0 or 1"
+#endif
+
+/* ---- vectors ---------------------------------------------------------------
+ * CLCONV_VEC(N) is N accumulators as one value: ACC_T when N == 1, else the
+ * vector ACC_T##N (N = 2, 4, 8, 16).
+ *
+ * Vector loads and stores of N elements at any address are built from scalar
+ * accesses that LLVM merges into vector ones. Kernels use these instead of the
+ * vloadN/vstoreN builtins: on PoCL those are out-of-line calls (several times
+ * slower), and one whose vector is wider than the host's registers (float16
+ * on AVX2) changes the call ABI, after which PoCL 3.0 reloads the program
+ * from its kernel cache with no kernels in it.
+ *
+ *   CLCONV_LANES(N, T, LD, p, s)  the value of type T made of LD(p, 0),
+ *                                 LD(p, s), ..., LD(p, (N - 1) * s); LD is
+ *                                 CLCONV_ELEM, LOAD_IN or any (p, i) macro
+ *   CLCONV_VLOAD(N, T, p)         N consecutive elements of p as T
+ *   CLCONV_VSTORE(N, v, p)        the N lanes of v to p[0 .. N) */
+#define CLCONV_VEC_1 ACC_T
+#define CLCONV_VEC_2 CLCONV_PASTE(ACC_T, 2)
+#define CLCONV_VEC_4 CLCONV_PASTE(ACC_T, 4)
+#define CLCONV_VEC_8 CLCONV_PASTE(ACC_T, 8)
+#define CLCONV_VEC_16 CLCONV_PASTE(ACC_T, 16)
+#define CLCONV_VEC(N) CLCONV_CAT(CLCONV_VEC_, N)
+
+#define CLCONV_ELEM(p, i) ((p)[i])
+#define CLCONV_LANES1(LD, p, s) LD(p, 0)
+#define CLCONV_LANES2(LD, p, s) LD(p, 0), LD(p, s)
+#define CLCONV_LANES4(LD, p, s) CLCONV_LANES2(LD, p, s), LD(p, 2 * (s)), LD(p, 3 * (s))
+#define CLCONV_LANES8(LD, p, s) CLCONV_LANES4(LD, p, s), LD(p, 4 * (s)), LD(p, 5 * (s)), \
+    LD(p, 6 * (s)), LD(p, 7 * (s))
+#define CLCONV_LANES16(LD, p, s) CLCONV_LANES8(LD, p, s), LD(p, 8 * (s)), LD(p, 9 * (s)), \
+    LD(p, 10 * (s)), LD(p, 11 * (s)), LD(p, 12 * (s)), LD(p, 13 * (s)), LD(p, 14 * (s)), \
+    LD(p, 15 * (s))
+#define CLCONV_LANES(N, T, LD, p, s) ((T)(CLCONV_CAT(CLCONV_LANES, N)(LD, p, s)))
+#define CLCONV_VLOAD(N, T, p) CLCONV_LANES(N, T, CLCONV_ELEM, p, 1)
+
+#define CLCONV_VSTORE1(v, p) ((p)[0] = (v))
+#define CLCONV_VSTORE2(v, p) do { (p)[0] = (v).s0; (p)[1] = (v).s1; } while (0)
+#define CLCONV_VSTORE4(v, p) do { (p)[0] = (v).s0; (p)[1] = (v).s1; (p)[2] = (v).s2; \
+                                  (p)[3] = (v).s3; } while (0)
+#define CLCONV_VSTORE8(v, p) do { CLCONV_VSTORE4((v).lo, (p)); \
+                                  CLCONV_VSTORE4((v).hi, (p) + 4); } while (0)
+#define CLCONV_VSTORE16(v, p) do { CLCONV_VSTORE8((v).lo, (p)); \
+                                   CLCONV_VSTORE8((v).hi, (p) + 8); } while (0)
+#define CLCONV_VSTORE(N, v, p) CLCONV_CAT(CLCONV_VSTORE, N)(v, p)
 
 /* ---- border mapping ------------------------------------------------------
  * Named by numpy.pad's modes. map_border(i, n) maps a coordinate of the
@@ -136,6 +192,35 @@ inline long map_border(long i, long n)
         m += p;
     return m >= n ? p - 1 - m : m;
 #endif
+}
+
+/* ---- kernel arguments -----------------------------------------------------
+ * The packed weights, the bias and the strided result, in the order every
+ * forward kernel (conv_direct.cl, conv_gemm.cl, conv_rows.cl) takes them. */
+#define CLCONV_FORWARD_OUT_PARAMS                                                       \
+    __global const ACC_T *restrict wp,                                                  \
+    __global const ACC_T *restrict bias, const int has_bias,                            \
+    __global OUT_T *restrict y, const long y_off,                                       \
+    const long ys_n, const long ys_c, const long ys_d, const long ys_h,                 \
+    const long ys_w
+
+/* ---- index helpers ------------------------------------------------------ */
+
+/* The next digit of a mixed-radix flat index: returns *t % n and divides *t
+ * by n. Kernels split their global id into coordinates with it, innermost
+ * (fastest varying) axis first. */
+inline int split_digit(long *t, const int n)
+{
+    const int d = (int)(*t % n);
+    *t /= n;
+    return d;
+}
+
+/* Kernel tap k of K as read from the caller's weight: reversed when the
+ * convolution flips its kernel. */
+inline int flip_tap(const int k, const int K, const int flip)
+{
+    return flip ? K - 1 - k : k;
 }
 
 #endif /* CLCONV_COMMON_H */

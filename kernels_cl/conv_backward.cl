@@ -28,22 +28,20 @@
  * barrier, so padded work-items simply return. */
 #include "common.h"
 
-#ifndef W_T
-#define W_T OUT_T
-#endif
-#ifndef W_HALF
-#define W_HALF (ELEM_KIND == 2)
-#endif
+/* The weight's storage (W_T, W_HALF) is common.h's. */
 #ifndef GY_T
 #define GY_T OUT_T
 #endif
 #ifndef GY_HALF
-#define GY_HALF (ELEM_KIND == 2)
+#define GY_HALF CLCONV_OUT_HALF
+#endif
+#if GY_HALF != 0 && GY_HALF != 1
+#error "GY_HALF must be 0 or 1"
 #endif
 #ifndef CB
 #define CB 8
 #endif
-#if CB != 1 && CB != 2 && CB != 4 && CB != 8 && CB != 16
+#if !CLCONV_VEC_WIDTH(CB)
 #error "CB (input channels per grad-input work-item) must be 1, 2, 4, 8 or 16"
 #endif
 #ifndef PB
@@ -55,7 +53,7 @@
 #ifndef FB
 #define FB 8
 #endif
-#if FB != 1 && FB != 2 && FB != 4 && FB != 8 && FB != 16
+#if !CLCONV_VEC_WIDTH(FB)
 #error "FB (filters per grad-weight work-item) must be 1, 2, 4, 8 or 16"
 #endif
 #ifndef KWB
@@ -89,36 +87,15 @@
  * that fold_border reduces; the host passes BORDER=0 when nothing is padded. */
 #define GX_TEMP (BORDER != BORDER_CONSTANT)
 
-#if W_HALF
-#define LOAD_W(p, i) ((ACC_T)vload_half(0, (p) + (i)))
-#else
-#define LOAD_W(p, i) ((ACC_T)((p)[i]))
-#endif
-#if GY_HALF
-#define LOAD_GY(p, i) ((ACC_T)vload_half(0, (p) + (i)))
-#else
-#define LOAD_GY(p, i) ((ACC_T)((p)[i]))
-#endif
+#define LOAD_GY(p, i) CLCONV_LOAD(GY_HALF, p, i)
 
 /* Vectors of CB channels (grad-input) and FB filters (grad-weight). */
-#if CB == 1
-#define CVEC_T ACC_T
-#define CVLOAD(p) (*(p))
-#define CVSTORE(v, p) ((p)[0] = (v))
-#else
-#define CVEC_T CLCONV_CAT(ACC_T, CB)
+#define CVEC_T CLCONV_VEC(CB)
 #define CVLOAD(p) CLCONV_VLOAD(CB, CVEC_T, p)
 #define CVSTORE(v, p) CLCONV_VSTORE(CB, v, p)
-#endif
-#if FB == 1
-#define FVEC_T ACC_T
-#define FVLOAD(p) (*(p))
-#define FVSTORE(v, p) ((p)[0] = (v))
-#else
-#define FVEC_T CLCONV_CAT(ACC_T, FB)
+#define FVEC_T CLCONV_VEC(FB)
 #define FVLOAD(p) CLCONV_VLOAD(FB, FVEC_T, p)
 #define FVSTORE(v, p) CLCONV_VSTORE(FB, v, p)
-#endif
 
 #if GX_TEMP
 #define GX_T ACC_T
@@ -142,23 +119,21 @@ void pack_weights_t(__global const W_T *restrict w, const long w_off,
     if (i >= total)
         return;
     long t = i;
-    const int j = (int)(t % CB); t /= CB;
-    const int kw = (int)(t % KW); t /= KW;
-    const int kh = (int)(t % KH); t /= KH;
-    const int kd = (int)(t % KD); t /= KD;
-    const int f = (int)(t % FG); t /= FG;
-    const int cblk = (int)(t % NCB);
-    const long g = t / NCB;
+    const int j = split_digit(&t, CB);
+    const int kw = split_digit(&t, KW);
+    const int kh = split_digit(&t, KH);
+    const int kd = split_digit(&t, KD);
+    const int f = split_digit(&t, FG);
+    const int cblk = split_digit(&t, NCB);
+    const long g = t;
     const int c = cblk * CB + j;
     if (c >= CG) {
         out[i] = (ACC_T)(0);
         return;
     }
-    const int sd = flip ? KD - 1 - kd : kd;
-    const int sh = flip ? KH - 1 - kh : kh;
-    const int sw = flip ? KW - 1 - kw : kw;
-    out[i] = LOAD_W(w, w_off + (g * FG + f) * ws_f + c * ws_c + sd * ws_d + sh * ws_h
-                           + sw * ws_w);
+    out[i] = LOAD_WEIGHT(w, w_off + (g * FG + f) * ws_f + c * ws_c
+                            + flip_tap(kd, KD, flip) * ws_d + flip_tap(kh, KH, flip) * ws_h
+                            + flip_tap(kw, KW, flip) * ws_w);
 }
 
 /* Splits a flat index of a D x H x W box into (d, h, w); 32-bit divisions
@@ -217,6 +192,29 @@ void pack_gy(__global const GY_T *restrict gy, const long gy_off,
  * Position p receives gy[o] * w[t] for every tap t with p = o*S + t*D and
  * 0 <= o < O: along each axis p - t*D must be a non-negative multiple of S.
  * Sums run over (kd, kh, f, kw) in that order in every branch. */
+
+/* Along one axis, with q = p - t*D: whether tap t reaches padded position p
+ * from an output index (which is q / S). */
+inline bool tap_reaches(const long q, const int S, const long O)
+{
+    return q >= 0 && q % S == 0 && q / S < O;
+}
+
+/* The sum every channel of a block starts from: its bias for the transposed
+ * convolution (GX_BIAS), else zero. */
+#if GX_BIAS
+#define GI_START(g, cblk)                                                               \
+    ACC_T first[CB];                                                                    \
+    for (int j = 0; j < CB; ++j)                                                        \
+        first[j] = (cblk) * CB + j < CG ? bias[(g) * CG + (cblk) * CB + j] : (ACC_T)(0); \
+    const CVEC_T start = CVLOAD(first)
+#else
+#define GI_START(g, cblk) const CVEC_T start = (CVEC_T)(0)
+#endif
+/* Column pb of the block gains grad_output column ow of filter row gf times
+ * the tap's weights wv. */
+#define GI_MAD(pb, ow) (acc[pb] = (CVEC_T)(LOAD_GY(gf, (ow) * gs_w)) * wv + acc[pb])
+
 __kernel __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
 void grad_input(__global const GY_T *restrict gy, const long gy_off,
                 const long gs_n, const long gs_c, const long gs_d, const long gs_h,
@@ -251,14 +249,7 @@ void grad_input(__global const GY_T *restrict gy, const long gy_off,
     const long taps = (long)KD * KH * KW;
     __global const ACC_T *wg = wt + (g * NCB + cblk) * FG * taps * CB;
 
-#if GX_BIAS
-    ACC_T first[CB];
-    for (int j = 0; j < CB; ++j)
-        first[j] = cblk * CB + j < CG ? bias[g * CG + cblk * CB + j] : (ACC_T)(0);
-    const CVEC_T start = CVLOAD(first);
-#else
-    const CVEC_T start = (CVEC_T)(0);
-#endif
+    GI_START(g, cblk);
     CVEC_T acc[PB];
     for (int pb = 0; pb < PB; ++pb)
         acc[pb] = start;
@@ -268,12 +259,12 @@ void grad_input(__global const GY_T *restrict gy, const long gy_off,
 
     for (int kd = 0; kd < KD; ++kd) {
         const long qd = pd - (long)kd * DD;
-        if (qd < 0 || qd % SD != 0 || qd / SD >= OD)
+        if (!tap_reaches(qd, SD, OD))
             continue;
         const long od = qd / SD;
         for (int kh = 0; kh < KH; ++kh) {
             const long qh = ph - (long)kh * DH;
-            if (qh < 0 || qh % SH != 0 || qh / SH >= OH)
+            if (!tap_reaches(qh, SH, OH))
                 continue;
             const long oh = qh / SH;
             __global const GY_T *gr = gyb + od * gs_d + oh * gs_h;
@@ -286,7 +277,7 @@ void grad_input(__global const GY_T *restrict gy, const long gy_off,
                         const CVEC_T wv = CVLOAD(wf + kw * CB);
                         const long q0 = pw0 - (long)kw * DW;
                         for (int pb = 0; pb < PB; ++pb)
-                            acc[pb] = (CVEC_T)(LOAD_GY(gf, (q0 + pb) * gs_w)) * wv + acc[pb];
+                            GI_MAD(pb, q0 + pb);
                     }
                 } else if (SW == 1) {   /* range checks only, no division */
                     for (int kw = 0; kw < KW; ++kw) {
@@ -295,7 +286,7 @@ void grad_input(__global const GY_T *restrict gy, const long gy_off,
                         for (int pb = 0; pb < PB; ++pb) {
                             const long q = q0 + pb;
                             if (q >= 0 && q < OW)
-                                acc[pb] = (CVEC_T)(LOAD_GY(gf, q * gs_w)) * wv + acc[pb];
+                                GI_MAD(pb, q);
                         }
                     }
                 } else {
@@ -303,8 +294,8 @@ void grad_input(__global const GY_T *restrict gy, const long gy_off,
                         const CVEC_T wv = CVLOAD(wf + kw * CB);
                         for (int pb = 0; pb < PB; ++pb) {
                             const long q = pw0 + pb - (long)kw * DW;
-                            if (q >= 0 && q % SW == 0 && q / SW < OW)
-                                acc[pb] = (CVEC_T)(LOAD_GY(gf, (q / SW) * gs_w)) * wv + acc[pb];
+                            if (tap_reaches(q, SW, OW))
+                                GI_MAD(pb, q / SW);
                         }
                     }
                 }
@@ -373,6 +364,39 @@ void fold_border(__global const ACC_T *restrict tmp, __global const int *restric
  * part[s][item][cw][tb][j]. The items with cwb = kd = kh = kwb = 0 also sum
  * grad_output alone for grad-bias: partb[s][g][fblk][j]. */
 #define NACC (CWB * KWB)
+
+/* The loop over output columns [from, to) of one row (gr: the row's packed
+ * grad_output, FB lanes a column): BODY adds column ow's products into acc,
+ * gv being the column's grad_output; the items that own the grad-bias sum it
+ * too. The three bodies below keep the border maths out of the interior. */
+#define GW_COLUMNS(from, to, BODY)                                                      \
+    for (long ow = (from); ow < (to); ++ow) {                                           \
+        const FVEC_T gv = FVLOAD(gr + ow * FB);                                         \
+        BODY;                                                                           \
+        if (own_bias)                                                                   \
+            accb += gv;                                                                 \
+    }
+/* The accumulator of channel cw and tap tb gains v times the column's gv. */
+#define GW_MAD(cw, tb, v) (acc[(cw) * KWB + (tb)] = (FVEC_T)(v) * gv + acc[(cw) * KWB + (tb)])
+/* A row that lies in the constant border: every tap reads the fill value. */
+#define GW_FILL_TAPS                                                                    \
+    for (int a = 0; a < NACC; ++a)                                                      \
+        acc[a] = (FVEC_T)(fill) * gv + acc[a]
+/* A column whose taps may leave the row: each mapped by the border rule. */
+#define GW_BORDER_TAPS                                                                  \
+    for (int tb = 0; tb < KWB; ++tb) {                                                  \
+        const long iw = map_border(ow * SW + toff[tb], IW);                             \
+        for (int cw = 0; cw < CWB; ++cw)                                                \
+            GW_MAD(cw, tb, iw >= 0 ? LOAD_IN(xr, coff[cw] + iw * xs_w) : fill);         \
+    }
+/* A column whose taps all read inside the row. */
+#define GW_INSIDE_TAPS                                                                  \
+    for (int cw = 0; cw < CWB; ++cw) {                                                  \
+        __global const IN_T *xw = xr + coff[cw] + ow * SW * xs_w;                       \
+        for (int tb = 0; tb < KWB; ++tb)                                                \
+            GW_MAD(cw, tb, LOAD_IN(xw, toff[tb] * xs_w));                               \
+    }
+
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void grad_weight_partial(__global const IN_T *restrict x, const long x_off,
                          const long xs_n, const long xs_c, const long xs_d, const long xs_h,
@@ -394,12 +418,12 @@ void grad_weight_partial(__global const IN_T *restrict x, const long x_off,
     if (item >= items)
         return;
     long t = item;
-    const int kwb = (int)(t % NKWB); t /= NKWB;
-    const int kh = (int)(t % KH); t /= KH;
-    const int kd = (int)(t % KD); t /= KD;
-    const int cwb = (int)(t % NCWB); t /= NCWB;
-    const int fblk = (int)(t % NFB);
-    const long g = t / NFB;
+    const int kwb = split_digit(&t, NKWB);
+    const int kh = split_digit(&t, KH);
+    const int kd = split_digit(&t, KD);
+    const int cwb = split_digit(&t, NCWB);
+    const int fblk = split_digit(&t, NFB);
+    const long g = t;
 
     long toff[KWB];
     for (int tb = 0; tb < KWB; ++tb)
@@ -433,51 +457,13 @@ void grad_weight_partial(__global const IN_T *restrict x, const long x_off,
         const long id = map_border(od * SD + (long)kd * DD - PD, ID);
         const long ih = map_border(oh * SH + (long)kh * DH - PH, IH);
         if (id < 0 || ih < 0) {
-            for (long ow = 0; ow < OW; ++ow) {
-                const FVEC_T gv = FVLOAD(gr + ow * FB);
-                for (int a = 0; a < NACC; ++a)
-                    acc[a] = (FVEC_T)(fill) * gv + acc[a];
-                if (own_bias)
-                    accb += gv;
-            }
+            GW_COLUMNS(0, OW, GW_FILL_TAPS)
             continue;
         }
         __global const IN_T *xr = xg + n * xs_n + id * xs_d + ih * xs_h;
-        for (long ow = 0; ow < lo; ++ow) {
-            const FVEC_T gv = FVLOAD(gr + ow * FB);
-            for (int tb = 0; tb < KWB; ++tb) {
-                const long iw = map_border(ow * SW + toff[tb], IW);
-                for (int cw = 0; cw < CWB; ++cw) {
-                    const ACC_T v = iw >= 0 ? LOAD_IN(xr, coff[cw] + iw * xs_w) : fill;
-                    acc[cw * KWB + tb] = (FVEC_T)(v) * gv + acc[cw * KWB + tb];
-                }
-            }
-            if (own_bias)
-                accb += gv;
-        }
-        for (long ow = lo; ow < hi; ++ow) {
-            const FVEC_T gv = FVLOAD(gr + ow * FB);
-            for (int cw = 0; cw < CWB; ++cw) {
-                __global const IN_T *xw = xr + coff[cw] + ow * SW * xs_w;
-                for (int tb = 0; tb < KWB; ++tb)
-                    acc[cw * KWB + tb] = (FVEC_T)(LOAD_IN(xw, toff[tb] * xs_w)) * gv
-                                       + acc[cw * KWB + tb];
-            }
-            if (own_bias)
-                accb += gv;
-        }
-        for (long ow = hi; ow < OW; ++ow) {
-            const FVEC_T gv = FVLOAD(gr + ow * FB);
-            for (int tb = 0; tb < KWB; ++tb) {
-                const long iw = map_border(ow * SW + toff[tb], IW);
-                for (int cw = 0; cw < CWB; ++cw) {
-                    const ACC_T v = iw >= 0 ? LOAD_IN(xr, coff[cw] + iw * xs_w) : fill;
-                    acc[cw * KWB + tb] = (FVEC_T)(v) * gv + acc[cw * KWB + tb];
-                }
-            }
-            if (own_bias)
-                accb += gv;
-        }
+        GW_COLUMNS(0, lo, GW_BORDER_TAPS)
+        GW_COLUMNS(lo, hi, GW_INSIDE_TAPS)
+        GW_COLUMNS(hi, OW, GW_BORDER_TAPS)
     }
     __global ACC_T *p = part + (s * items + item) * NACC * FB;
     for (int a = 0; a < NACC; ++a)
@@ -511,17 +497,12 @@ void reduce_partials(__global const ACC_T *restrict part,
         step = (long)G * NFB * FB;
     } else {
         long t = i;
-        int kw = (int)(t % KW); t /= KW;
-        int kh = (int)(t % KH); t /= KH;
-        int kd = (int)(t % KD); t /= KD;
-        const int c = (int)(t % CG); t /= CG;
-        const int f = (int)(t % FG);
-        const long g = t / FG;
-        if (flip) {
-            kw = KW - 1 - kw;
-            kh = KH - 1 - kh;
-            kd = KD - 1 - kd;
-        }
+        const int kw = flip_tap(split_digit(&t, KW), KW, flip);
+        const int kh = flip_tap(split_digit(&t, KH), KH, flip);
+        const int kd = flip_tap(split_digit(&t, KD), KD, flip);
+        const int c = split_digit(&t, CG);
+        const int f = split_digit(&t, FG);
+        const long g = t;
         const long item = ((((g * NFB + f / FB) * NCWB + c / CWB) * KD + kd) * KH + kh)
                         * NKWB + kw / KWB;
         p = part + ((item * CWB + c % CWB) * KWB + kw % KWB) * FB + f % FB;

@@ -19,7 +19,7 @@
 #ifndef FB
 #define FB 8
 #endif
-#if FB != 1 && FB != 2 && FB != 4 && FB != 8 && FB != 16
+#if !CLCONV_VEC_WIDTH(FB)
 #error "FB (filters per work-item) must be 1, 2, 4, 8 or 16"
 #endif
 #ifndef OB
@@ -35,26 +35,15 @@
 #define WG_Y 4
 #endif
 
-#if FB == 1
-#define ACCV_T ACC_T
-#define LOAD_W(p) (*(p))
-#define STORE_ACC(v, p) ((p)[0] = (v))
-#else
-#define ACCV_T CLCONV_CAT(ACC_T, FB)
+#define ACCV_T CLCONV_VEC(FB)
 #define LOAD_W(p) CLCONV_VLOAD(FB, ACCV_T, p)
-#define STORE_ACC(v, p) CLCONV_VSTORE(FB, v, p)
-#endif
 
 /* The argument list shared by conv_direct and conv_direct_ow (same launcher). */
 #define CONV_DIRECT_PARAMS \
     __global const IN_T *restrict x, const long x_off, \
     const long xs_n, const long xs_c, const long xs_d, const long xs_h, \
     const long xs_w, \
-    __global const ACC_T *restrict wp, \
-    __global const ACC_T *restrict bias, const int has_bias, \
-    __global OUT_T *restrict y, const long y_off, \
-    const long ys_n, const long ys_c, const long ys_d, const long ys_h, \
-    const long ys_w, \
+    CLCONV_FORWARD_OUT_PARAMS, \
     const long ID, const long IH, const long IW, \
     const long OD, const long OH, const long OW, \
     const int KD, const int KH, const int KW, \
@@ -63,6 +52,24 @@
     const long PD, const long PH, const long PW, \
     const int G, const int CG, const int FG, const int NFB, \
     const ACC_T fill
+
+/* The work-item's output block, from its block of columns wb and its output
+ * row: row od * OH + oh, columns ow0 .. ow0 + OB - 1, and the first input
+ * depth, row and column its window reads (id0, ih0, iw0; negative in the
+ * padding). Uses the names of CONV_DIRECT_PARAMS. 32-bit divisions: much
+ * cheaper, and these counts are far below 2^31. */
+#define DIRECT_BLOCK(wb, row)                                                           \
+    const long od = (int)(row) / (int)OH;                                               \
+    const long oh = (int)(row) % (int)OH;                                               \
+    const long ow0 = (wb) * OB;                                                         \
+    const long id0 = od * SD - PD;                                                      \
+    const long ih0 = oh * SH - PH;                                                      \
+    const long iw0 = ow0 * SW - PW
+/* The whole block's window lies inside the input: no border maths. */
+#define WINDOW_INSIDE                                                                   \
+    (id0 >= 0 && id0 + (long)(KD - 1) * DD < ID                                         \
+     && ih0 >= 0 && ih0 + (long)(KH - 1) * DH < IH                                      \
+     && iw0 >= 0 && iw0 + (long)(OB - 1) * SW + (long)(KW - 1) * DW < IW)
 
 __kernel __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
 void conv_direct(CONV_DIRECT_PARAMS)
@@ -73,18 +80,11 @@ void conv_direct(CONV_DIRECT_PARAMS)
     if (wb * OB >= OW || row >= OD * OH)
         return;
 
-    /* 32-bit divisions: much cheaper, and these counts are far below 2^31. */
     const int fblk = (int)z % NFB;
     const int ng = (int)z / NFB;
     const int g = ng % G;
     const long n = ng / G;
-    const long od = (int)row / (int)OH;
-    const long oh = (int)row % (int)OH;
-    const long ow0 = wb * OB;
-
-    const long id0 = od * SD - PD;
-    const long ih0 = oh * SH - PH;
-    const long iw0 = ow0 * SW - PW;
+    DIRECT_BLOCK(wb, row);
 
     __global const IN_T *xg = x + x_off + n * xs_n + (long)g * CG * xs_c;
     __global const ACC_T *w = wp + (long)(g * NFB + fblk) * CG * KD * KH * KW * FB;
@@ -93,11 +93,7 @@ void conv_direct(CONV_DIRECT_PARAMS)
     for (int ob = 0; ob < OB; ++ob)
         acc[ob] = (ACCV_T)(0);
 
-    /* The whole block's receptive field inside the input: no border maths. */
-    const bool inside = id0 >= 0 && id0 + (long)(KD - 1) * DD < ID
-                     && ih0 >= 0 && ih0 + (long)(KH - 1) * DH < IH
-                     && iw0 >= 0 && iw0 + (long)(OB - 1) * SW + (long)(KW - 1) * DW < IW;
-
+    const bool inside = WINDOW_INSIDE;
     /* Both branches accumulate in the same order (c, kd, kh, kw), so a
      * tile's border and interior give identical numbers. */
     if (inside) {
@@ -148,7 +144,7 @@ void conv_direct(CONV_DIRECT_PARAMS)
         const long ow = ow0 + ob;
         if (ow >= OW)
             break;
-        STORE_ACC(acc[ob], lanes);
+        CLCONV_VSTORE(FB, acc[ob], lanes);
         for (int j = 0; j < nf; ++j) {
             ACC_T v = lanes[j];
             if (has_bias)
@@ -162,22 +158,10 @@ void conv_direct(CONV_DIRECT_PARAMS)
 /* Depthwise / single-filter variant: one filter, OB output columns held in one
  * vector (ACC_T##OB), so the multiply-adds are vector wide even with FB == 1.
  * Same work-item mapping, same accumulation order as conv_direct. */
-#define VOB_T CLCONV_CAT(ACC_T, OB)
+#define VOB_T CLCONV_VEC(OB)
 #define VLOAD_OB(p) CLCONV_VLOAD(OB, VOB_T, p)
-#if IN_HALF
-#define IN_LANE_(p, i) ((ACC_T)vload_half(0, (p) + (i)))
-#else
-#define IN_LANE_(p, i) ((ACC_T)(p)[i])
-#endif
-/* OB consecutive inputs converted to the accumulator type, lane by lane
- * (see CLCONV_VLOAD in common.h for why not vloadN). */
-#define IN_LANES2_(p) IN_LANE_(p, 0), IN_LANE_(p, 1)
-#define IN_LANES4_(p) IN_LANES2_(p), IN_LANE_(p, 2), IN_LANE_(p, 3)
-#define IN_LANES8_(p) IN_LANES4_(p), IN_LANE_(p, 4), IN_LANE_(p, 5), IN_LANE_(p, 6), IN_LANE_(p, 7)
-#define IN_LANES16_(p) IN_LANES8_(p), IN_LANE_((p) + 8, 0), IN_LANE_((p) + 8, 1), \
-    IN_LANE_((p) + 8, 2), IN_LANE_((p) + 8, 3), IN_LANE_((p) + 8, 4), IN_LANE_((p) + 8, 5), \
-    IN_LANE_((p) + 8, 6), IN_LANE_((p) + 8, 7)
-#define LOAD_IN_OB(p) ((VOB_T)(CLCONV_CAT(IN_LANES, CLCONV_CAT(OB, _))(p)))
+/* OB consecutive inputs converted to the accumulator type, lane by lane. */
+#define LOAD_IN_OB(p) CLCONV_LANES(OB, VOB_T, LOAD_IN, p, 1)
 
 __kernel __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
 void conv_direct_ow(CONV_DIRECT_PARAMS)
@@ -190,12 +174,7 @@ void conv_direct_ow(CONV_DIRECT_PARAMS)
 
     const int g = (int)z % G;
     const long n = (int)z / G;
-    const long od = (int)row / (int)OH;
-    const long oh = (int)row % (int)OH;
-    const long ow0 = wb * OB;
-    const long id0 = od * SD - PD;
-    const long ih0 = oh * SH - PH;
-    const long iw0 = ow0 * SW - PW;
+    DIRECT_BLOCK(wb, row);
     const long step = (long)SW * xs_w;
 
     __global const IN_T *xg = x + x_off + n * xs_n + (long)g * CG * xs_c;
@@ -203,9 +182,7 @@ void conv_direct_ow(CONV_DIRECT_PARAMS)
     VOB_T acc = (VOB_T)(0);
     ACC_T gather[OB];
 
-    const bool inside = id0 >= 0 && id0 + (long)(KD - 1) * DD < ID
-                     && ih0 >= 0 && ih0 + (long)(KH - 1) * DH < IH
-                     && iw0 >= 0 && iw0 + (long)(OB - 1) * SW + (long)(KW - 1) * DW < IW;
+    const bool inside = WINDOW_INSIDE;
     if (inside && step == 1) {
         for (int c = 0; c < CG; ++c)
             for (int kd = 0; kd < KD; ++kd)

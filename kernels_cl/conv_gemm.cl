@@ -9,9 +9,9 @@
  *
  * The input must need no border handling: either the caller's buffer when
  * the convolution has no padding, or the scratch written by pad.cl. Its
- * last axis must be contiguous (element stride 1). Output columns past OW in
- * the last block are clamped to OW - 1 for reading (never stored), so no
- * read leaves the input.
+ * last axis must be contiguous (element stride 1). Pixels past the end of
+ * the last block's row (or slice) read its last pixel and are never stored,
+ * so no read leaves the input.
  *
  *   global id 0: column block * NFB + filter block (padded to a multiple of
  *                WG_X): the filter blocks of one column block run back to
@@ -19,9 +19,9 @@
  *   global id 1: output row od * OH + oh (padded to a multiple of WG_Y)
  *   global id 2: n * G + g
  * With FLAT=1 a block is OB consecutive pixels of the whole OH x OW slice
- * (crossing rows) and global id 1 is od: narrow outputs (7x7, 14x14) no
- * longer compute a partly empty block per row, and fewer blocks stream
- * the weights (a 512 -> 512 3x3 layer's are 9.4 MB).
+ * (crossing rows) and global id 1 is od: narrow outputs (7x7, 14x14) then
+ * compute no partly empty block per row, and fewer blocks stream the
+ * weights (a 512 -> 512 3x3 layer's are 9.4 MB).
  * No barriers; out-of-range work-items return at once. */
 #include "common.h"
 
@@ -59,27 +59,34 @@
 /* CU: channels per unrolled step of the K loop. Few taps per channel (1x1)
  * leave OB vector multiply-adds per iteration, too few to hide the loop's
  * own work. */
-#define PRAGMA_(x) _Pragma(#x)
 #if CU > 1
-#define UNROLL_C PRAGMA_(unroll CU)
+#define UNROLL_C CLCONV_UNROLL(CU)
 #else
 #define UNROLL_C
 #endif
 
 #define ACCV_T CLCONV_CAT(ACC_T, FB)
-/* Aligned vector dereference, not vloadN: on PoCL the vloadN builtins are
- * out-of-line calls (about 5x slower here). Packed weights start at whole
- * FB blocks of a fresh buffer, so they are aligned to FB elements. */
+/* Aligned vector dereference, not vloadN (an out-of-line call on PoCL, which
+ * this loop cannot afford). Packed weights start at whole FB blocks of a
+ * fresh buffer, so they are aligned to FB elements. */
 #define LOAD_W(p) (*(__global const ACCV_T *)(p))
+
+/* A block's line is what its OB pixels are consecutive in: one output row,
+ * or with FLAT the OH x OW slice of one output depth. in_pixel is where
+ * pixel p of a line starts reading, relative to the line's input origin. */
+inline int in_pixel(const int p, const int OW, const int SH, const int SW, const int xs_h)
+{
+#if FLAT
+    return (p / OW) * SH * xs_h + (p % OW) * SW;
+#else
+    return p * SW;
+#endif
+}
 
 __kernel __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
 void conv_gemm(__global const ACC_T *restrict x, const long x_off,
                const long xs_n, const int xs_c, const int xs_d, const int xs_h,
-               __global const ACC_T *restrict wp,
-               __global const ACC_T *restrict bias, const int has_bias,
-               __global OUT_T *restrict y, const long y_off,
-               const long ys_n, const long ys_c, const long ys_d, const long ys_h,
-               const long ys_w,
+               CLCONV_FORWARD_OUT_PARAMS,
                const int OD, const int OH, const int OW, const int KD,
                const int SD, const int SH, const int SW, const int DD, const int DH,
                const int DW, const int G, const int CG, const int FG, const int NFB)
@@ -92,33 +99,28 @@ void conv_gemm(__global const ACC_T *restrict x, const long x_off,
     const int g = ng % G;
     const long n = ng / G;
 #if FLAT
-    const int P = OH * OW;   /* pixels of one output depth slice */
+    const int P = OH * OW;   /* pixels of a line */
     if (wb * OB >= P || row >= OD)
         return;
     const int od = row;
-    const int p0 = wb * OB;
-    __global const ACC_T *xg = x + x_off + n * xs_n + (long)g * CG * xs_c + od * SD * xs_d;
+    const int oh = 0;
 #else
-    if (wb * OB >= OW || row >= OD * OH)
+    const int P = OW;
+    if (wb * OB >= P || row >= OD * OH)
         return;
     const int od = row / OH;
     const int oh = row % OH;
-    const int ow0 = wb * OB;
+#endif
+    const int p0 = wb * OB;  /* the block's first pixel in its line */
     __global const ACC_T *xg = x + x_off + n * xs_n + (long)g * CG * xs_c
                              + od * SD * xs_d + oh * SH * xs_h;
-#endif
     __global const ACC_T *w = wp + (long)(g * NFB + fblk) * CG * KD * KH * KW * FB;
 
     int xo[OB];
     ACCV_T acc[OB];
 #pragma unroll
     for (int ob = 0; ob < OB; ++ob) {
-#if FLAT
-        const int p = CLCONV_MIN(p0 + ob, P - 1);
-        xo[ob] = (p / OW) * SH * xs_h + (p % OW) * SW;
-#else
-        xo[ob] = CLCONV_MIN(ow0 + ob, OW - 1) * SW;
-#endif
+        xo[ob] = in_pixel(CLCONV_MIN(p0 + ob, P - 1), OW, SH, SW, xs_h);
         acc[ob] = (ACCV_T)(0);
     }
 UNROLL_C
@@ -143,23 +145,22 @@ UNROLL_C
 
     const int f0 = g * FG + fblk * FB;
     const int nf = CLCONV_MIN(FB, FG - fblk * FB);
-#if FLAT
     const int nob = CLCONV_MIN(OB, P - p0);
+#if FLAT
     __global OUT_T *yo = y + y_off + n * ys_n + od * ys_d + (long)f0 * ys_c;
     long yoff[OB];
     for (int ob = 0; ob < nob; ++ob)
         yoff[ob] = ((p0 + ob) / OW) * ys_h + ((p0 + ob) % OW) * ys_w;
 #define Y_AT(ob) yoff[ob]
 #else
-    const int nob = CLCONV_MIN(OB, OW - ow0);
-    __global OUT_T *yo = y + y_off + n * ys_n + od * ys_d + oh * ys_h + ow0 * ys_w
+    __global OUT_T *yo = y + y_off + n * ys_n + od * ys_d + oh * ys_h + p0 * ys_w
                        + (long)f0 * ys_c;
 #define Y_AT(ob) ((ob) * ys_w)
 #endif
     /* Spill the accumulators through an aligned private array (a vector
      * store, not vstoreN: an out-of-line call on PoCL), then write filter by
-     * filter so consecutive stores go to consecutive output columns. The
-     * stores were measured as the largest cost of low-K layers before. */
+     * filter so consecutive stores go to consecutive output columns: with few
+     * taps per filter (low K) the stores are a large share of the work. */
     ACC_T lanes[OB][FB] __attribute__((aligned(FB * sizeof(ACC_T))));
 #pragma unroll
     for (int ob = 0; ob < OB; ++ob)

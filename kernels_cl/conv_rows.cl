@@ -84,13 +84,12 @@
 #define STORE8(p, v) do { const V8 v_ = (v); CLCONV_VSTORE(8, v_, p); } while (0)
 #endif
 #define IN_ROWS ((OR - 1) * SH + (KH - 1) * DH + 1)
-#define PRAGMA_(x) _Pragma(#x)
-#define UNROLL(n) PRAGMA_(unroll n)
+#define UNROLL(n) CLCONV_UNROLL(n)
 /* The loop over the block's input rows is unrolled when the unrolled body
  * stays small: only then are the (row, kernel row) pairs resolved at compile
  * time, so each multiply-add is straight-line code with its weight known.
- * Left rolled, every multiply-add sat behind a compare and a branch and
- * reloaded its weight (1x128x56x56 3x3 depthwise: kernel 0.25 ms). */
+ * Left rolled, every multiply-add sits behind a compare and a branch and
+ * reloads its weight. */
 #ifndef ROWS_UNROLL_MAX
 #define ROWS_UNROLL_MAX 96
 #endif
@@ -100,15 +99,12 @@
 #define UNROLL_ROWS
 #endif
 
-/* Eight elements SW apart read by LD(p, i): one unaligned vector load after
- * LLVM merges the scalar reads when they are consecutive and of ACC_T (see
+/* Eight elements SW apart: one unaligned vector load after LLVM merges the
+ * scalar reads when they are consecutive and of ACC_T (see CLCONV_LANES in
  * common.h). LOAD8_IN reads the input (converted to ACC_T), LOAD8_RB a
  * gathered private row (below). */
-#define LANES8(p, LD) ((V8)(LD(p, 0), LD(p, SW), LD(p, 2 * SW), LD(p, 3 * SW),           \
-                            LD(p, 4 * SW), LD(p, 5 * SW), LD(p, 6 * SW), LD(p, 7 * SW)))
-#define ELEMENT(p, i) ((p)[i])
-#define LOAD8_IN(p) LANES8(p, LOAD_IN)
-#define LOAD8_RB(p) LANES8(p, ELEMENT)
+#define LOAD8_IN(p) CLCONV_LANES(8, V8, LOAD_IN, p, SW)
+#define LOAD8_RB(p) CLCONV_LANES(8, V8, CLCONV_ELEM, p, SW)
 
 /* Column border blocks: each input row of the block is first gathered into a
  * private row (ROW_LEN = (8 * NV - 1) * SW + (KW - 1) * DW + 1 elements, every
@@ -116,8 +112,8 @@
  * it, instead of mapping each lane of every (kernel column, vector) load: 10
  * mapped reads per row instead of 24 for a 3x3 kernel and one vector. The
  * host passes ROW_LEN; DW itself stays a kernel argument: as a constant,
- * LLVM turned the overlapping interior loads of wide kernels into shuffles
- * (512x512 15x15 kernel 0.71 -> 1.74 ms). */
+ * LLVM turns the overlapping interior loads of wide kernels into shuffles,
+ * which are slower than the loads. */
 #ifndef ROW_LEN
 #if BORDER_FREE
 #define ROW_LEN ((8 * NV - 1) * SW + KW)  /* unused: the border code is compiled out */
@@ -136,9 +132,10 @@ inline void fill_row(ACC_T *rb, __global const IN_T *xr, const bool row_ok, cons
 
 /* The tap loops for one (channel, kernel depth) slice; ROW_PTR(i) sets xr
  * (and row_ok) for input row i of the block, LOADV(dst, kw, v) loads vector v
- * of kernel column kw into dst (no vector return values: a double8 return
- * changes the call ABI on AVX2 and the compiler warns on stderr). Both the interior and the border variant accumulate in
- * the same order, so results do not depend on where a block lies. */
+ * of kernel column kw into dst (a macro, not a function returning a vector:
+ * a double8 return changes the call ABI on AVX2 and the compiler warns on
+ * stderr). Both the interior and the border variants accumulate in the same
+ * order, so results do not depend on where a block lies. */
 #define ACCUMULATE(ROW_PTR, LOADV)                                                    \
     UNROLL_ROWS                                                                      \
     for (int i = 0; i < IN_ROWS; ++i) {                                              \
@@ -181,11 +178,7 @@ inline void fill_row(ACC_T *rb, __global const IN_T *xr, const bool row_ok, cons
 __kernel __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
 void conv_rows(__global const IN_T *restrict x, const long x_off,
                const long xs_n, const long xs_c, const long xs_d, const long xs_h,
-               __global const ACC_T *restrict wp,
-               __global const ACC_T *restrict bias, const int has_bias,
-               __global OUT_T *restrict y, const long y_off,
-               const long ys_n, const long ys_c, const long ys_d, const long ys_h,
-               const long ys_w,
+               CLCONV_FORWARD_OUT_PARAMS,
                const int ID, const int IH, const int IW,
                const int OD, const int OH, const int OW, const int KD,
                const int SD, const int DD, const int DW, const int G, const int CG,

@@ -1,16 +1,11 @@
 /* Operand preparation on the device: weights into the blocked layout that
- * conv_direct.cl reads, and bias vectors into the accumulator type. The
- * source operand may be any numeric type (W_T) and any strides. */
+ * the forward kernels read, and bias vectors into the accumulator type. The
+ * source operand may be any numeric type (W_T, W_HALF of common.h) and any
+ * strides. */
 #include "common.h"
 
 #ifndef FB
 #define FB 8
-#endif
-#ifndef W_T
-#define W_T OUT_T
-#endif
-#ifndef W_HALF
-#define W_HALF (ELEM_KIND == 2)
 #endif
 /* ROUND_HALF=1: the result dtype is float16 but the operand is not half, so
  * round it to half first (the contract converts weights to the input dtype). */
@@ -23,24 +18,20 @@
 
 inline ACC_T load_operand(__global const W_T *p, long i)
 {
-#if W_HALF
-    return (ACC_T)vload_half(0, p + i);
-#else
-    ACC_T v = (ACC_T)p[i];
-#if ROUND_HALF
+    ACC_T v = LOAD_WEIGHT(p, i);
+#if ROUND_HALF && !W_HALF
     ushort bits;
     vstore_half_rte((float)v, 0, (__private half *)&bits);
     v = vload_half(0, (__private const half *)&bits);
 #endif
     return v;
-#endif
 }
 
 /* out[g][fblk][c][kd][kh][kw][j] = w[g*FG + fblk*FB + j][c][taps] (flipped taps when flip).
  *
  * One work-item per (g, fblk, c, kd): KH * KW * FB consecutive outputs, so
- * the index decomposition (run-time divisions) is paid once per slab, not per
- * element (per element it made a 512x512x3x3 weight take 11.7 ms on PoCL).
+ * the index decomposition (run-time 64-bit divisions, which dominate a
+ * per-element kernel) is paid once per slab, not per element.
  *   global id 0: ((g * NFB + fblk) * CG + c) * KD + kd (padded to WG_PACK) */
 __kernel __attribute__((reqd_work_group_size(WG_PACK, 1, 1)))
 void pack_weights(__global const W_T *restrict w, const long w_off,
@@ -54,20 +45,17 @@ void pack_weights(__global const W_T *restrict w, const long w_off,
     if (i >= slabs)
         return;
     long t = i;
-    const int kd = (int)(t % KD); t /= KD;
-    const int c = (int)(t % CG); t /= CG;
-    const int fblk = (int)(t % NFB);
-    const int g = (int)(t / NFB);
-    const int sd = flip ? KD - 1 - kd : kd;
+    const int kd = split_digit(&t, KD);
+    const int c = split_digit(&t, CG);
+    const int fblk = split_digit(&t, NFB);
+    const int g = (int)t;
     __global ACC_T *o = out + i * KH * KW * FB;
     const int nf = CLCONV_MIN(FB, FG - fblk * FB);  /* real filters of this block */
     __global const W_T *wf = w + w_off + (long)(g * FG + fblk * FB) * ws_f + c * ws_c
-                           + sd * ws_d;
+                           + flip_tap(kd, KD, flip) * ws_d;
     for (int kh = 0; kh < KH; ++kh) {
-        const int sh = flip ? KH - 1 - kh : kh;
         for (int kw = 0; kw < KW; ++kw) {
-            const int sw = flip ? KW - 1 - kw : kw;
-            const long tap = sh * ws_h + sw * ws_w;
+            const long tap = flip_tap(kh, KH, flip) * ws_h + flip_tap(kw, KW, flip) * ws_w;
             /* FB consecutive outputs: the tap of each filter of the block */
             for (int j = 0; j < FB; ++j)
                 o[j] = j < nf ? load_operand(wf, j * ws_f + tap) : (ACC_T)(0);

@@ -10,8 +10,9 @@
  *
  * One work-item writes one padded row: the interior is a straight copy (a
  * unit-stride loop the compiler vectorises when the input is contiguous
- * along W), only the border columns go through map_border. Per-element
- * work-items were measured ~10x slower on PoCL (per-item overhead).
+ * along W), only the border columns go through map_border. Not one
+ * work-item per element: PoCL's fixed cost per work-item would then be paid
+ * for every value copied.
  *
  * global id 0: padded row pd * PH + ph (padded to a multiple of WG_PAD)
  * global id 1: n * C + c

@@ -60,6 +60,25 @@ def test_import_is_light():
     assert out.strip() == "False"
 
 
+def test_case_table_imports_without_the_harness():
+    # the autotuner and the benchmarks/ scripts read the cases, not the harness
+    code = ("import sys, clconv._cases as c; "
+            "print('clconv.bench' in sys.modules, len(c.CASES), "
+            "any(m in sys.modules for m in ('torch', 'scipy', 'matplotlib')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == ["False", str(len(bench.CASES)), "False"]
+
+
+def test_bench_still_exports_the_case_table():
+    from clconv import _cases
+
+    assert bench.CASES is _cases.CASES and bench.Case is _cases.Case
+    names = {c.name for c in bench.CASES}
+    assert len(names) == len(bench.CASES)
+    assert set(bench.ALIASES.values()) <= names and not set(bench.ALIASES) & names
+
+
 def test_plot_writes_png(tmp_path):
     import matplotlib  # noqa: F401  (the dev extra; --plot needs it)
     args = _args(tmp_path, "--cases", "latency8x8", "--no-peers",

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..._cases import ALIASES, CASES
 from ..._normalize import normalize_conv
 from ...errors import ArgumentError
 from ...testing import compare, conv_reduction
@@ -92,8 +93,6 @@ def candidates(spec: Any, limits: Any) -> list[tuple[str, dict[str, int]]]:
 def _problem(input_shape: Any, weight_shape: Any, case: str | None, kwargs: dict[str, Any],
              ) -> tuple[int, tuple[int, ...], tuple[int, ...], dict[str, Any]]:
     if case is not None:
-        from ...bench import ALIASES, CASES
-
         by_name = {c.name: c for c in CASES}
         c = by_name.get(ALIASES.get(case, case))
         if c is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-__all__ = ["ALIASES", "CASES", "Case"]
+__all__ = ["CASES", "Case"]
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,3 @@ CASES: tuple[Case, ...] = (
     Case("tconv_3d", "transposed 3-D 1x32x16x16x16 -> 16, 2x2x2, stride 2", 1, 32,
          (16, 16, 16), 16, (2, 2, 2), stride=2, transposed=True),
 )
-
-# Other names for cases, looked up before CASES by ``tune(case=...)``: alias ->
-# name of one of CASES. None are defined.
-ALIASES: dict[str, str] = {}

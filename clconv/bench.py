@@ -39,9 +39,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._cases import ALIASES, CASES, Case
+from ._cases import CASES, Case
 
-__all__ = ["ALIASES", "CASES", "Case", "add_arguments", "main", "run", "run_cases"]
+__all__ = ["CASES", "Case", "add_arguments", "main", "run", "run_cases"]
 
 
 # Calls per implementation per round (the first of each block is untimed),

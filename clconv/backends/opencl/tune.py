@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..._cases import ALIASES, CASES
+from ..._cases import CASES
 from ..._normalize import normalize_conv
 from ...errors import ArgumentError
 from ...testing import compare, conv_reduction
@@ -94,7 +94,7 @@ def _problem(input_shape: Any, weight_shape: Any, case: str | None, kwargs: dict
              ) -> tuple[int, tuple[int, ...], tuple[int, ...], dict[str, Any]]:
     if case is not None:
         by_name = {c.name: c for c in CASES}
-        c = by_name.get(ALIASES.get(case, case))
+        c = by_name.get(case)
         if c is None:
             raise ArgumentError(f"case={case!r}; expected one of {sorted(by_name)}")
         kwargs = {**kwargs, "stride": c.stride, "padding": c.padding, "groups": c.groups}

@@ -722,6 +722,8 @@ PATH_CASES = {
     # rows reading a padded copy (pad.cl, border code compiled out) for every case
     "rows-padded": [c for c in GRID if c.filters == c.groups],
     "pointwise": _pointwise_cases(),
+    # the work-item-parallel kernel of the "lanes" style, on every case
+    "lanes": list(GRID),
 }
 PATH_PARAMS = [pytest.param(path, case, strict, id=f"{path}-{case.ident()}{'-strict' * strict}")
                for path, cases in PATH_CASES.items() for i, case in enumerate(cases)
@@ -927,3 +929,49 @@ def test_fast_path_hands_over_when_scratch_does_not_fit(cl_backend, monkeypatch,
     names = {name for name, _ in launched}
     assert any(name.startswith("conv_direct") for name in names), names
     assert not names & {"conv_gemm", "conv_rows", "pad_input"}, names
+
+
+@pytest.mark.parametrize("offset", [0, 1, 3])
+def test_large_host_inputs_at_any_alignment(cl_backend, rng, offset):
+    """Host arrays above the zero-copy size are used in place only when aligned for the
+    device (else uploaded): either way the numbers are right, the input is unchanged,
+    and the result starts on the device's zero-copy alignment."""
+    be = clconv.get_backend(cl_backend)
+    raw = rng.standard_normal(2 * 3 * 200 * 300 + offset).astype(np.float32)
+    x = raw[offset:].reshape(2, 3, 200, 300)
+    assert x.nbytes >= 256 * 1024
+    before = x.copy()
+    w = rng.standard_normal((3, 1, 3, 3)).astype(np.float32)
+    y = clconv.conv2d(x, w, padding=1, groups=3, backend=cl_backend)
+    np.testing.assert_array_equal(x, before)
+    assert_close(y, reference(clconv.conv2d, x, w, padding=1, groups=3), np.float32, 9)
+    assert y.ctypes.data % be.dctx.zero_copy_align == 0
+
+
+def test_device_style_rules_pick_the_kernel_style():
+    """Device -> vendor -> platform -> type -> built-in default, first match wins; the
+    heuristic then takes only paths of that style (or of none)."""
+    from clconv.backends._base import DeviceInfo
+    from clconv.backends.opencl import tuning
+    from clconv.backends.opencl.context import compute_limits
+
+    def info(name, platform, kind):
+        return DeviceInfo("opencl:9:9", platform, name, kind, 2, 2**30, 2**28, True, True,
+                          max_work_group_size=256, local_mem=32768)
+
+    rules = {("device", "fancy"): "vector", ("platform", "acme cl"): "lanes",
+             ("type", "gpu"): "lanes"}
+    assert tuning.device_style(info("Fancy GPU", "Acme CL", "gpu"), "", rules) == "vector"
+    assert tuning.device_style(info("Other", "Acme CL", "cpu"), "", rules) == "lanes"
+    assert tuning.device_style(info("Other", "Else", "gpu"), "", rules) == "lanes"
+    assert tuning.device_style(info("Other", "Else", "cpu"), "", rules) == tuning.DEFAULT_STYLE
+    spec = normalize_conv(2, np.zeros((1, 16, 20, 20), np.float32),
+                          np.zeros((16, 16, 3, 3), np.float32), None, 1, 1, 1, 1, "zeros",
+                          "channels_first", False).spec
+    limits = compute_limits(info("Other", "Else", "cpu"))
+
+    def first(style):
+        return paths.choices(spec, limits, lambda name: {}, lambda s: None, style)[0].path.name
+
+    assert first("vector") == "gemm"
+    assert first("lanes") == "lanes"

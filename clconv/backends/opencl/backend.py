@@ -28,6 +28,7 @@ from .context import DeviceContext, Limits, is_released
 from .device import check_not_forked
 from .execute import (
     Operand,
+    aligned_empty,
     driver_errors,
     host_buffer,
     host_operand,
@@ -167,7 +168,7 @@ class OpenCLBackend:
         info, vendor = dctx.info, dctx.device.vendor
         return dctx.memo(key, lambda: choices(
             spec, limits, lambda name: tuning.device_defaults(name, info, vendor),
-            lambda s: tuning.tuned_choice(s, dctx)))
+            lambda s: tuning.tuned_choice(s, dctx), tuning.device_style(info, vendor)))
 
     def _pack(self, spec: ConvSpec, limits: Limits, queue: Any, weight: Any, bias: Any,
               allocate: Any) -> tuple[Choice, dict[str, Any]]:
@@ -216,7 +217,8 @@ class OpenCLBackend:
 
     def _forward_host(self, choice: Choice, packed: dict[str, Any], x: np.ndarray,
                       spec: ConvSpec, limits: Limits, queue: Any, allocate: Any) -> np.ndarray:
-        y = np.empty(spec.output_shape, dtype=spec.dtype)
+        # Aligned so that the device can write the result in place (see host_buffer).
+        y = aligned_empty(spec.output_shape, spec.dtype, max(self.dctx.zero_copy_align, 128))
         for piece, plan in self._route(choice, spec, limits):
             x_piece = np.ascontiguousarray(take_piece(x, spec, piece))
             y_piece = y[piece.out_index]

@@ -99,6 +99,10 @@ class DeviceContext:
         # Unified-memory CPU devices use host arrays in place (see execute.host_buffer).
         self.host_unified = bool(self.device.type & cl.device_type.CPU) and bool(
             getattr(self.device, "host_unified_memory", False))
+        # The alignment a host array needs to be used in place: Intel's CPU runtime
+        # works on an unaligned USE_HOST_PTR array through a slow internal copy
+        # (benchmarks/README.md), PoCL uses any array in place.
+        self.zero_copy_align = 4096 if "intel" in self.info.platform.lower() else 1
         self.tune_key = "|".join((self.device.name.strip(), self.device.driver_version.strip()))
         self._pool = cl_tools.MemoryPool(cl_tools.ImmediateAllocator(self.queue))
         self._pool_lock = threading.Lock()

@@ -93,16 +93,19 @@ def host_buffer(dctx: DeviceContext, queue: Any, array: np.ndarray, allocate: An
 
     On unified-memory CPU devices, arrays of at least :data:`ZERO_COPY_MIN`
     bytes are used in place (``USE_HOST_PTR``, no copy; results written there
-    must be mapped before the host reads them, see :func:`read_back`; the
-    kernels must not assume more alignment than the element size, except for
-    packed weights, which :func:`aligned_empty` allocates). Small inputs are
+    must be mapped before the host reads them, see :func:`read_back`) when
+    they start on the device's ``zero_copy_align``; others are uploaded to a
+    pooled buffer (one copy, and no page faults on a fresh array). The kernels must not assume more
+    alignment than the element size, except for packed weights, which
+    :func:`aligned_empty` allocates. Small inputs are
     copied when the buffer is created (``COPY_HOST_PTR``: no queue command);
     larger ones go to a pooled buffer by a non-blocking upload (pyopencl keeps
     ``array`` alive until the copy is done).
     """
     import pyopencl as cl
 
-    if dctx.host_unified and array.nbytes >= ZERO_COPY_MIN and array.flags.writeable:
+    if (dctx.host_unified and array.nbytes >= ZERO_COPY_MIN and array.flags.writeable
+            and array.ctypes.data % dctx.zero_copy_align == 0):
         flags = cl.mem_flags.USE_HOST_PTR | (
             cl.mem_flags.READ_WRITE if writable else cl.mem_flags.READ_ONLY)
         return cl.Buffer(dctx.context, flags, hostbuf=array)

@@ -47,28 +47,51 @@ FORMAT = 1
 # A cache of every problem class of a few devices is tens of KiB.
 MAX_BYTES = 4 * 2**20
 
-# Per-device defaults: {path: {(level, text): params}}; level is "device" (the
-# device name contains text), "vendor" (the vendor name contains it) or "type"
-# ("cpu", "gpu", "accelerator"). The first level that matches wins.
+# Rules are {(level, text): value}; level is "device" (the device name
+# contains text), "vendor" (the device vendor contains it), "platform" (the
+# platform name contains it) or "type" ("cpu", "gpu", "accelerator"). The
+# first level, in that order, with a matching rule wins.
+_LEVELS = ("device", "vendor", "platform", "type")
+
+# Per-device default parameters: {path: rules of parameter dicts}.
 DEVICE_DEFAULTS: dict[str, dict[tuple[str, str], dict[str, int]]] = {}
 
-_LEVELS = ("device", "vendor", "type")
+# The kernel style a device's compiler vectorises: "vector" (explicit vectors
+# per work-item: PoCL) or "lanes" (one output per work-item, vectorised
+# across work-items: Intel's CPU runtime and GPUs). The heuristic picks only
+# paths of the device's style (or of none); benchmarks/README.md has the
+# measurements behind these rules.
+STYLE_DEFAULTS: dict[tuple[str, str], str] = {
+    ("type", "gpu"): "lanes",
+    ("type", "accelerator"): "lanes",
+}
+DEFAULT_STYLE = "vector"
+
+
+def _lookup(rules: dict[tuple[str, str], Any], info: Any, vendor: str) -> Any:
+    """The value of the first matching rule, by level (None when none matches)."""
+    seen = {"device": info.name.lower(), "vendor": vendor.lower(),
+            "platform": info.platform.lower(), "type": info.type}
+    for level in _LEVELS:
+        for (rule_level, text), value in rules.items():
+            if rule_level == level and (text == seen[level] if level == "type"
+                                        else text.lower() in seen[level]):
+                return value
+    return None
 
 
 def device_defaults(path: str, info: Any, vendor: str = "",
                     table: dict[str, dict[tuple[str, str], dict[str, int]]] | None = None,
                     ) -> dict[str, int]:
     """The default parameters of ``path`` on the device ``info`` describes."""
-    rules = (DEVICE_DEFAULTS if table is None else table).get(path)
-    if not rules:
-        return {}
-    seen = {"device": info.name.lower(), "vendor": vendor.lower(), "type": info.type}
-    for level in _LEVELS:
-        for (rule_level, text), params in rules.items():
-            if rule_level == level and (text == seen[level] if level == "type"
-                                        else text.lower() in seen[level]):
-                return dict(params)
-    return {}
+    found = _lookup((DEVICE_DEFAULTS if table is None else table).get(path, {}), info, vendor)
+    return dict(found or {})
+
+
+def device_style(info: Any, vendor: str = "",
+                 table: dict[tuple[str, str], str] | None = None) -> str:
+    """The kernel style the heuristic picks on the device ``info`` describes."""
+    return _lookup(STYLE_DEFAULTS if table is None else table, info, vendor) or DEFAULT_STYLE
 
 
 # One writer at a time in this process (the lock file orders processes).

@@ -11,6 +11,7 @@ of kernels and how to plan them (:class:`.base.ForwardPath`). The order of
 ``separable``  rank-1 kernels of >= 121 taps, one filter per group, large outputs:
                a column pass and a row pass of conv_rows.cl (declines other weights)
 ``rows``       one filter per group, W stride 1 or 2: row-blocked float8 kernel
+``lanes``      one output pixel per work-item, pad pre-pass (the "lanes" style)
 ``direct``     everything else (strided one-filter groups, few filters per group, ...)
 =============  ==============================================================
 
@@ -39,6 +40,7 @@ from .base import ForwardPath
 from .common import allowed_values, with_params
 from .direct import DirectPath
 from .gemm import GemmPath
+from .lanes import LanesPath
 from .pointwise import PointwisePath
 from .rows import RowsPath
 from .separable import SeparablePath
@@ -46,7 +48,8 @@ from .tiny import TinyPath
 
 ROWS = RowsPath()
 FORWARD_PATHS: tuple[ForwardPath, ...] = (TinyPath(), PointwisePath(), GemmPath(),
-                                          SeparablePath(ROWS), ROWS, DirectPath())
+                                          SeparablePath(ROWS), ROWS, LanesPath(),
+                                          DirectPath())
 PATHS = {p.name: p for p in FORWARD_PATHS}
 
 PATH_ENV = "CLCONV_OPENCL_PATH"
@@ -115,11 +118,13 @@ def configured(path: ForwardPath, spec: ConvSpec, limits: Limits, defaults: dict
                   tuple(sorted(applied.items())))
 
 
-def choices(spec: ConvSpec, limits: Limits, defaults: Any, tuned: Any) -> tuple[Choice, ...]:
+def choices(spec: ConvSpec, limits: Limits, defaults: Any, tuned: Any,
+            style: str = "vector") -> tuple[Choice, ...]:
     """The choices to try in order (see the module doc); the last never declines.
 
     ``defaults(path_name)`` gives the per-device default parameters of a path,
-    ``tuned(spec)`` a stored winner ``(path name, params)`` or None.
+    ``tuned(spec)`` a stored winner ``(path name, params)`` or None, ``style``
+    the device's kernel style (the heuristic skips paths of the other style).
     """
     found: list[Choice] = []
     forced = _override.get()
@@ -141,11 +146,11 @@ def choices(spec: ConvSpec, limits: Limits, defaults: Any, tuned: Any) -> tuple[
             found.append(configured(path, spec, limits, defaults(path.name)))
             if not path.weight_dependent:
                 return tuple(found)
-    return (*found, *_heuristic(spec, limits, defaults, tuned, weights=not found))
+    return (*found, *_heuristic(spec, limits, defaults, tuned, style, weights=not found))
 
 
-def _heuristic(spec: ConvSpec, limits: Limits, defaults: Any, tuned: Any, weights: bool,
-               ) -> tuple[Choice, ...]:
+def _heuristic(spec: ConvSpec, limits: Limits, defaults: Any, tuned: Any, style: str,
+               weights: bool) -> tuple[Choice, ...]:
     found: list[Choice] = []
     if weights:
         found += [configured(p, spec, limits, defaults(p.name)) for p in FORWARD_PATHS
@@ -156,7 +161,7 @@ def _heuristic(spec: ConvSpec, limits: Limits, defaults: Any, tuned: Any, weight
         if path is not None and not path.weight_dependent and path.supports(spec, limits):
             return (*found, configured(path, spec, limits, defaults(path.name), stored[1]))
     for path in FORWARD_PATHS:
-        if (not path.weight_dependent and path.supports(spec, limits)
-                and path.preferred(spec, limits)):
+        if (not path.weight_dependent and path.style in (None, style)
+                and path.supports(spec, limits) and path.preferred(spec, limits)):
             return (*found, configured(path, spec, limits, defaults(path.name)))
     raise AssertionError("the direct path supports every convolution")

@@ -24,6 +24,9 @@ class ForwardPath:
 
     name = ""
     weight_dependent = False  # whether it applies depends on the weights' values
+    # The kernel style (see tuning.STYLE_DEFAULTS): "vector", "lanes", or None for
+    # paths the heuristic picks on every device.
+    style: str | None = None
 
     def supports(self, spec: ConvSpec, limits: Limits) -> bool:
         raise NotImplementedError

@@ -111,6 +111,7 @@ class GemmPath(ForwardPath):
     8 filters x 6 columns."""
 
     name = "gemm"
+    style = "vector"
     Config = GemmConfig
     MAX_TAPS = 81  # taps along (H, W) fully unrolled per build
 

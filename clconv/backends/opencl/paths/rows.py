@@ -57,6 +57,7 @@ class RowsPath(ForwardPath):
     makes a border-free copy."""
 
     name = "rows"
+    style = "vector"
     Config = RowsConfig
     MAX_KW = 128
     MAX_KH = 32

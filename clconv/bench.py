@@ -151,6 +151,41 @@ def _torch(case: Case, x, w):
     return f
 
 
+def _torch_cuda(case: Case, x, w, resident: bool = False):
+    """PyTorch on a CUDA device (cuDNN): NumPy in and out like the clconv rows, or with
+    the operands resident on the device (``resident``; synchronised per call)."""
+    try:
+        import torch
+    except ImportError:
+        raise _NotApplicable("torch is not installed") from None
+    if not torch.cuda.is_available():
+        raise _NotApplicable("no CUDA device")
+    torch.backends.cudnn.benchmark = True  # cuDNN's fastest algorithm, picked at warm-up
+    dev = torch.device("cuda")
+    wt = torch.from_numpy(w).to(dev)
+    f_nn = torch.nn.functional
+    kw = {"stride": case.stride, "padding": case.padding, "groups": case.groups}
+    if case.transposed:
+        op = getattr(f_nn, f"conv_transpose{case.ndim}d")
+        kw["output_padding"] = case.output_padding
+    else:
+        op = getattr(f_nn, f"conv{case.ndim}d")
+    xt = torch.from_numpy(x).to(dev) if resident else None
+
+    def f():
+        with torch.no_grad():
+            y = op(xt if resident else torch.from_numpy(x).to(dev), wt, **kw)
+        if resident:
+            torch.cuda.synchronize()
+            return y
+        return y.cpu().numpy()
+    return f
+
+
+def _torch_cuda_resident(case: Case, x, w):
+    return _torch_cuda(case, x, w, resident=True)
+
+
 def _scipy_channels(case: Case, x, w, one: Callable, mode: str):
     """Loop a single-channel SciPy routine over batch and channels."""
     np = _np()
@@ -306,6 +341,8 @@ def _numpy_im2col(case: Case, x, w):
 
 PEERS: dict[str, Callable[[Case, Any, Any], Callable[[], Any]]] = {
     "torch": _torch,
+    "torch.cuda": _torch_cuda,
+    "torch.cuda.resident": _torch_cuda_resident,
     "scipy.correlate": _scipy_correlate,
     "scipy.correlate2d": _scipy_correlate2d,
     "cv2.filter2D": _cv2_filter2d,
@@ -339,7 +376,7 @@ def _short(exc: BaseException) -> str:
 
 def _close(y, ref) -> bool:
     np = _np()
-    y = np.asarray(y)
+    y = np.asarray(y.cpu().numpy() if hasattr(y, "cpu") else y)
     if y.shape != ref.shape:
         return False
     scale = max(1.0, float(np.max(np.abs(ref))) if ref.size else 1.0)
@@ -357,7 +394,7 @@ def _time_case(case: Case, backends: list[str], repeat: int, budget: float,
         (f"clconv:{b}", "clconv", _clconv(b)) for b in backends]
     # The SciPy and NumPy peers are correlations; only PyTorch has transposed ones.
     impls += [(name, "peer", PEERS[name]) for name in peers
-              if not case.transposed or name == "torch"]
+              if not case.transposed or name.startswith("torch")]
 
     rows: dict[str, dict[str, Any]] = {}
     runners: dict[str, Callable[[], Any]] = {}
@@ -417,8 +454,9 @@ def _time_case(case: Case, backends: list[str], repeat: int, budget: float,
             continue
         others = [r for r in timed if r["kind"] == "peer"]
         _ratio(row, "ratio", others)
-        _ratio(row, "ratio_torch", [r for r in others if r["impl"] == "torch"])
-        _ratio(row, "ratio_non_torch", [r for r in others if r["impl"] != "torch"])
+        _ratio(row, "ratio_torch", [r for r in others if r["impl"].startswith("torch")])
+        _ratio(row, "ratio_non_torch", [r for r in others
+                                         if not r["impl"].startswith("torch")])
     return {"name": case.name, "title": case.title, "macs": case.macs, "flops": 2 * case.macs,
             "dense": case.dense, "results": list(rows.values())}
 

@@ -204,6 +204,17 @@ inline long map_border(long i, long n)
     const long ys_n, const long ys_c, const long ys_d, const long ys_h,                 \
     const long ys_w
 
+/* The whole argument list of the kernels over a border-free input (conv_gemm,
+ * conv_lanes): input, weights, bias and result, then the geometry. SW_ARG names
+ * the W-stride argument (a kernel that builds the stride in passes another name). */
+#define CLCONV_BORDER_FREE_PARAMS(SW_ARG)                                              \
+    __global const ACC_T *restrict x, const long x_off,                                 \
+    const long xs_n, const int xs_c, const int xs_d, const int xs_h,                    \
+    CLCONV_FORWARD_OUT_PARAMS,                                                          \
+    const int OD, const int OH, const int OW, const int KD,                             \
+    const int SD, const int SH, const int SW_ARG, const int DD, const int DH,           \
+    const int DW, const int G, const int CG, const int FG, const int NFB
+
 /* ---- index helpers ------------------------------------------------------ */
 
 /* The next digit of a mixed-radix flat index: returns *t % n and divides *t

@@ -84,12 +84,7 @@ inline int in_pixel(const int p, const int OW, const int SH, const int SW, const
 }
 
 __kernel __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
-void conv_gemm(__global const ACC_T *restrict x, const long x_off,
-               const long xs_n, const int xs_c, const int xs_d, const int xs_h,
-               CLCONV_FORWARD_OUT_PARAMS,
-               const int OD, const int OH, const int OW, const int KD,
-               const int SD, const int SH, const int SW, const int DD, const int DH,
-               const int DW, const int G, const int CG, const int FG, const int NFB)
+void conv_gemm(CLCONV_BORDER_FREE_PARAMS(SW))
 {
     const int wf = get_global_id(0);
     const int row = get_global_id(1);

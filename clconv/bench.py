@@ -395,7 +395,30 @@ def _time_case(case: Case, backends: list[str], repeat: int, budget: float,
     # The SciPy and NumPy peers are correlations; only PyTorch has transposed ones.
     impls += [(name, "peer", PEERS[name]) for name in peers
               if not case.transposed or name.startswith("torch")]
+    rows, runners = _warm_up(case, impls, x, w)
+    _time_rounds(rows, runners, repeat, budget, block, settle, warmup)
+    for name in runners:
+        ms = statistics.median(rows[name]["times_ms"])
+        rows[name]["ms"] = ms
+        rows[name]["gflops"] = 2 * case.macs / (ms * 1e6)
 
+    timed = [r for r in rows.values() if r["ms"] is not None and r["correct"] is not False]
+    for row in rows.values():
+        if row["kind"] != "clconv" or row["ms"] is None:
+            continue
+        others = [r for r in timed if r["kind"] == "peer"]
+        _ratio(row, "ratio", others)
+        _ratio(row, "ratio_torch", [r for r in others if r["impl"].startswith("torch")])
+        _ratio(row, "ratio_non_torch", [r for r in others
+                                         if not r["impl"].startswith("torch")])
+    return {"name": case.name, "title": case.title, "macs": case.macs, "flops": 2 * case.macs,
+            "dense": case.dense, "results": list(rows.values())}
+
+
+def _warm_up(case: Case, impls: list[tuple[str, str, Callable]], x: Any, w: Any,
+             ) -> tuple[dict[str, dict[str, Any]], dict[str, Callable[[], Any]]]:
+    """One untimed call of each implementation (builds, caches), its result checked
+    against the reference: the result rows and the runnable implementations."""
     rows: dict[str, dict[str, Any]] = {}
     runners: dict[str, Callable[[], Any]] = {}
     outputs: dict[str, Any] = {}
@@ -405,7 +428,7 @@ def _time_case(case: Case, backends: list[str], repeat: int, budget: float,
         try:
             fn = factory(case, x, w)
             t0 = time.perf_counter()
-            outputs[name] = fn()  # warm-up (builds, caches) and the result to check
+            outputs[name] = fn()
             row["warmup_ms"] = (time.perf_counter() - t0) * 1e3
             runners[name] = fn
         except _NotApplicable:
@@ -413,17 +436,19 @@ def _time_case(case: Case, backends: list[str], repeat: int, budget: float,
         except Exception as exc:  # a failing implementation is reported, never fatal
             row["error"] = _short(exc)
         rows[name] = row
-
     ref_name = next((n for n in ("clconv:numpy", "torch") if n in outputs),
                     next(iter(outputs), None))
     for name, y in outputs.items():
         rows[name]["correct"] = _close(y, outputs[ref_name])
-    outputs.clear()
+    return rows, runners
 
-    # Rounds: each round gives every implementation a block of consecutive
-    # calls; the first call of a block (block > 1), and further calls until
-    # ``warmup`` seconds have passed, are not timed: they absorb the switch
-    # from the previous implementation (see the module docstring).
+
+def _time_rounds(rows: dict[str, dict[str, Any]], runners: dict[str, Callable[[], Any]],
+                 repeat: int, budget: float, block: int, settle: float, warmup: float) -> None:
+    """Rounds: each gives every implementation a block of consecutive calls; the first
+    call of a block (block > 1), and further calls until ``warmup`` seconds have
+    passed, are not timed: they absorb the switch from the previous implementation
+    (see the module docstring)."""
     counts = {n: max(1, min(repeat, int(budget * 1e3 / max(rows[n]["warmup_ms"], 1e-3))))
               for n in runners}
     timed_per_block = max(block - 1, 1)
@@ -443,22 +468,6 @@ def _time_case(case: Case, backends: list[str], repeat: int, budget: float,
                 t0 = time.perf_counter()
                 fn()
                 times.append((time.perf_counter() - t0) * 1e3)
-    for name in runners:
-        ms = statistics.median(rows[name]["times_ms"])
-        rows[name]["ms"] = ms
-        rows[name]["gflops"] = 2 * case.macs / (ms * 1e6)
-
-    timed = [r for r in rows.values() if r["ms"] is not None and r["correct"] is not False]
-    for row in rows.values():
-        if row["kind"] != "clconv" or row["ms"] is None:
-            continue
-        others = [r for r in timed if r["kind"] == "peer"]
-        _ratio(row, "ratio", others)
-        _ratio(row, "ratio_torch", [r for r in others if r["impl"].startswith("torch")])
-        _ratio(row, "ratio_non_torch", [r for r in others
-                                         if not r["impl"].startswith("torch")])
-    return {"name": case.name, "title": case.title, "macs": case.macs, "flops": 2 * case.macs,
-            "dense": case.dense, "results": list(rows.values())}
 
 
 def _ratio(row: dict[str, Any], key: str, others: list[dict[str, Any]]) -> None:

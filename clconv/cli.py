@@ -160,6 +160,8 @@ def _plan_outputs(inputs: list[Path], out: Path, many: bool) -> list[Path]:
 
 
 def _cmd_filter(args: argparse.Namespace) -> int:
+    """``clconv filter``: read, filter, write, with one error message per failure kind
+    (the length is its list of user errors, each with its own hint)."""
     from . import filter2d, get_backend, kernels
     from ._images import ImageModeError, read_image, to_pixels, write_image
     from ._normalize import border_mode, explicit_padding, int_tuple
@@ -298,7 +300,11 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand."""
+    """The argument parser of every subcommand.
+
+    Long by nature: one flat list of declarations, read top to bottom like the
+    ``--help`` it produces; splitting it would only scatter them.
+    """
     parser = argparse.ArgumentParser(
         prog="clconv", description="Convolutions as OpenCL kernels, with a NumPy reference.")
     parser.add_argument("--version", action="version", version=f"clconv {__version__}")

@@ -139,19 +139,11 @@ def filter2d(image: Any, kernel: Any, *, stride: Any = 1, padding: Any = "same",
     """
     x = _image_operand(image)
     k = _host_kernel(kernel, kernel_params)
-    if x.ndim not in (2, 3, 4):
-        raise ShapeError(f"image has shape {tuple(x.shape)}; expected (H, W), (H, W, C) or "
-                         "a batch (N, H, W, C)")
     if not isinstance(flip, (bool, np.bool_)):
         raise ArgumentError(f"flip={flip!r}; expected True or False")
     out_dtype = result_dtype_of(dtype, np.dtype(x.dtype))
     grey = x.ndim == 2
-    height, width = x.shape[-3:-1] if x.ndim == 4 else x.shape[:2]
-    channels = 1 if grey else x.shape[-1]
-    if channels == 0:
-        raise ShapeError(f"image has shape {tuple(x.shape)} with 0 channels; expected >= 1")
-    if grey:
-        x = x.reshape(height, width, 1)
+    x, (height, width), channels = _as_channels_last(x)
 
     # Validate and resolve once, so both paths see the same explicit padding.
     border_mode(padding_mode)
@@ -196,6 +188,27 @@ def filter2d(image: Any, kernel: Any, *, stride: Any = 1, padding: Any = "same",
         y = y.reshape(y.shape[0], y.shape[1])
     if out_dtype is None:
         return y
+    return _saturated(y, out_dtype, be, on_device, host_in)
+
+
+def _as_channels_last(x: Any) -> tuple[Any, tuple[int, int], int]:
+    """``(image as (H, W, C) or (N, H, W, C), (H, W), C)``; ShapeError for other ranks
+    and for images without channels."""
+    if x.ndim not in (2, 3, 4):
+        raise ShapeError(f"image has shape {tuple(x.shape)}; expected (H, W), (H, W, C) or "
+                         "a batch (N, H, W, C)")
+    height, width = x.shape[-3:-1] if x.ndim == 4 else x.shape[:2]
+    channels = 1 if x.ndim == 2 else x.shape[-1]
+    if channels == 0:
+        raise ShapeError(f"image has shape {tuple(x.shape)} with 0 channels; expected >= 1")
+    if x.ndim == 2:
+        x = x.reshape(height, width, 1)
+    return x, (height, width), channels
+
+
+def _saturated(y: Any, out_dtype: np.dtype, be: Any, on_device: bool, host_in: bool) -> Any:
+    """The float result ``y`` converted to the integer ``out_dtype`` where it lives: on
+    the device (read back for host inputs), lazily for dask, else on the host."""
     if on_device:
         y = be.saturate(y, out_dtype)
         return to_host(y) if host_in else y

@@ -21,6 +21,17 @@
 #define CLCONV_UNROLL(n) CLCONV_PRAGMA(unroll n)
 
 /* The vector widths OpenCL C has (1: a scalar), for build-time checks. */
+/* Kernels written with explicit vectors per work-item (the "vector" style)
+ * ask a runtime that would also vectorise across work-items not to
+ * (cl_intel_vec_len_hint: Intel's CPU runtime): widening them again
+ * multiplies the registers they need, and they spill. The host defines
+ * INTEL_VEC_LEN_HINT only on devices that report the extension. */
+#if defined(INTEL_VEC_LEN_HINT) && INTEL_VEC_LEN_HINT > 0
+#define CLCONV_VECTOR_STYLE __attribute__((intel_vec_len_hint(INTEL_VEC_LEN_HINT)))
+#else
+#define CLCONV_VECTOR_STYLE
+#endif
+
 #define CLCONV_VEC_WIDTH(n) ((n) == 1 || (n) == 2 || (n) == 4 || (n) == 8 || (n) == 16)
 
 /* ---- precision ------------------------------------------------------------

@@ -107,7 +107,7 @@
 
 /* ---- operand packing ---------------------------------------------------- */
 
-__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+__kernel CLCONV_VECTOR_STYLE __attribute__((reqd_work_group_size(WG, 1, 1)))
 void pack_weights_t(__global const W_T *restrict w, const long w_off,
                     const long ws_f, const long ws_c, const long ws_d, const long ws_h,
                     const long ws_w,
@@ -156,7 +156,7 @@ inline void split3(const long p, const long box, const long H, const long W,
 
 /* global id 0: flat output position of one sample, id 1: (n * G + g) * NFB +
  * fblk. Each work-item writes the FB lanes of one position. */
-__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+__kernel CLCONV_VECTOR_STYLE __attribute__((reqd_work_group_size(WG, 1, 1)))
 void pack_gy(__global const GY_T *restrict gy, const long gy_off,
              const long gs_n, const long gs_c, const long gs_d, const long gs_h,
              const long gs_w,
@@ -215,7 +215,7 @@ inline bool tap_reaches(const long q, const int S, const long O)
  * the tap's weights wv. */
 #define GI_MAD(pb, ow) (acc[pb] = (CVEC_T)(LOAD_GY(gf, (ow) * gs_w)) * wv + acc[pb])
 
-__kernel __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
+__kernel CLCONV_VECTOR_STYLE __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
 void grad_input(__global const GY_T *restrict gy, const long gy_off,
                 const long gs_n, const long gs_c, const long gs_d, const long gs_h,
                 const long gs_w,
@@ -323,7 +323,7 @@ void grad_input(__global const GY_T *restrict gy, const long gy_off,
  * per axis, CSR lists of the padded positions that copy each source index:
  * offsets at tab[off_X + i .. off_X + i + 1] into positions at tab[pos_X + k].
  * global id 0: flat source pixel (id, ih, iw), id 1: n * C + c. */
-__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+__kernel CLCONV_VECTOR_STYLE __attribute__((reqd_work_group_size(WG, 1, 1)))
 void fold_border(__global const ACC_T *restrict tmp, __global const int *restrict tab,
                  const int off_d, const int off_h, const int off_w,
                  const int pos_d, const int pos_h, const int pos_w,
@@ -397,7 +397,7 @@ void fold_border(__global const ACC_T *restrict tmp, __global const int *restric
             GW_MAD(cw, tb, LOAD_IN(xw, toff[tb] * xs_w));                               \
     }
 
-__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+__kernel CLCONV_VECTOR_STYLE __attribute__((reqd_work_group_size(WG, 1, 1)))
 void grad_weight_partial(__global const IN_T *restrict x, const long x_off,
                          const long xs_n, const long xs_c, const long xs_d, const long xs_h,
                          const long xs_w,
@@ -476,7 +476,7 @@ void grad_weight_partial(__global const IN_T *restrict x, const long x_off,
  * s of the partials of the forward's tap (the flipped one when the forward
  * flips). Items [WTOTAL, WTOTAL + G * FG): gb[f] from partb. Blocks s are
  * added in ascending order. */
-__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+__kernel CLCONV_VECTOR_STYLE __attribute__((reqd_work_group_size(WG, 1, 1)))
 void reduce_partials(__global const ACC_T *restrict part,
                      __global const ACC_T *restrict partb, const long items, const long S,
                      __global OUT_T *restrict gw, __global OUT_T *restrict gb,

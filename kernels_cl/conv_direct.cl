@@ -71,7 +71,7 @@
      && ih0 >= 0 && ih0 + (long)(KH - 1) * DH < IH                                      \
      && iw0 >= 0 && iw0 + (long)(OB - 1) * SW + (long)(KW - 1) * DW < IW)
 
-__kernel __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
+__kernel CLCONV_VECTOR_STYLE __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
 void conv_direct(CONV_DIRECT_PARAMS)
 {
     const long wb = get_global_id(0);
@@ -163,7 +163,7 @@ void conv_direct(CONV_DIRECT_PARAMS)
 /* OB consecutive inputs converted to the accumulator type, lane by lane. */
 #define LOAD_IN_OB(p) CLCONV_LANES(OB, VOB_T, LOAD_IN, p, 1)
 
-__kernel __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
+__kernel CLCONV_VECTOR_STYLE __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
 void conv_direct_ow(CONV_DIRECT_PARAMS)
 {
     const long wb = get_global_id(0);

@@ -83,7 +83,7 @@ inline int in_pixel(const int p, const int OW, const int SH, const int SW, const
 #endif
 }
 
-__kernel __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
+__kernel CLCONV_VECTOR_STYLE __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
 void conv_gemm(CLCONV_BORDER_FREE_PARAMS(SW))
 {
     const int wf = get_global_id(0);

@@ -175,7 +175,7 @@ inline void fill_row(ACC_T *rb, __global const IN_T *xr, const bool row_ok, cons
 #define LOAD_ROWS_ONLY(dst, kw, v) \
     ((dst) = row_ok ? LOAD8_IN(xr + iw0 + (kw) * DW + (v) * 8 * SW) : (V8)(fill))
 
-__kernel __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
+__kernel CLCONV_VECTOR_STYLE __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
 void conv_rows(__global const IN_T *restrict x, const long x_off,
                const long xs_n, const long xs_c, const long xs_d, const long xs_h,
                CLCONV_FORWARD_OUT_PARAMS,

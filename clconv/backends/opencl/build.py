@@ -162,6 +162,11 @@ class ProgramCache:
         self.device = device
         self.max_size = max_size
         self.builds = 0
+        # Macros every build on this device gets: INTEL_VEC_LEN_HINT where the
+        # device takes per-kernel vectorisation hints (see common.h).
+        self.device_defines: dict[str, int] = {}
+        if "cl_intel_vec_len_hint" in (getattr(device, "extensions", "") or "").split():
+            self.device_defines["INTEL_VEC_LEN_HINT"] = 1
         self._programs: OrderedDict[ProgramRef, BuiltProgram] = OrderedDict()
         self._lock = threading.Lock()
         # Builds are rare; one at a time keeps pyopencl's warning filter change safe.
@@ -182,7 +187,7 @@ class ProgramCache:
                 hit = self._programs.get(ref)
                 if hit is not None:
                     return hit
-            options = build_options(self.device, dict(ref.defines))
+            options = build_options(self.device, {**self.device_defines, **dict(ref.defines)})
             built = BuiltProgram(build(self.context, self.device, ref.filename, options),
                                  options)
             with self._lock:

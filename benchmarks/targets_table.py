@@ -1,6 +1,6 @@
 """The OpenCL backend's speed targets, judged from a ``benchmarks/run.py --json`` file.
 
-Usage: python benchmarks/targets_table.py benchmarks/results/pocl.json
+Usage: python benchmarks/targets_table.py benchmarks/results/zen5_intel_pocl.json
 
 Prints a Markdown table: per case the OpenCL backend's median (and fastest)
 ms and GFLOP/s, the NumPy backend, PyTorch and the fastest non-PyTorch peer of
@@ -69,4 +69,4 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results/pocl.json")
+    main(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results/zen5_intel_pocl.json")

@@ -94,8 +94,8 @@
 #endif
 #define LOAD_IN(p, i) CLCONV_LOAD(IN_HALF, p, i)
 
-/* Weight storage, for the kernels that read the caller's weight (pack.cl,
- * conv_backward.cl's pack_weights_t): element type W_T, W_HALF=1 for half. */
+/* Weight storage, for the kernels that read the caller's weight (pack.cl):
+ * element type W_T, W_HALF=1 for half. */
 #ifndef W_T
 #define W_T OUT_T
 #endif

@@ -2,10 +2,10 @@
  *
  * Every problem is seen as 3-D (D, H, W), missing leading axes of size 1.
  * No kernel uses atomics and every sum runs in a fixed order, so the same
- * inputs give bit-identical gradients on a device.
+ * inputs give bit-identical gradients on a device. The transposed weights
+ * [G][NCB][FG][KD][KH][KW][CB] come from pack.cl's pack_weights (flipped taps
+ * when the forward flips, zero for channels >= CG).
  *
- *   pack_weights_t    w -> [G][NCB][FG][KD][KH][KW][CB] in ACC_T (flipped taps
- *                     when the forward flips, zero for channels >= CG)
  *   pack_gy           gy -> [N][G][NFB][OD][OH][OW][FB] in ACC_T (zero lanes
  *                     for filters >= FG)
  *   grad_input        gradient w.r.t. the padded input over a box of padded
@@ -105,36 +105,7 @@
 #define STORE_GX(p, i, v) STORE_OUT(p, i, v)
 #endif
 
-/* ---- operand packing ---------------------------------------------------- */
-
-__kernel CLCONV_VECTOR_STYLE __attribute__((reqd_work_group_size(WG, 1, 1)))
-void pack_weights_t(__global const W_T *restrict w, const long w_off,
-                    const long ws_f, const long ws_c, const long ws_d, const long ws_h,
-                    const long ws_w,
-                    __global ACC_T *restrict out, const long total,
-                    const int CG, const int FG, const int NCB,
-                    const int KD, const int KH, const int KW, const int flip)
-{
-    const long i = get_global_id(0);
-    if (i >= total)
-        return;
-    long t = i;
-    const int j = split_digit(&t, CB);
-    const int kw = split_digit(&t, KW);
-    const int kh = split_digit(&t, KH);
-    const int kd = split_digit(&t, KD);
-    const int f = split_digit(&t, FG);
-    const int cblk = split_digit(&t, NCB);
-    const long g = t;
-    const int c = cblk * CB + j;
-    if (c >= CG) {
-        out[i] = (ACC_T)(0);
-        return;
-    }
-    out[i] = LOAD_WEIGHT(w, w_off + (g * FG + f) * ws_f + c * ws_c
-                            + flip_tap(kd, KD, flip) * ws_d + flip_tap(kh, KH, flip) * ws_h
-                            + flip_tap(kw, KW, flip) * ws_w);
-}
+/* ---- operand packing (the transposed weights come from pack.cl) --------- */
 
 /* Splits a flat index of a D x H x W box into (d, h, w); 32-bit divisions
  * (several times cheaper) whenever the box has fewer than 2^31 elements. */

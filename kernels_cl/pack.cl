@@ -27,14 +27,17 @@ inline ACC_T load_operand(__global const W_T *p, long i)
     return v;
 }
 
-/* out[g][fblk][c][kd][kh][kw][j] = w[g*FG + fblk*FB + j][c][taps] (flipped taps when flip).
+/* out[g][fblk][c][kd][kh][kw][j] = w at g * ws_g + (fblk*FB + j) * ws_f + c * ws_c + taps
+ * (flipped taps when flip). The forward kernels read the weight's own filters
+ * and channels (ws_g = FG * ws_f); the backward pass reads it transposed
+ * within each group (filters and channels swap roles and strides).
  *
  * One work-item per (g, fblk, c, kd): KH * KW * FB consecutive outputs, so
  * the index decomposition (run-time 64-bit divisions, which dominate a
  * per-element kernel) is paid once per slab, not per element.
  *   global id 0: ((g * NFB + fblk) * CG + c) * KD + kd (padded to WG_PACK) */
 __kernel __attribute__((reqd_work_group_size(WG_PACK, 1, 1)))
-void pack_weights(__global const W_T *restrict w, const long w_off,
+void pack_weights(__global const W_T *restrict w, const long w_off, const long ws_g,
                   const long ws_f, const long ws_c, const long ws_d, const long ws_h,
                   const long ws_w,
                   __global ACC_T *restrict out, const long slabs,
@@ -51,7 +54,7 @@ void pack_weights(__global const W_T *restrict w, const long w_off,
     const int g = (int)t;
     __global ACC_T *o = out + i * KH * KW * FB;
     const int nf = CLCONV_MIN(FB, FG - fblk * FB);  /* real filters of this block */
-    __global const W_T *wf = w + w_off + (long)(g * FG + fblk * FB) * ws_f + c * ws_c
+    __global const W_T *wf = w + w_off + g * ws_g + (long)(fblk * FB) * ws_f + c * ws_c
                            + flip_tap(kd, KD, flip) * ws_d;
     for (int kh = 0; kh < KH; ++kh) {
         for (int kw = 0; kw < KW; ++kw) {

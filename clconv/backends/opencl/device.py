@@ -35,10 +35,9 @@ def pin_pocl_workers(environ: MutableMapping[str, str] | None = None,
                      allowed: set[int] | None = None, cpus: int | None = None) -> bool:
     """Set ``POCL_AFFINITY=1`` (PoCL's CPU driver pins worker thread i to CPU i) when safe.
 
-    Measured on a 2-core Linux VM: without it the kernel scheduler often
-    keeps both PoCL workers on one CPU for a whole process, and every kernel
-    takes twice as long (1x256x28x28 -> 128 1x1: 0.55 ms in such processes,
-    0.28 ms pinned, 5 of 5 processes each way). PoCL pins to absolute CPU
+    Without it the kernel scheduler of a small Linux VM often keeps both PoCL
+    workers on one CPU for a whole process, and every kernel takes twice as
+    long (benchmarks/README.md). PoCL pins to absolute CPU
     numbers and aborts when that fails, so this only happens on Linux when the
     process may run on every CPU, PoCL will start one worker per CPU (no
     thread-count variable asks otherwise) and the user has not set
@@ -294,9 +293,9 @@ class Found:
 
 
 TYPE_ORDER = {"gpu": 0, "cpu": 1, "accelerator": 2}
-# Among working CPU devices, PoCL first: clconv's kernels are written in the
-# explicit-vector style PoCL's compiler vectorises, and measured faster there
-# than on Intel's CPU runtime on the same machine (benchmarks/README.md).
+# Among working CPU devices, PoCL first: clconv's CPU kernels are written in
+# the explicit-vector style PoCL's compiler vectorises, and run at least as
+# fast there as on Intel's CPU runtime on the same machine (benchmarks/README.md).
 CPU_PLATFORM_ORDER = ("portable computing language",)
 
 NAME_FORMS = ("'opencl' (the preferred working device), 'opencl:gpu', 'opencl:cpu', "

@@ -41,6 +41,7 @@ from .common import (
     spatial3,
     type_defines,
 )
+from .pack import weight_pack_plan
 
 # Work-items the grad-weight reduction aims for (items x row blocks): enough
 # parallel work for a GPU, a few hundred blocks of a CPU's cores.
@@ -182,20 +183,16 @@ def transposed_block(spec: ConvSpec, limits: Limits) -> int:
 
 def _weights_t(dctx: DeviceContext, spec: ConvSpec, cfg: BackwardConfig, prg: ProgramRef,
                lay: BackwardLayout, limits: Limits) -> Plan:
-    """The transposed weights ``wt``: packed by ``pack_weights_t`` from a device weight."""
+    """The transposed weights ``wt``: pack.cl's ``pack_weights`` from a device weight
+    (a host weight is packed by :func:`.pack.pack_host` and bound as ``wt``)."""
     g, cg, fg = spec.groups, spec.in_per_group, spec.out_per_group
-    ncb = ceil_div(cg, cfg.cb)
     kd, kh, kw = spatial3(spec.kernel_size, 1)
-    total = g * ncb * fg * kd * kh * kw * cfg.cb
-    nbytes = total * acc_dtype(spec).itemsize
-    _check_bytes(dctx, spec, limits, "packed weight", nbytes)
+    total = g * ceil_div(cg, cfg.cb) * fg * kd * kh * kw * cfg.cb
+    _check_bytes(dctx, spec, limits, "packed weight", total * acc_dtype(spec).itemsize)
     if lay.w_dtype is None:
         return Plan(())
-    ws = (lay.w_strides[0], lay.w_strides[1], *spatial3(lay.w_strides[2:], 0))
-    step = Step.of(prg, "pack_weights_t", (round_up(total, cfg.wg),), (cfg.wg,),
-                   Ref("w_src"), OffsetOf("w_src"), *i64s(ws), Ref("wt"), np.int64(total),
-                   *i32s((cg, fg, ncb, kd, kh, kw, int(spec.flip))))
-    return Plan((step,), (Scratch("wt", nbytes),))
+    return weight_pack_plan(spec, cfg.cb, lay.w_dtype, lay.w_strides, transposed=True
+                            ).renamed({"w": "wt"})
 
 
 def _grad_input(dctx: DeviceContext, spec: ConvSpec, cfg: BackwardConfig, prg: ProgramRef,

@@ -78,13 +78,18 @@ def _pack_program(spec: ConvSpec, dtype: np.dtype, fb: int) -> ProgramRef:
 
 
 def weight_pack_plan(spec: ConvSpec, fb: int, w_dtype: np.dtype,
-                     w_strides: tuple[int, ...]) -> Plan:
-    """pack.cl's ``pack_weights`` from the bound ``w_src`` into the scratch ``w``."""
+                     w_strides: tuple[int, ...], transposed: bool = False) -> Plan:
+    """pack.cl's ``pack_weights`` from the bound ``w_src`` into the scratch ``w``
+    (``transposed``: the backward pass's layout, as :func:`pack_host`'s)."""
     g, fg, cg = spec.groups, spec.out_per_group, spec.in_per_group
+    sf, sc = w_strides[0], w_strides[1]
+    ws_g = fg * sf
+    if transposed:  # the channels are the blocked "filters", the filters the "channels"
+        fg, cg, sf, sc = cg, fg, sc, sf
     nfb = ceil_div(fg, fb)
     kd, kh, kw = spatial3(spec.kernel_size, 1)
     slabs = g * nfb * cg * kd  # one work-item each: kh * kw * fb values
-    ws = (w_strides[0], w_strides[1], *spatial3(w_strides[2:], 0))
+    ws = (ws_g, sf, sc, *spatial3(w_strides[2:], 0))
     step = Step.of(_pack_program(spec, w_dtype, fb), "pack_weights",
                    (round_up(slabs, WG_PACK),), (WG_PACK,),
                    Ref("w_src"), OffsetOf("w_src"), *i64s(ws), Ref("w"), np.int64(slabs),

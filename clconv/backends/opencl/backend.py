@@ -27,6 +27,7 @@ from .build import ProgramRef
 from .context import DeviceContext, Limits, is_released
 from .device import check_not_forked
 from .execute import (
+    ZERO_COPY_MIN,
     Operand,
     aligned_empty,
     driver_errors,
@@ -217,8 +218,11 @@ class OpenCLBackend:
 
     def _forward_host(self, choice: Choice, packed: dict[str, Any], x: np.ndarray,
                       spec: ConvSpec, limits: Limits, queue: Any, allocate: Any) -> np.ndarray:
-        # Aligned so that the device can write the result in place (see host_buffer).
-        y = aligned_empty(spec.output_shape, spec.dtype, max(self.dctx.zero_copy_align, 128))
+        # Aligned so that the device can write a large result in place (see host_buffer).
+        if math.prod(spec.output_shape) * np.dtype(spec.dtype).itemsize >= ZERO_COPY_MIN:
+            y = aligned_empty(spec.output_shape, spec.dtype, max(self.dctx.zero_copy_align, 128))
+        else:
+            y = np.empty(spec.output_shape, dtype=spec.dtype)
         for piece, plan in self._route(choice, spec, limits):
             x_piece = np.ascontiguousarray(take_piece(x, spec, piece))
             y_piece = y[piece.out_index]

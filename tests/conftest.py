@@ -10,7 +10,9 @@ when no OpenCL device works, instead of quietly testing NumPy only.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -31,8 +33,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # Winners a developer stored with `clconv tune` must not change which path the suite
 # exercises: the tests see an empty tune cache of their own (tests/test_tune.py sets
 # its own files).
-os.environ["CLCONV_TUNE_CACHE"] = os.path.join(tempfile.mkdtemp(prefix="clconv-tune-"),
-                                               "tune.json")
+_TUNE_DIR = tempfile.mkdtemp(prefix="clconv-tune-")
+atexit.register(shutil.rmtree, _TUNE_DIR, ignore_errors=True)
+os.environ["CLCONV_TUNE_CACHE"] = os.path.join(_TUNE_DIR, "tune.json")
 
 
 def opencl_backend_names() -> list[str]:

@@ -28,7 +28,6 @@
  * barrier, so padded work-items simply return. */
 #include "common.h"
 
-/* The weight's storage (W_T, W_HALF) is common.h's. */
 #ifndef GY_T
 #define GY_T OUT_T
 #endif

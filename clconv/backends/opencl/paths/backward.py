@@ -145,9 +145,9 @@ def _check_bytes(dctx: DeviceContext, spec: ConvSpec, limits: Limits, what: str,
 def _program(spec: ConvSpec, cfg: BackwardConfig, lay: BackwardLayout) -> ProgramRef:
     """conv_backward.cl built for the operand types and the blocking of ``cfg``."""
     defines = type_defines(spec, lay.gy_dtype if lay.x_dtype is None else lay.x_dtype, "IN")
-    w_dtype = acc_dtype(spec) if lay.w_dtype is None else lay.w_dtype
-    for prefix, dtype in (("W", w_dtype), ("GY", lay.gy_dtype)):
-        defines.update(type_defines(spec, dtype, prefix))
+    # Only grad_output's storage type matters besides the input's: the weights
+    # arrive packed in the accumulator type (pack.cl or the host packer).
+    defines.update(type_defines(spec, lay.gy_dtype, "GY"))
     defines.update(cfg.defines())
     if lay.bias:
         defines["GX_BIAS"] = 1

@@ -36,7 +36,7 @@ inline ACC_T load_operand(__global const W_T *p, long i)
  * the index decomposition (run-time 64-bit divisions, which dominate a
  * per-element kernel) is paid once per slab, not per element.
  *   global id 0: ((g * NFB + fblk) * CG + c) * KD + kd (padded to WG_PACK) */
-__kernel __attribute__((reqd_work_group_size(WG_PACK, 1, 1)))
+__kernel CLCONV_VECTOR_STYLE __attribute__((reqd_work_group_size(WG_PACK, 1, 1)))
 void pack_weights(__global const W_T *restrict w, const long w_off, const long ws_g,
                   const long ws_f, const long ws_c, const long ws_d, const long ws_h,
                   const long ws_w,

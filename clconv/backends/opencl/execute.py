@@ -11,7 +11,9 @@ exception classes.
 
 from __future__ import annotations
 
+import ctypes
 import math
+import mmap
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +28,10 @@ from .plan import Plan
 # blocking copy costs one synchronisation, a map/unmap two, and the copy
 # itself is negligible.
 ZERO_COPY_MIN = 256 * 1024
+# A read-only array this large is used in place, even unaligned (see
+# host_operand): creating a buffer that copies it costs more from here on,
+# while one over host memory costs the same at any size.
+IN_PLACE_MIN = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -91,25 +97,25 @@ def host_buffer(dctx: DeviceContext, queue: Any, array: np.ndarray, allocate: An
                 writable: bool = False) -> Any:
     """A device buffer holding a C-contiguous host ``array``.
 
-    On unified-memory CPU devices, arrays of at least :data:`ZERO_COPY_MIN`
-    bytes are used in place (``USE_HOST_PTR``, no copy; results written there
-    must be mapped before the host reads them, see :func:`read_back`) when
-    they start on the device's ``zero_copy_align``; others are uploaded to a
-    pooled buffer (one copy, and no page faults on a fresh array). The kernels must not assume more
-    alignment than the element size, except for packed weights, which
-    :func:`aligned_empty` allocates. Small inputs are
-    copied when the buffer is created (``COPY_HOST_PTR``: no queue command);
-    larger ones go to a pooled buffer by a non-blocking upload (pyopencl keeps
-    ``array`` alive until the copy is done).
+    On unified-memory CPU devices an array that starts on the device's
+    ``zero_copy_align`` is used in place (``USE_HOST_PTR``, no copy): read-only
+    ones from :data:`IN_PLACE_MIN` bytes, results from :data:`ZERO_COPY_MIN`
+    (a result must be mapped before the host reads it, see :func:`read_back`).
+    Smaller read-only arrays are copied when the buffer is created
+    (``COPY_HOST_PTR``: no queue command); any other goes to a pooled buffer by
+    a non-blocking upload (pyopencl keeps ``array`` alive until the copy is
+    done). Kernels must not assume more alignment than the element size,
+    except for packed weights, which :func:`aligned_empty` allocates.
     """
     import pyopencl as cl
 
-    if (dctx.host_unified and array.nbytes >= ZERO_COPY_MIN and array.flags.writeable
+    minimum = ZERO_COPY_MIN if writable else IN_PLACE_MIN
+    if (dctx.host_unified and array.nbytes >= minimum and array.flags.writeable
             and array.ctypes.data % dctx.zero_copy_align == 0):
         flags = cl.mem_flags.USE_HOST_PTR | (
             cl.mem_flags.READ_WRITE if writable else cl.mem_flags.READ_ONLY)
         return cl.Buffer(dctx.context, flags, hostbuf=array)
-    if not writable and 0 < array.nbytes < ZERO_COPY_MIN:
+    if not writable and 0 < array.nbytes < IN_PLACE_MIN:
         return cl.Buffer(dctx.context, cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR,
                          hostbuf=array)
     buf = allocate(array.nbytes)
@@ -118,12 +124,43 @@ def host_buffer(dctx: DeviceContext, queue: Any, array: np.ndarray, allocate: An
     return buf
 
 
+def _page_view(dctx: DeviceContext, array: np.ndarray) -> tuple[Any, int] | None:
+    """Bytes from the ``zero_copy_align`` boundary at or before ``array``'s first
+    byte to its last, and ``array``'s element offset in them; ``None`` when the
+    device cannot use host memory in place or the boundary could lie on another
+    page (which need not be mapped).
+
+    A read-only operand need not be aligned itself: the kernels take an element
+    offset, and the bytes before the array lie on the page of its first byte.
+    The view keeps ``array`` alive as long as the buffer made from it.
+    """
+    align = dctx.zero_copy_align
+    start = array.ctypes.data
+    skip = start % align
+    if (not dctx.host_unified or array.nbytes < IN_PLACE_MIN or align > mmap.PAGESIZE
+            or skip % array.dtype.itemsize):
+        return None
+    view = (ctypes.c_uint8 * (skip + array.nbytes)).from_address(start - skip)
+    view.owner = array
+    return view, skip // array.dtype.itemsize
+
+
 def host_operand(dctx: DeviceContext, queue: Any, array: np.ndarray, allocate: Any,
                  writable: bool = False) -> Operand:
-    """An :class:`Operand` for a C-contiguous host array (see :func:`host_buffer`)."""
+    """An :class:`Operand` for a C-contiguous host ``array``: read-only ones in place
+    on unified memory wherever they start (see :func:`_page_view`), others as
+    :func:`host_buffer` places them."""
+    import pyopencl as cl
+
     size = array.dtype.itemsize
-    return Operand(host_buffer(dctx, queue, array, allocate, writable), 0,
-                   tuple(s // size for s in array.strides), tuple(array.shape), array.dtype)
+    strides = tuple(s // size for s in array.strides)
+    page = None if writable else _page_view(dctx, array)
+    if page is not None:
+        flags = cl.mem_flags.USE_HOST_PTR | cl.mem_flags.READ_ONLY
+        return Operand(cl.Buffer(dctx.context, flags, hostbuf=page[0]), page[1], strides,
+                       tuple(array.shape), array.dtype)
+    return Operand(host_buffer(dctx, queue, array, allocate, writable), 0, strides,
+                   tuple(array.shape), array.dtype)
 
 
 def upload(queue: Any, array: Any, allocate: Any) -> Any:

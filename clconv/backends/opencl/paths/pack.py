@@ -19,7 +19,7 @@ import numpy as np
 from ...._spec import ConvSpec
 from ..build import ProgramRef
 from ..context import DeviceContext
-from ..execute import ZERO_COPY_MIN, Operand, aligned_empty, host_buffer, host_operand, run
+from ..execute import IN_PLACE_MIN, Operand, aligned_empty, host_buffer, host_operand, run
 from ..plan import OffsetOf, Plan, Ref, Scratch, Step
 from .common import acc_dtype, ceil_div, i32s, i64s, round_up, spatial3, type_defines
 
@@ -39,8 +39,9 @@ def packed_bytes(spec: ConvSpec, fb: int) -> int:
 
 
 def pack_host(weight: np.ndarray, spec: ConvSpec, fb: int, transposed: bool = False,
-              ) -> np.ndarray:
-    """The packed layout built on the host (one upload), 128-byte aligned.
+              align: int = 128) -> np.ndarray:
+    """The packed layout built on the host, aligned to ``align`` bytes (at least 128):
+    a device's ``zero_copy_align`` lets unified memory use it in place.
 
     ``transposed``: the backward pass's layout ``[G][NCB][FG][KD][KH][KW][CB]``
     (``fb`` is then the channel block), the forward layout of the weight with
@@ -65,7 +66,7 @@ def pack_host(weight: np.ndarray, spec: ConvSpec, fb: int, transposed: bool = Fa
         blocked = full
     # Aligned: the kernels read FB filters as one aligned vector, and on
     # unified memory this array is the device buffer itself.
-    out = aligned_empty((g, nfb, cg, *taps, fb), acc)
+    out = aligned_empty((g, nfb, cg, *taps, fb), acc, max(align, 128))
     out[...] = blocked.reshape(g, nfb, fb, cg, *taps).transpose(0, 1, 3, 4, 5, 6, 2)
     return out
 
@@ -124,13 +125,14 @@ def pack_operands(dctx: DeviceContext, queue: Any, weight: Any, bias: Any, spec:
                          lambda: weight_pack_plan(spec, fb, weight.dtype, weight.strides))
         packed = allocate(plan.scratch_bytes)
         run(dctx, queue, Plan(plan.steps), {"w_src": weight, "w": packed}, allocate)
-    elif (fb == 1 and not spec.flip and weight.dtype == acc and weight.nbytes < ZERO_COPY_MIN
+    elif (fb == 1 and not spec.flip and weight.dtype == acc and weight.nbytes < IN_PLACE_MIN
           and weight.flags.c_contiguous):
         # One filter per block: the packed layout is the weight's own; small
         # weights are copied when the buffer is created (no NumPy packing).
         packed = host_buffer(dctx, queue, weight, allocate)
     else:
-        packed = host_buffer(dctx, queue, pack_host(weight, spec, fb), allocate)
+        packed = host_buffer(dctx, queue, pack_host(weight, spec, fb, align=dctx.zero_copy_align),
+                             allocate)
     packed_bias = None
     if isinstance(bias, Operand):
         plan = dctx.memo(("pack b", spec, bias.dtype, bias.strides[0]),

@@ -1,11 +1,14 @@
 /* Register-blocked implicit GEMM for dense (many channels per group) layers.
  *
  * M = output pixels, N = filters of a group, K = CG * KD * KH * KW taps.
- * One work-item computes FB filters (one ACC_T##FB vector) x OB output
- * columns of one output row: OB independent vector accumulators. Per tap it
- * loads one weight vector (FB filters, packed contiguously by pack.cl as
- * [G][NFB][CG][KD][KH][KW][FB]) and OB input scalars, each broadcast to the
- * vector: OB vector multiply-adds per 1 + OB loads, any stride.
+ * One work-item computes NV blocks of FB filters (one ACC_T##FB vector each)
+ * x OB output columns of one output row: OB * NV independent vector
+ * accumulators. Per tap it loads NV weight vectors (FB filters each, packed
+ * contiguously by pack.cl as [G][NFB][CG][KD][KH][KW][FB]) and OB input
+ * scalars, each broadcast to the vectors: OB * NV vector multiply-adds per
+ * NV + OB loads, any stride. NV > 1 is for wide register files (AVX-512's
+ * 32 registers, GPUs): enough independent accumulators to hide the
+ * multiply-add latency without more input loads per tap.
  *
  * The input must need no border handling: either the caller's buffer when
  * the convolution has no padding, or the scratch written by pad.cl. Its
@@ -13,9 +16,10 @@
  * the last block's row (or slice) read its last pixel and are never stored,
  * so no read leaves the input.
  *
- *   global id 0: column block * NFB + filter block (padded to a multiple of
- *                WG_X): the filter blocks of one column block run back to
- *                back and re-read the same input lines from cache
+ *   global id 0: column block * ceil(NFB / NV) + group of NV filter blocks
+ *                (padded to a multiple of WG_X): the filter blocks of one
+ *                column block run back to back and re-read the same input
+ *                lines from cache
  *   global id 1: output row od * OH + oh (padded to a multiple of WG_Y)
  *   global id 2: n * G + g
  * With FLAT=1 a block is OB consecutive pixels of the whole OH x OW slice
@@ -36,6 +40,12 @@
 #endif
 #if OB < 1 || OB > 16
 #error "OB (output columns per work-item) must be in 1..16"
+#endif
+#ifndef NV
+#define NV 1
+#endif
+#if NV < 1 || NV > 4
+#error "NV (filter blocks per work-item) must be in 1..4"
 #endif
 #ifndef KH
 #define KH 3
@@ -89,8 +99,9 @@ void conv_gemm(CLCONV_BORDER_FREE_PARAMS(SW))
     const int wf = get_global_id(0);
     const int row = get_global_id(1);
     const int ng = get_global_id(2);
-    const int wb = wf / NFB;
-    const int fblk = wf % NFB;
+    const int NFW = (NFB + NV - 1) / NV;  /* work-items per column block */
+    const int wb = wf / NFW;
+    const int fblk0 = (wf % NFW) * NV;
     const int g = ng % G;
     const long n = ng / G;
 #if FLAT
@@ -109,14 +120,22 @@ void conv_gemm(CLCONV_BORDER_FREE_PARAMS(SW))
     const int p0 = wb * OB;  /* the block's first pixel in its line */
     __global const ACC_T *xg = x + x_off + n * xs_n + (long)g * CG * xs_c
                              + od * SD * xs_d + oh * SH * xs_h;
-    __global const ACC_T *w = wp + (long)(g * NFB + fblk) * CG * KD * KH * KW * FB;
+    const int block_len = CG * KD * KH * KW * FB;  /* one filter block's packed weights */
+    __global const ACC_T *w = wp + (long)(g * NFB + fblk0) * block_len;
+    /* A group past the last block reads the last one again and stores nothing. */
+    int wv_off[NV];
+#pragma unroll
+    for (int v = 0; v < NV; ++v)
+        wv_off[v] = CLCONV_MIN(v, NFB - 1 - fblk0) * block_len;
 
     int xo[OB];
-    ACCV_T acc[OB];
+    ACCV_T acc[OB][NV];
 #pragma unroll
     for (int ob = 0; ob < OB; ++ob) {
         xo[ob] = in_pixel(CLCONV_MIN(p0 + ob, P - 1), OW, SH, SW, xs_h);
-        acc[ob] = (ACCV_T)(0);
+#pragma unroll
+        for (int v = 0; v < NV; ++v)
+            acc[ob][v] = (ACCV_T)(0);
     }
 UNROLL_C
     for (int c = 0; c < CG; ++c) {
@@ -127,29 +146,33 @@ UNROLL_C
                 __global const ACC_T *xh = xd + kh * DH * xs_h;
 #pragma unroll
                 for (int kw = 0; kw < KW; ++kw) {
-                    const ACCV_T wv = LOAD_W(w);
+                    ACCV_T wv[NV];
+#pragma unroll
+                    for (int v = 0; v < NV; ++v)
+                        wv[v] = LOAD_W(w + wv_off[v]);
                     w += FB;
                     __global const ACC_T *xk = xh + kw * DW;
 #pragma unroll
-                    for (int ob = 0; ob < OB; ++ob)
-                        acc[ob] = (ACCV_T)(xk[xo[ob]]) * wv + acc[ob];
+                    for (int ob = 0; ob < OB; ++ob) {
+                        const ACCV_T xv = (ACCV_T)(xk[xo[ob]]);
+#pragma unroll
+                        for (int v = 0; v < NV; ++v)
+                            acc[ob][v] = xv * wv[v] + acc[ob][v];
+                    }
                 }
             }
         }
     }
 
-    const int f0 = g * FG + fblk * FB;
-    const int nf = CLCONV_MIN(FB, FG - fblk * FB);
     const int nob = CLCONV_MIN(OB, P - p0);
 #if FLAT
-    __global OUT_T *yo = y + y_off + n * ys_n + od * ys_d + (long)f0 * ys_c;
+    __global OUT_T *yo = y + y_off + n * ys_n + od * ys_d;
     long yoff[OB];
     for (int ob = 0; ob < nob; ++ob)
         yoff[ob] = ((p0 + ob) / OW) * ys_h + ((p0 + ob) % OW) * ys_w;
 #define Y_AT(ob) yoff[ob]
 #else
-    __global OUT_T *yo = y + y_off + n * ys_n + od * ys_d + oh * ys_h + p0 * ys_w
-                       + (long)f0 * ys_c;
+    __global OUT_T *yo = y + y_off + n * ys_n + od * ys_d + oh * ys_h + p0 * ys_w;
 #define Y_AT(ob) ((ob) * ys_w)
 #endif
     /* Spill the accumulators through an aligned private array (a vector
@@ -158,12 +181,19 @@ UNROLL_C
      * taps per filter (low K) the stores are a large share of the work. */
     ACC_T lanes[OB][FB] __attribute__((aligned(FB * sizeof(ACC_T))));
 #pragma unroll
-    for (int ob = 0; ob < OB; ++ob)
-        *(ACCV_T *)lanes[ob] = acc[ob];
-    for (int j = 0; j < nf; ++j) {
-        const ACC_T b = has_bias ? bias[f0 + j] : (ACC_T)(0);
-        __global OUT_T *yj = yo + j * ys_c;
-        for (int ob = 0; ob < nob; ++ob)
-            STORE_OUT(yj, Y_AT(ob), has_bias ? lanes[ob][j] + b : lanes[ob][j]);
+    for (int v = 0; v < NV; ++v) {
+        if (fblk0 + v >= NFB)
+            break;
+        const int f0 = g * FG + (fblk0 + v) * FB;
+        const int nf = CLCONV_MIN(FB, FG - (fblk0 + v) * FB);
+#pragma unroll
+        for (int ob = 0; ob < OB; ++ob)
+            *(ACCV_T *)lanes[ob] = acc[ob][v];
+        for (int j = 0; j < nf; ++j) {
+            const ACC_T b = has_bias ? bias[f0 + j] : (ACC_T)(0);
+            __global OUT_T *yj = yo + (long)(f0 + j) * ys_c;
+            for (int ob = 0; ob < nob; ++ob)
+                STORE_OUT(yj, Y_AT(ob), has_bias ? lanes[ob][j] + b : lanes[ob][j]);
+        }
     }
 }

@@ -844,6 +844,50 @@ def test_gemm_blocks_crossing_rows(cl_backend, monkeypatch, case):
     check_against_oracle(case, cl_backend)
 
 
+
+GEMM_WIDE_CASES = [
+    (dataclasses.replace(GRID[0], ndim=nd, size=size, kernel=kernel, channels=ch, filters=f,
+                         groups=g, stride=stride, padding=padding, channels_last=last,
+                         dtype=dtype), nv, ob)
+    for nd, size, kernel, ch, f, g, stride, padding, last, dtype, nv, ob in [
+        # 40 filters are 3 blocks of 16: the last group of blocks is partly past them
+        (2, (9, 14), (3, 3), 5, 40, 1, 1, 1, False, "float32", 2, 6),
+        (2, (9, 14), (3, 3), 5, 40, 1, 1, 1, False, "float32", 4, 4),
+        (2, (7, 7), (3, 3), 6, 64, 2, 1, 1, True, "float32", 2, 12),   # flat blocks, groups
+        (2, (12, 30), (1, 1), 8, 50, 1, 2, 0, False, "float16", 3, 6),
+        (3, (3, 5, 6), (2, 3, 3), 4, 33, 1, 1, 1, False, "float32", 3, 4),
+        (1, (40,), (5,), 3, 64, 1, 1, 2, False, "float32", 4, 6),
+    ]]
+
+
+@pytest.mark.parametrize("case,nv,ob", GEMM_WIDE_CASES,
+                         ids=lambda c: c.ident() if hasattr(c, "ident") else str(c))
+def test_gemm_several_filter_blocks_per_work_item(cl_backend, case, nv, ob):
+    """NV blocks of 16 filters per work-item: every filter of every block, the
+    blocks past the last filter stored nowhere, for tails, groups, flat blocks,
+    strides, layouts, ranks and dtypes."""
+    with paths.override("gemm", fb=16, nv=nv, ob=ob):
+        check_against_oracle(case, cl_backend)
+
+
+def test_wide_registers_take_several_filter_blocks():
+    """A device with 16 floats per vector gets several filter blocks per work-item
+    for many filters, one for few; narrower devices keep one."""
+    from clconv.backends.opencl.context import Limits
+    from clconv.backends.opencl.paths.gemm import gemm_config
+
+    def config(filters, width):
+        spec = case_spec(dataclasses.replace(GRID[0], ndim=2, size=(20, 30), kernel=(3, 3),
+                                             channels=8, filters=filters))
+        limits = Limits(1 << 30, 1 << 30, 1024, 32768, False, vector_width=width)
+        return gemm_config(spec, limits, spec.out_size[-1])
+
+    assert (config(64, 16).nv, config(64, 16).ob) == (4, 4)
+    assert (config(32, 16).nv, config(32, 16).ob) == (2, 12)
+    assert config(16, 16).nv == 1
+    assert (config(64, 8).nv, config(64, 8).ob) == (1, 6)
+
+
 DEVICE_PACK_CASES = GRID[::4]
 
 

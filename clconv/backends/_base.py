@@ -33,6 +33,7 @@ class DeviceInfo:
     opencl_c_version: str = ""
     max_work_group_size: int = 0
     local_mem: int = 0
+    native_float_width: int = 1  # floats per native vector (16 on AVX-512 CPUs)
 
 
 @runtime_checkable

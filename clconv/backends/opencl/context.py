@@ -60,6 +60,7 @@ class Limits:
     local_mem: int
     strict: bool
     group_items: int = 1  # items per work-group the paths aim for (1: CPU shapes)
+    vector_width: int = 1  # the device's native floats per vector (blocking choices)
 
 
 def strict_mode() -> bool:
@@ -81,7 +82,8 @@ def compute_limits(info: DeviceInfo) -> Limits:
         local = min(local, STRICT_LOCAL_MEM)
     group_items = min(GPU_GROUP_ITEMS, wg) if strict or info.type != "cpu" else 1
     return Limits(max_alloc=max_alloc, memory_budget=int(info.global_mem * MEMORY_FRACTION),
-                  max_work_group=wg, local_mem=local, strict=strict, group_items=group_items)
+                  max_work_group=wg, local_mem=local, strict=strict, group_items=group_items,
+                  vector_width=info.native_float_width)
 
 
 class DeviceContext:

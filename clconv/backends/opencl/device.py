@@ -259,6 +259,7 @@ def describe(p: int, d: int, platform: Any, device: Any) -> DeviceInfo:
         opencl_c_version=device.opencl_c_version.strip(),
         max_work_group_size=int(device.max_work_group_size),
         local_mem=int(device.local_mem_size),
+        native_float_width=int(device.native_vector_width_float or 1),
     )
 
 

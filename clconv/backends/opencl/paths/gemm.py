@@ -33,7 +33,8 @@ from .pad import border_free
 
 @dataclass(frozen=True)
 class GemmConfig:
-    """Blocking of one conv_gemm.cl build: FB filters x OB output columns per work-item."""
+    """Blocking of one conv_gemm.cl build: NV blocks of FB filters x OB output columns
+    per work-item."""
 
     fb: int = tunable(16, (4, 8, 16))
     ob: int = tunable(6, tuple(range(1, 17)))
@@ -41,6 +42,7 @@ class GemmConfig:
     wg_y: int = tunable(1, POW2)
     cu: int = tunable(1, (1, 2, 4, 8))  # channels per unrolled step of the K loop
     flat: int = tunable(0, (0, 1))  # 1: blocks of OB consecutive pixels of a depth slice
+    nv: int = tunable(1, (1, 2, 3, 4))  # blocks of FB filters per work-item
 
 
 def gemm_config(spec: ConvSpec, limits: Limits, width: int, gpu_wide: int = 16,
@@ -53,10 +55,18 @@ def gemm_config(spec: ConvSpec, limits: Limits, width: int, gpu_wide: int = 16,
     fg = spec.out_per_group
     fb = 16 if fg > 8 else 8 if fg > 4 else 4
     ob = 6 if fb == 16 else 8
+    nv = 1
     if spec.dtype == "float64":
         # The same register budget in doubles: 8 filters (two double4) x 6 columns.
         fb = min(fb, 8)
         ob = 6 if fb == 8 else 8
+    elif fb == 16 and limits.vector_width >= 16:
+        # One float16 per register and 32 registers (AVX-512): up to 4 filter
+        # blocks share each input load, and 16-24 accumulators hide the
+        # multiply-add latency; fewer blocks take more columns instead.
+        nv = min(4, ceil_div(fg, 16))
+        one_tap = math.prod(spec.kernel_size) == 1
+        ob = {4: 6 if one_tap else 4, 3: 6}.get(nv, 12)
     height = spatial3(spec.out_size, 1)[1]  # rows of one output depth slice
     flat = 0
     if rows and height > 1 and ceil_div(height * width, ob) < height * ceil_div(width, ob):
@@ -70,8 +80,9 @@ def gemm_config(spec: ConvSpec, limits: Limits, width: int, gpu_wide: int = 16,
     cu = 4 if math.prod(spec.kernel_size) == 1 else 1
     if limits.group_items > 1:
         x_items = ceil_div(max(width * (height if flat else 1), 1), ob) * ceil_div(fg, fb)
-        return GemmConfig(fb, ob, *gpu_group(limits, x_items, gpu_wide), cu=cu, flat=flat)
-    return GemmConfig(fb, ob, 1, 1, cu=cu, flat=flat)
+        return GemmConfig(fb, ob, *gpu_group(limits, x_items, gpu_wide), cu=cu, flat=flat,
+                          nv=nv)
+    return GemmConfig(fb, ob, 1, 1, cu=cu, flat=flat, nv=nv)
 
 
 def gemm_plan(dctx: DeviceContext, spec: ConvSpec, cfg: GemmConfig, layout: Layout,
@@ -84,15 +95,16 @@ def gemm_plan(dctx: DeviceContext, spec: ConvSpec, cfg: GemmConfig, layout: Layo
     out_d, out_h, out_w = spatial3(spec.out_size, 1)
     kd, kh, kw = spatial3(spec.kernel_size, 1)
     defines = type_defines(spec, acc_dtype(spec), "IN")
-    defines.update(FB=cfg.fb, OB=cfg.ob, KH=kh, KW=kw, CU=cfg.cu, FLAT=cfg.flat)
+    defines.update(FB=cfg.fb, NV=cfg.nv, OB=cfg.ob, KH=kh, KW=kw, CU=cfg.cu, FLAT=cfg.flat)
     prg, wg_x, wg_y = fitted_program(dctx, "conv_gemm.cl", "conv_gemm", defines, cfg.wg_x,
                                      cfg.wg_y, limits.max_work_group)
     nfb = ceil_div(spec.out_per_group, cfg.fb)
+    nfw = ceil_div(nfb, cfg.nv)  # work-items per block of pixels
     if cfg.flat:  # blocks of pixels of a depth slice x depth slices
-        global_size = (round_up(ceil_div(out_h * out_w, cfg.ob) * nfb, wg_x),
+        global_size = (round_up(ceil_div(out_h * out_w, cfg.ob) * nfw, wg_x),
                        round_up(out_d, wg_y), spec.batch * spec.groups)
     else:  # column blocks x output rows
-        global_size = (round_up(ceil_div(out_w, cfg.ob) * nfb, wg_x),
+        global_size = (round_up(ceil_div(out_w, cfg.ob) * nfw, wg_x),
                        round_up(out_d * out_h, wg_y), spec.batch * spec.groups)
     step = Step.of(
         prg, "conv_gemm", global_size, (wg_x, wg_y, 1),
@@ -132,8 +144,12 @@ class GemmPath(ForwardPath):
         width = self.width(spec)
         widths = (4, 8) if spec.dtype == "float64" else (8, 16)  # one or two registers
         fbs = [fb for fb in widths if fb <= max(4, ceil_div(spec.out_per_group, 4) * 4)]
-        out = [{"fb": fb, "ob": ob} for fb in fbs or [cfg.fb] for ob in (4, 6, 8)
-               if (fb, ob) != (cfg.fb, cfg.ob) and ob <= max(width, 1)]
+        out = [{"fb": fb, "ob": ob, "nv": 1} for fb in fbs or [cfg.fb] for ob in (4, 6, 8)
+               if (fb, ob, 1) != (cfg.fb, cfg.ob, cfg.nv) and ob <= max(width, 1)]
+        if cfg.fb == 16 and spec.out_per_group > 16:  # several filter blocks per work-item
+            nvs = [nv for nv in (2, 4) if nv <= ceil_div(spec.out_per_group, 16)]
+            out += [{"nv": nv, "ob": ob} for nv in nvs for ob in (4, 6, 12)
+                    if (nv, ob) != (cfg.nv, cfg.ob) and ob * nv <= 24]
         return out + [{"cu": cu} for cu in (1, 2, 4) if cu != cfg.cu]
 
     def plan(self, dctx: DeviceContext, spec: ConvSpec, config: GemmConfig, layout: Layout,

@@ -976,13 +976,16 @@ def test_fast_path_hands_over_when_scratch_does_not_fit(cl_backend, monkeypatch,
 
 
 @pytest.mark.parametrize("offset", [0, 1, 3])
-def test_large_host_inputs_at_any_alignment(cl_backend, rng, offset):
-    """Host arrays above the zero-copy size are used in place only when aligned for the
-    device (else uploaded): either way the numbers are right, the input is unchanged,
-    and the result starts on the device's zero-copy alignment."""
+@pytest.mark.parametrize("writeable", [True, False])
+def test_large_host_inputs_at_any_alignment(cl_backend, rng, offset, writeable):
+    """Read-only host operands are used in place on unified memory at any element
+    offset (from the page boundary before them), read-only arrays included: the
+    numbers are right, the input is unchanged, and the result starts on the device's
+    zero-copy alignment."""
     be = clconv.get_backend(cl_backend)
     raw = rng.standard_normal(2 * 3 * 200 * 300 + offset).astype(np.float32)
     x = raw[offset:].reshape(2, 3, 200, 300)
+    x.flags.writeable = writeable
     assert x.nbytes >= 256 * 1024
     before = x.copy()
     w = rng.standard_normal((3, 1, 3, 3)).astype(np.float32)
@@ -990,6 +993,36 @@ def test_large_host_inputs_at_any_alignment(cl_backend, rng, offset):
     np.testing.assert_array_equal(x, before)
     assert_close(y, reference(clconv.conv2d, x, w, padding=1, groups=3), np.float32, 9)
     assert y.ctypes.data % be.dctx.zero_copy_align == 0
+
+
+@pytest.mark.parametrize("offset", [1, 5, 1000])
+def test_unaligned_host_input_is_used_in_place(cl_backend, offset):
+    """On unified memory an unaligned read-only array becomes a buffer over its own
+    memory, from the alignment boundary before it, with the element offset in between."""
+    from clconv.backends.opencl.execute import IN_PLACE_MIN, host_operand
+
+    dctx = clconv.get_backend(cl_backend).dctx
+    raw = aligned_empty_for_test(IN_PLACE_MIN + 8 * 1024, max(dctx.zero_copy_align, 64))
+    x = raw[offset:]
+    op = host_operand(dctx, dctx.queue, x, dctx.allocator(dctx.queue))
+    if not dctx.host_unified:
+        assert op.offset == 0
+        return
+    assert op.buffer.flags & cl.mem_flags.USE_HOST_PTR
+    assert op.offset == (x.ctypes.data % dctx.zero_copy_align) // 4
+    assert op.buffer.size == op.offset * 4 + x.nbytes
+    back = np.empty(op.buffer.size // 4, np.float32)
+    cl.enqueue_copy(dctx.queue, back, op.buffer)
+    np.testing.assert_array_equal(back[op.offset:], x)
+
+
+def aligned_empty_for_test(nbytes: int, align: int) -> np.ndarray:
+    """float32 values 0, 1, 2, ... starting on an ``align``-byte boundary."""
+    from clconv.backends.opencl.execute import aligned_empty
+
+    a = aligned_empty((nbytes // 4,), np.float32, align)
+    a[:] = np.arange(a.size)
+    return a
 
 
 def test_device_style_rules_pick_the_kernel_style():

@@ -406,6 +406,42 @@ def _check_elements(x_shape: tuple[int, ...], batch: int, channels: int, filters
                           lambda: f"input {x_shape}, padding {pads}, output {out}")
 
 
+# Validated calls by what decides their spec: operand shapes and dtypes (NumPy
+# operands only), the other arguments with their types and the host-memory
+# limit's setting, so that a repeated call skips validation. Bounded, oldest
+# entry out first.
+_CALLS: dict[tuple, tuple[ConvSpec, np.dtype, bool]] = {}
+MAX_CALLS = 256
+_KEY_SCALARS = frozenset({int, float, bool, str, type(None)})
+
+
+def _frozen(value: Any) -> Any:
+    """``value`` with the type of every element (True is not 1 here); ``TypeError``
+    for anything but plain scalars and tuples of them."""
+    kind = type(value)
+    if kind in _KEY_SCALARS:
+        return kind, value
+    if kind is tuple:
+        return (tuple, *map(_frozen, value))
+    raise TypeError
+
+
+def _call_key(ndim: int, operands: tuple[Any, ...], args: tuple[Any, ...]) -> tuple | None:
+    """The cache key of a call whose operands are NumPy arrays (or None), else None."""
+    shapes = []
+    for op in operands:
+        if op is None:
+            shapes.append(None)
+        elif type(op) is np.ndarray:
+            shapes.append((op.shape, op.dtype))
+        else:
+            return None
+    try:
+        return ndim, *shapes, *map(_frozen, args)
+    except TypeError:
+        return None
+
+
 def normalize_conv(ndim: int, input: Any, weight: Any, bias: Any, stride: Any, padding: Any,
                    dilation: Any, groups: Any, padding_mode: Any, data_format: Any,
                    flip: Any, *, fill_value: float = 0.0,
@@ -413,8 +449,33 @@ def normalize_conv(ndim: int, input: Any, weight: Any, bias: Any, stride: Any, p
     """Validate conv{ndim}d arguments and build the :class:`ConvSpec`.
 
     ``check_memory=False`` skips the host-memory check (for lazy dask inputs,
-    which never hold the whole input or output at once).
+    which never hold the whole input or output at once). A call with the same
+    operand shapes and dtypes and the same arguments as an earlier valid one
+    reuses its spec.
     """
+    key = _call_key(ndim, (input, weight, bias), (
+        stride, padding, dilation, groups, padding_mode, data_format, flip, fill_value,
+        check_memory and os.environ.get(HOST_MEMORY_ENV)))  # the memory check's limit
+    hit = None if key is None else _CALLS.get(key)
+    if hit is not None:
+        spec, dtype, unbatched = hit
+        x = input.reshape((1, *input.shape)) if unbatched else input
+        return ConvCall(spec, cast_host(as_operand(x, "input"), dtype),
+                        cast_host(as_operand(weight, "weight"), dtype),
+                        None if bias is None else cast_host(as_operand(bias, "bias"), dtype),
+                        unbatched)
+    call = _normalize_conv(ndim, input, weight, bias, stride, padding, dilation, groups,
+                           padding_mode, data_format, flip, fill_value, check_memory)
+    if key is not None:
+        if len(_CALLS) >= MAX_CALLS:
+            _CALLS.pop(next(iter(_CALLS), None), None)
+        _CALLS[key] = (call.spec, np.dtype(call.spec.dtype), call.unbatched)
+    return call
+
+
+def _normalize_conv(ndim: int, input: Any, weight: Any, bias: Any, stride: Any, padding: Any,
+                    dilation: Any, groups: Any, padding_mode: Any, data_format: Any,
+                    flip: Any, fill_value: float, check_memory: bool) -> ConvCall:
     last = channels_last(data_format)
     border = border_mode(padding_mode)
     if not isinstance(flip, (bool, np.bool_)):

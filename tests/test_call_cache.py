@@ -1,0 +1,80 @@
+"""The cache of validated calls: a repeated call reuses its spec, and nothing that
+validation would reject or decide differently slips through it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import clconv
+from clconv import _normalize
+from clconv.errors import AllocationError, ArgumentError
+
+
+def _args(**kw):
+    args = dict(stride=1, padding=1, dilation=1, groups=1, padding_mode="zeros",
+                data_format="channels_first", flip=False)
+    args.update(kw)
+    return args
+
+
+def _call(x, w, b=None, **kw):
+    a = _args(**kw)
+    return _normalize.normalize_conv(2, x, w, b, a["stride"], a["padding"], a["dilation"],
+                                     a["groups"], a["padding_mode"], a["data_format"],
+                                     a["flip"])
+
+
+def test_a_repeated_call_reuses_its_spec(rng):
+    x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    first = _call(x, w)
+    again = _call(x + 1, w)
+    assert again.spec is first.spec
+    assert again.x is not first.x and np.array_equal(again.x, x + 1)
+    other = _call(x[:, :, :8], w)  # another shape: a spec of its own
+    assert other.spec.in_size == (8, 8) and other.spec is not first.spec
+
+
+def test_unbatched_and_cast_operands_on_a_hit(rng):
+    x = rng.integers(0, 5, (3, 7, 6)).astype(np.int16)  # unbatched, cast to float32
+    w = rng.standard_normal((2, 3, 3, 3)).astype(np.float32)
+    for _ in range(2):
+        call = _call(x, w)
+        assert call.unbatched and call.x.shape == (1, 3, 7, 6)
+        assert call.x.dtype == np.float32 and np.array_equal(call.x[0], x)
+    y = clconv.conv2d(x, w, padding=1, backend="numpy")
+    assert y.shape == (2, 7, 6)
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"flip": 1}, "flip=1"),            # equal to True, but not a bool
+    ({"groups": True}, "groups"),       # equal to 1, but not an int
+    ({"stride": 1.0}, "stride"),        # equal to 1, but not an int
+    ({"padding": (1, 1, 1)}, "padding"),
+])
+def test_values_equal_to_valid_ones_are_still_checked(rng, bad, match):
+    x = rng.standard_normal((1, 3, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 3, 3)).astype(np.float32)
+    _call(x, w)
+    with pytest.raises(ArgumentError, match=match):
+        _call(x, w, **bad)
+
+
+def test_the_memory_limit_is_read_again(rng, monkeypatch):
+    x = rng.standard_normal((1, 2, 64, 64)).astype(np.float32)
+    w = rng.standard_normal((2, 2, 3, 3)).astype(np.float32)
+    _call(x, w)
+    monkeypatch.setenv(_normalize.HOST_MEMORY_ENV, "1000")
+    with pytest.raises(AllocationError, match="host memory"):
+        _call(x, w)
+
+
+def test_the_cache_is_bounded(rng, monkeypatch):
+    monkeypatch.setattr(_normalize, "MAX_CALLS", 4)
+    monkeypatch.setattr(_normalize, "_CALLS", {})
+    w = rng.standard_normal((1, 1, 3, 3)).astype(np.float32)
+    for n in range(5, 15):
+        _call(np.zeros((1, 1, n, n), np.float32), w)
+    assert len(_normalize._CALLS) == 4
+    assert _call(np.zeros((1, 1, 5, 5), np.float32), w).spec.in_size == (5, 5)

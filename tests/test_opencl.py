@@ -28,6 +28,7 @@ from clconv import testing
 from clconv._normalize import normalize_conv
 from clconv.backends.opencl import paths
 from clconv.backends.opencl.build import ProgramRef
+from clconv.backends.opencl.execute import Operand
 from clconv.functional import run_conv
 
 
@@ -724,6 +725,8 @@ PATH_CASES = {
     "pointwise": _pointwise_cases(),
     # the work-item-parallel kernel of the "lanes" style, on every case
     "lanes": list(GRID),
+    # vectorised along the pixels, weights in place or packed one filter per block
+    "pixels": list(GRID),
 }
 PATH_PARAMS = [pytest.param(path, case, strict, id=f"{path}-{case.ident()}{'-strict' * strict}")
                for path, cases in PATH_CASES.items() for i, case in enumerate(cases)
@@ -888,6 +891,38 @@ def test_wide_registers_take_several_filter_blocks():
     assert (config(64, 8).nv, config(64, 8).ob) == (1, 6)
 
 
+@pytest.mark.parametrize("weights", ["host-offset", "device", "device-strided",
+                                     "float64-host", "flip"])
+def test_pixels_path_weights_in_place_or_packed(cl_backend, rng, weights):
+    """The pixels path reads a contiguous weight of the accumulator type where it
+    lies (a host array at any element offset, a device array) and packs any other
+    (strided, another dtype, flipped taps) with one filter per block."""
+    x = rng.standard_normal((2, 24, 6, 5)).astype(np.float32)
+    raw = rng.standard_normal(40 * 24 * 9 + 3).astype(np.float32)
+    w = raw[3:].reshape(40, 24, 3, 3)  # 12 bytes past an aligned start
+    b = rng.standard_normal(40).astype(np.float32)
+    kw = {"padding": 1, "flip": weights == "flip"}
+    ref = reference(clconv.conv2d, x, w, b, **kw)
+    be = clconv.get_backend(cl_backend)
+    if weights.startswith("device"):
+        wd = clconv.to_device(np.ascontiguousarray(w[:, :, ::-1] if "strided" in weights
+                                                   else w), backend=cl_backend)
+        w_arg = wd[:, :, ::-1] if "strided" in weights else wd
+    elif weights == "float64-host":
+        w_arg = w.astype(np.float64)
+    else:
+        w_arg = w
+    with paths.override("pixels"):
+        y = clconv.conv2d(x, w_arg, b, backend=cl_backend, **kw)
+    if weights == "device":
+        pixels = paths.PATHS["pixels"]
+        call = normalize_conv(2, x, w_arg, b, 1, 1, 1, 1, "zeros", "channels_first", False)
+        packed = pixels.pack(be.dctx, be.dctx.queue, Operand.of(wd), None, call.spec,
+                             pixels.config(call.spec, be.dctx.limits()), None)
+        assert packed["w"].buffer is wd.base_data  # read in place
+    assert_close(y, ref, np.float32, w[0].size + 1)
+
+
 DEVICE_PACK_CASES = GRID[::4]
 
 
@@ -923,6 +958,8 @@ def test_large_host_weights_at_the_real_threshold(cl_backend, rng, flip):
     ("rows", ((1, 4, 30, 33), (4, 1, 5, 5)), {"padding": 2, "groups": 4}),
     ("rows", ((1, 1, 3000), (1, 1, 41)), {"padding": 20}),
     ("tiny", ((1, 1, 8, 8), (1, 1, 3, 3)), {"padding": 1}),
+    ("pixels", ((1, 128, 7, 7), (128, 128, 3, 3)), {"padding": 1}),
+    ("pixels", ((1, 256, 14, 14), (512, 256, 1, 1)), {"stride": 2}),
     ("direct", ((1, 4, 9, 9), (8, 4, 3, 3)), {}),
 ])
 def test_heuristic_and_forced_choice(cl_backend, be, monkeypatch, path, shape, kw, rng):

@@ -6,6 +6,8 @@ of kernels and how to plan them (:class:`.base.ForwardPath`). The order of
 
 =============  ==============================================================
 ``tiny``       <= 65536 multiply-adds: one launch of the direct kernel
+``pixels``     >= 16 filters per group, <= 256 output pixels per batch, >= 2^17
+               weights: vectorised along pixels, weights read in place
 ``pointwise``  1x1, stride 1, no padding: conv_gemm.cl over flattened pixels
 ``gemm``       >= 4 filters per group: register-blocked implicit GEMM, pad pre-pass
 ``separable``  rank-1 kernels of >= 121 taps, one filter per group, large outputs:
@@ -41,13 +43,14 @@ from .common import allowed_values, with_params
 from .direct import DirectPath
 from .gemm import GemmPath
 from .lanes import LanesPath
+from .pixels import PixelsPath
 from .pointwise import PointwisePath
 from .rows import RowsPath
 from .separable import SeparablePath
 from .tiny import TinyPath
 
 ROWS = RowsPath()
-FORWARD_PATHS: tuple[ForwardPath, ...] = (TinyPath(), PointwisePath(), GemmPath(),
+FORWARD_PATHS: tuple[ForwardPath, ...] = (TinyPath(), PixelsPath(), PointwisePath(), GemmPath(),
                                           SeparablePath(ROWS), ROWS, LanesPath(),
                                           DirectPath())
 PATHS = {p.name: p for p in FORWARD_PATHS}

@@ -133,13 +133,21 @@ def pack_operands(dctx: DeviceContext, queue: Any, weight: Any, bias: Any, spec:
     else:
         packed = host_buffer(dctx, queue, pack_host(weight, spec, fb, align=dctx.zero_copy_align),
                              allocate)
-    packed_bias = None
+    return {"w": packed, "b": pack_bias(dctx, queue, bias, spec, allocate)}
+
+
+def pack_bias(dctx: DeviceContext, queue: Any, bias: Any, spec: ConvSpec,
+              allocate: Any) -> Any:
+    """The bias as a contiguous accumulator-type buffer (``None`` for none):
+    ``bias`` is an :class:`Operand`, a host array of the spec's dtype or ``None``."""
     if isinstance(bias, Operand):
         plan = dctx.memo(("pack b", spec, bias.dtype, bias.strides[0]),
                          lambda: bias_pack_plan(spec, bias.dtype, bias.strides[0]))
-        packed_bias = allocate(plan.scratch_bytes)
-        run(dctx, queue, Plan(plan.steps), {"b_src": bias, "b": packed_bias}, allocate)
-    elif bias is not None:  # host bias of the spec's dtype: exact in the accumulator type
-        host = np.array(bias, dtype=acc)  # a private copy: the caller may reuse theirs
-        packed_bias = host_buffer(dctx, queue, host, allocate)
-    return {"w": packed, "b": packed_bias}
+        packed = allocate(plan.scratch_bytes)
+        run(dctx, queue, Plan(plan.steps), {"b_src": bias, "b": packed}, allocate)
+        return packed
+    if bias is None:
+        return None
+    # A host bias of the spec's dtype is exact in the accumulator type; the copy
+    # is private, since the caller may reuse theirs.
+    return host_buffer(dctx, queue, np.array(bias, dtype=acc_dtype(spec)), allocate)

@@ -1,0 +1,181 @@
+"""The pixels path: dense layers with few output pixels and large weights
+(kernels_cl/conv_pixels.cl), vectorised along the pixels so that the weights
+are read in place instead of packed on every call."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ...._spec import ConvSpec
+from ..build import ProgramRef
+from ..context import DeviceContext, Limits
+from ..execute import Operand, host_operand
+from ..plan import Layout, OffsetOf, Plan, Ref, Scratch, Step
+from .base import ForwardPath
+from .common import (
+    POW2,
+    acc_dtype,
+    ceil_div,
+    contiguous_strides,
+    fitted_program,
+    i32s,
+    i64s,
+    layout_strides,
+    round_up,
+    spatial3,
+    tunable,
+    type_defines,
+)
+from .pack import pack_bias
+from .pad import INT32_MAX, border_free
+
+WG_IM2COL = 8  # taps per work-group of im2col_pixels
+
+# The heuristic takes this path when the pixels of the whole batch are at most
+# PREFER_PIXELS and the weight has at least PREFER_WEIGHTS elements: the gemm
+# path's per-call packing then costs about as much as the convolution.
+PREFER_PIXELS = 256
+PREFER_WEIGHTS = 1 << 17
+
+
+@dataclass(frozen=True)
+class PixelsConfig:
+    """One conv_pixels.cl build: FBK filters x PV vectors of PVW output pixels per
+    work-item, CU taps per unrolled step."""
+
+    pvw: int = tunable(16, (4, 8, 16))
+    pv: int = tunable(4, tuple(range(1, 9)))
+    fbk: int = tunable(6, tuple(range(1, 17)))
+    cu: int = tunable(1, (1, 2, 4))
+    wg_x: int = tunable(1, POW2)
+    wg_y: int = tunable(1, POW2)
+
+
+def pixels_config(spec: ConvSpec, limits: Limits) -> PixelsConfig:
+    """Vectors as wide as the device's, blocks that waste the fewest pixels, and
+    as many filters as about three quarters of the vector registers hold."""
+    width = max(limits.vector_width, 4)
+    if spec.dtype == "float64":
+        width //= 2
+    pvw = 16 if width >= 16 else 8 if width >= 8 else 4
+    nvec = ceil_div(math.prod(spec.out_size), pvw)
+    if nvec <= 4:
+        pv = nvec
+    else:  # the least padded block count; ties go to the larger block
+        pv = min((4, 3, 2), key=lambda b: (ceil_div(nvec, b) * b, -b))
+    registers = 32 if limits.vector_width >= 16 else 16
+    fbk = max(1, min(16, (registers * 3 // 4) // pv, spec.out_per_group))
+    return PixelsConfig(pvw, pv, fbk)
+
+
+def _column_bytes(spec: ConvSpec, cfg: PixelsConfig) -> int:
+    """Bytes of the column matrix: every (sample, group), every tap, padded pixels."""
+    taps = spec.in_per_group * math.prod(spec.kernel_size)
+    pp = round_up(math.prod(spec.out_size), cfg.pv * cfg.pvw)
+    return spec.batch * spec.groups * taps * pp * acc_dtype(spec).itemsize
+
+
+def _padded_bytes(spec: ConvSpec) -> int:
+    """Bytes of pad.cl's border-free copy of the input (pitch 1)."""
+    return (spec.batch * spec.in_channels * math.prod(spec.padded_size)
+            * acc_dtype(spec).itemsize)
+
+
+def pixels_plan(dctx: DeviceContext, spec: ConvSpec, cfg: PixelsConfig, layout: Layout,
+                limits: Limits) -> Plan:
+    """The pad pre-pass (when needed), im2col_pixels and conv_pixels."""
+    src = border_free(dctx, spec, layout, 1, limits)
+    if src is None:  # supports() keeps the padded input within one buffer
+        raise AssertionError("the pixels path's border-free input does not fit")
+    acc = acc_dtype(spec)
+    out_d, out_h, out_w = spatial3(spec.out_size, 1)
+    kd, kh, kw = spatial3(spec.kernel_size, 1)
+    pixels = out_d * out_h * out_w
+    block = cfg.pv * cfg.pvw
+    pp = round_up(pixels, block)
+    taps = spec.in_per_group * kd * kh * kw
+    ng = spec.batch * spec.groups
+    defines = type_defines(spec, acc, "IN")
+    defines.update(PVW=cfg.pvw, PV=cfg.pv, FBK=cfg.fbk, CU=cfg.cu)
+    im2col = ProgramRef.of("conv_pixels.cl", {**defines, "WG_X": WG_IM2COL, "WG_Y": 1})
+    dctx.program(im2col)  # build it now: a build error belongs to planning
+    gather = Step.of(
+        im2col, "im2col_pixels", (round_up(taps, WG_IM2COL), ng), (WG_IM2COL, 1),
+        Ref(src.source), OffsetOf(src.source), np.int64(src.strides[0]),
+        *i32s(src.strides[1:]), Ref("col"),
+        *i32s((out_d, out_h, out_w, kd, kh, kw, *spatial3(spec.stride, 1),
+               *spatial3(spec.dilation, 1), spec.groups, spec.in_per_group, taps, pp)))
+    prg, wg_x, wg_y = fitted_program(dctx, "conv_pixels.cl", "conv_pixels", defines, cfg.wg_x,
+                                     cfg.wg_y, limits.max_work_group)
+    fg = spec.out_per_group
+    conv = Step.of(
+        prg, "conv_pixels",
+        (round_up(pp // block, wg_x), round_up(ceil_div(fg, cfg.fbk), wg_y), ng),
+        (wg_x, wg_y, 1),
+        Ref("col"), Ref("w"), OffsetOf("w"), Ref("b"), np.int32(spec.has_bias),
+        Ref("y"), OffsetOf("y"), *i64s(layout_strides(layout.y_strides, spec)),
+        *i32s((out_h, out_w, pixels, pp, spec.groups, fg, taps)))
+    columns = Scratch("col", ng * taps * pp * acc.itemsize)
+    return src.plan.then(Plan((gather, conv), (columns,)))
+
+
+class PixelsPath(ForwardPath):
+    """Few output pixels, large weights: a column matrix of the pixels, then
+    ``FBK`` filters x ``PV * PVW`` pixels per work-item, the weights read in
+    place (packed with one filter per block only to flip them or change their
+    type or layout). Every stride, dilation, border mode, layout, group count,
+    dtype and rank."""
+
+    name = "pixels"
+    style = "vector"
+    Config = PixelsConfig
+
+    def supports(self, spec: ConvSpec, limits: Limits) -> bool:
+        cfg = pixels_config(spec, limits)
+        padded = _padded_bytes(spec)
+        taps = spec.in_per_group * math.prod(spec.kernel_size)
+        return (_column_bytes(spec, cfg) <= limits.max_alloc // 4
+                and padded <= limits.max_alloc
+                and padded // acc_dtype(spec).itemsize <= INT32_MAX
+                and taps * round_up(math.prod(spec.out_size), cfg.pv * cfg.pvw) <= INT32_MAX)
+
+    def preferred(self, spec: ConvSpec, limits: Limits) -> bool:
+        return (spec.out_per_group >= 16
+                and spec.batch * math.prod(spec.out_size) <= PREFER_PIXELS
+                and math.prod(spec.weight_shape) >= PREFER_WEIGHTS)
+
+    def config(self, spec: ConvSpec, limits: Limits) -> PixelsConfig:
+        return pixels_config(spec, limits)
+
+    def variants(self, spec: ConvSpec, limits: Limits) -> list[dict[str, int]]:
+        cfg = self.config(spec, limits)
+        out = [{"fbk": f} for f in (4, 8, 12) if f != cfg.fbk and f <= spec.out_per_group]
+        out += [{"pv": pv, "fbk": max(1, 24 // pv)} for pv in (2, 3, 4) if pv != cfg.pv]
+        return out + [{"cu": 4}]
+
+    def block(self, config: PixelsConfig) -> int:
+        return 1
+
+    def pack(self, dctx: DeviceContext, queue: Any, weight: Any, bias: Any, spec: ConvSpec,
+             config: PixelsConfig, allocate: Any) -> dict[str, Any] | None:
+        """The weight in place when it is already what the kernel reads (contiguous,
+        accumulator type, not flipped), else packed with one filter per block."""
+        acc = acc_dtype(spec)
+        in_place = None
+        if not spec.flip and np.dtype(weight.dtype) == acc:
+            if isinstance(weight, Operand):
+                if weight.strides == contiguous_strides(weight.shape):
+                    in_place = weight
+            elif weight.flags.c_contiguous:
+                in_place = host_operand(dctx, queue, weight, allocate)
+        if in_place is None:
+            return super().pack(dctx, queue, weight, bias, spec, config, allocate)
+        return {"w": in_place, "b": pack_bias(dctx, queue, bias, spec, allocate)}
+
+    def plan(self, dctx: DeviceContext, spec: ConvSpec, config: PixelsConfig, layout: Layout,
+             limits: Limits) -> Plan:
+        return pixels_plan(dctx, spec, config, layout, limits)

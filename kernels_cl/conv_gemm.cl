@@ -63,6 +63,9 @@
 #ifndef FLAT
 #define FLAT 0
 #endif
+#ifndef VSTORE
+#define VSTORE 0
+#endif
 #ifndef CU
 #define CU 1
 #endif
@@ -189,6 +192,20 @@ UNROLL_C
 #pragma unroll
         for (int ob = 0; ob < OB; ++ob)
             *(ACCV_T *)lanes[ob] = acc[ob][v];
+#if VSTORE && !FLAT && !CLCONV_OUT_HALF && (OB == 2 || OB == 4 || OB == 8 || OB == 16)
+        /* A whole block of contiguous columns: one vector store per filter. */
+        if (ys_w == 1 && nob == OB) {
+            for (int j = 0; j < nf; ++j) {
+                const ACC_T b = has_bias ? bias[f0 + j] : (ACC_T)(0);
+                ACC_T row[OB] __attribute__((aligned(OB * sizeof(ACC_T))));
+#pragma unroll
+                for (int ob = 0; ob < OB; ++ob)
+                    row[ob] = lanes[ob][j] + b;
+                CLCONV_CAT(vstore, OB)(*(CLCONV_VEC(OB) *)row, 0, yo + (long)(f0 + j) * ys_c);
+            }
+            continue;
+        }
+#endif
         for (int j = 0; j < nf; ++j) {
             const ACC_T b = has_bias ? bias[f0 + j] : (ACC_T)(0);
             __global OUT_T *yj = yo + (long)(f0 + j) * ys_c;

@@ -856,6 +856,8 @@ GEMM_WIDE_CASES = [
         # 40 filters are 3 blocks of 16: the last group of blocks is partly past them
         (2, (9, 14), (3, 3), 5, 40, 1, 1, 1, False, "float32", 2, 6),
         (2, (9, 14), (3, 3), 5, 40, 1, 1, 1, False, "float32", 4, 4),
+        (2, (6, 21), (3, 3), 8, 64, 1, 1, 1, False, "float32", 4, 8),   # 21 = 2 x 8 + 5
+        (2, (5, 17), (3, 3), 8, 32, 1, 1, 1, False, "float64", 2, 4),
         (2, (7, 7), (3, 3), 6, 64, 2, 1, 1, True, "float32", 2, 12),   # flat blocks, groups
         (2, (12, 30), (1, 1), 8, 50, 1, 2, 0, False, "float16", 3, 6),
         (3, (3, 5, 6), (2, 3, 3), 4, 33, 1, 1, 1, False, "float32", 3, 4),
@@ -865,11 +867,13 @@ GEMM_WIDE_CASES = [
 
 @pytest.mark.parametrize("case,nv,ob", GEMM_WIDE_CASES,
                          ids=lambda c: c.ident() if hasattr(c, "ident") else str(c))
-def test_gemm_several_filter_blocks_per_work_item(cl_backend, case, nv, ob):
+@pytest.mark.parametrize("vs", [0, 1])
+def test_gemm_several_filter_blocks_per_work_item(cl_backend, case, nv, ob, vs):
     """NV blocks of 16 filters per work-item: every filter of every block, the
     blocks past the last filter stored nowhere, for tails, groups, flat blocks,
-    strides, layouts, ranks and dtypes."""
-    with paths.override("gemm", fb=16, nv=nv, ob=ob):
+    strides, layouts, ranks and dtypes; with vector stores of whole blocks of
+    columns too (vs=1: the partial blocks and other layouts store by element)."""
+    with paths.override("gemm", fb=16, nv=nv, ob=ob, vs=vs):
         check_against_oracle(case, cl_backend)
 
 

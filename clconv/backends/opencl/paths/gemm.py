@@ -43,6 +43,7 @@ class GemmConfig:
     cu: int = tunable(1, (1, 2, 4, 8))  # channels per unrolled step of the K loop
     flat: int = tunable(0, (0, 1))  # 1: blocks of OB consecutive pixels of a depth slice
     nv: int = tunable(1, (1, 2, 3, 4))  # blocks of FB filters per work-item
+    vs: int = tunable(0, (0, 1))  # 1: one vector store per filter of a block of columns
 
 
 def gemm_config(spec: ConvSpec, limits: Limits, width: int, gpu_wide: int = 16,
@@ -69,9 +70,11 @@ def gemm_config(spec: ConvSpec, limits: Limits, width: int, gpu_wide: int = 16,
         ob = {4: 6 if one_tap else 4, 3: 6}.get(nv, 12)
     height = spatial3(spec.out_size, 1)[1]  # rows of one output depth slice
     flat = 0
-    if rows and height > 1 and ceil_div(height * width, ob) < height * ceil_div(width, ob):
-        # Blocks cross rows whenever rows would leave partly empty blocks
-        # (7x7 needs 9 blocks of 6 pixels instead of 14 of up to 6 columns).
+    if rows and height > 1 and ceil_div(height * width, ob) * 4 <= height * ceil_div(width, ob) * 3:
+        # Blocks cross rows when rows would leave many partly empty blocks (7x7
+        # needs 9 blocks of 6 pixels instead of 14 of up to 6 columns). Not for
+        # a few: their pixel offsets are run-time values then, OB more
+        # registers, which 16-24 accumulators cannot spare.
         flat = 1
     elif width < ob:
         ob = max(width, 1)
@@ -95,7 +98,8 @@ def gemm_plan(dctx: DeviceContext, spec: ConvSpec, cfg: GemmConfig, layout: Layo
     out_d, out_h, out_w = spatial3(spec.out_size, 1)
     kd, kh, kw = spatial3(spec.kernel_size, 1)
     defines = type_defines(spec, acc_dtype(spec), "IN")
-    defines.update(FB=cfg.fb, NV=cfg.nv, OB=cfg.ob, KH=kh, KW=kw, CU=cfg.cu, FLAT=cfg.flat)
+    defines.update(FB=cfg.fb, NV=cfg.nv, OB=cfg.ob, KH=kh, KW=kw, CU=cfg.cu, FLAT=cfg.flat,
+                   VSTORE=cfg.vs)
     prg, wg_x, wg_y = fitted_program(dctx, "conv_gemm.cl", "conv_gemm", defines, cfg.wg_x,
                                      cfg.wg_y, limits.max_work_group)
     nfb = ceil_div(spec.out_per_group, cfg.fb)
@@ -150,6 +154,8 @@ class GemmPath(ForwardPath):
             nvs = [nv for nv in (2, 4) if nv <= ceil_div(spec.out_per_group, 16)]
             out += [{"nv": nv, "ob": ob} for nv in nvs for ob in (4, 6, 12)
                     if (nv, ob) != (cfg.nv, cfg.ob) and ob * nv <= 24]
+        if cfg.ob in (2, 4, 8, 16):
+            out.append({"vs": 1})
         return out + [{"cu": cu} for cu in (1, 2, 4) if cu != cfg.cu]
 
     def plan(self, dctx: DeviceContext, spec: ConvSpec, config: GemmConfig, layout: Layout,

@@ -65,9 +65,11 @@ def gemm_config(spec: ConvSpec, limits: Limits, width: int, gpu_wide: int = 16,
         # One float16 per register and 32 registers (AVX-512): up to 4 filter
         # blocks share each input load, and 16-24 accumulators hide the
         # multiply-add latency; fewer blocks take more columns instead.
+        # With few taps per filter (K < 64) the stores weigh more, and 6
+        # columns per work-item store faster than 4.
         nv = min(4, ceil_div(fg, 16))
-        one_tap = math.prod(spec.kernel_size) == 1
-        ob = {4: 6 if one_tap else 4, 3: 6}.get(nv, 12)
+        few_taps = spec.in_per_group * math.prod(spec.kernel_size) < 64
+        ob = {4: 6 if few_taps else 4, 3: 6}.get(nv, 12)
     height = spatial3(spec.out_size, 1)[1]  # rows of one output depth slice
     flat = 0
     if rows and height > 1 and ceil_div(height * width, ob) * 4 <= height * ceil_div(width, ob) * 3:

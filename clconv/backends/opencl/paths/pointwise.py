@@ -31,14 +31,10 @@ class PointwisePath(GemmPath):
         # Four channels per K step (one tap per channel). On CPUs with one
         # filter block per work-item, 16 work-items per group: the pixels of a
         # group share each weight load. With several blocks (AVX-512) the
-        # blocks share it already, and 4 columns x 4 blocks of single-item
-        # groups run fastest.
+        # blocks share it already, and single-item groups run fastest.
         cfg = gemm_config(spec, limits, self.width(spec), gpu_wide=64, rows=False)
-        if limits.group_items == 1:
-            if cfg.nv > 1:
-                cfg = dataclasses.replace(cfg, ob=4)
-            else:
-                cfg = dataclasses.replace(cfg, wg_x=work_group(16, limits.max_work_group, 16))
+        if limits.group_items == 1 and cfg.nv == 1:
+            cfg = dataclasses.replace(cfg, wg_x=work_group(16, limits.max_work_group, 16))
         return cfg
 
     def plan(self, dctx: DeviceContext, spec: ConvSpec, config: GemmConfig, layout: Layout,

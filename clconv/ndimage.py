@@ -211,13 +211,24 @@ def _pads(size: int, origin: int) -> tuple[int, int]:
 def _pass1d(x: Any, weights: np.ndarray, axis: int, mode: str, cval: float, origin: int,
             dtype: np.dtype, backend: Any) -> Any:
     """One 1-D correlation of ``x`` along ``axis`` (any rank): a 2-D convolution of the
-    array seen as (lead, 1, axis, trail), padded by SciPy's placement of the weights."""
+    array seen as (lead, 1, axis, trail), padded by SciPy's placement of the weights.
+
+    Along the last axis (trail 1) the array is seen as (lead, 1, 1, axis) with a
+    1 x K kernel instead: the kernels vectorise along the last convolution axis,
+    which must then be the long one, not a length-1 axis."""
     shape = tuple(x.shape)
     lead, trail = math.prod(shape[:axis]), math.prod(shape[axis + 1:])
-    view = x.reshape(lead, 1, shape[axis], trail)
-    w = weights.astype(dtype).reshape(1, 1, -1, 1)
-    call = normalize_conv(2, view, w, None, 1, (_pads(len(weights), origin), (0, 0)), 1, 1,
-                          mode, "channels_first", False, fill_value=cval)
+    pads = _pads(len(weights), origin)
+    if trail == 1:
+        view = x.reshape(lead, 1, 1, shape[axis])
+        w = weights.astype(dtype).reshape(1, 1, 1, -1)
+        padding = ((0, 0), pads)
+    else:
+        view = x.reshape(lead, 1, shape[axis], trail)
+        w = weights.astype(dtype).reshape(1, 1, -1, 1)
+        padding = (pads, (0, 0))
+    call = normalize_conv(2, view, w, None, 1, padding, 1, 1, mode, "channels_first", False,
+                          fill_value=cval)
     return run_conv(call, backend).reshape(shape)
 
 

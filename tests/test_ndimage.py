@@ -9,6 +9,8 @@ SciPy's.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
@@ -147,6 +149,32 @@ def test_separable_passes_chain_on_the_device(cl_backend, img, monkeypatch):
     monkeypatch.setattr(module, "run_conv", spy)
     check(cnd.gaussian_filter(img, 1.5, backend=cl_backend), ndi.gaussian_filter(img, 1.5))
     assert seen == ["pyopencl", "pyopencl"]
+
+
+@pytest.mark.parametrize("shape", [(7, 30), (3, 5, 40)])
+def test_every_pass_runs_along_a_long_last_axis(backend, shape, monkeypatch):
+    """Each 1-D pass is a convolution whose last spatial axis is the array's long
+    trailing extent: along the last axis a 1 x K kernel over the row, along any
+    other a K x 1 kernel over the plane (never a width-1 image, which the
+    kernels' vectors along the last axis would waste)."""
+    import clconv.ndimage as module
+
+    seen = []
+    real = module.run_conv
+
+    def spy(call, be=None):
+        seen.append((call.spec.in_size, call.spec.kernel_size))
+        return real(call, be)
+
+    monkeypatch.setattr(module, "run_conv", spy)
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    check(cnd.gaussian_filter(x, 1.0, backend=backend), ndi.gaussian_filter(x, 1.0))
+    taps = 9  # radius 4 at sigma 1
+    expect = [((shape[0], math.prod(shape[1:])), (taps, 1))]
+    if len(shape) == 3:
+        expect.append(((shape[1], shape[2]), (taps, 1)))
+    expect.append(((1, shape[-1]), (1, taps)))
+    assert seen == expect
 
 
 @pytest.mark.parametrize("call,scipy_class", [

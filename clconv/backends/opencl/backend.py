@@ -41,11 +41,12 @@ from .execute import (
 )
 from .paths import PATH_ENV, Choice, choices, current_override
 from .paths.backward import BackwardLayout, backward_plan, transposed_block
-from .paths.common import CL_TYPES, acc_dtype, contiguous_strides, round_up
+from .paths.common import CL_TYPES, acc_dtype, ceil_div, contiguous_strides, round_up
 from .paths.pack import pack_host
 from .plan import Layout, Piece, Plan, Ref, Step, plan_pieces, take_piece
 
 WG_CAST = 64
+CAST_CHUNK = 64  # elements per work-item of cast.cl
 
 
 class OpenCLBackend:
@@ -327,8 +328,10 @@ class OpenCLBackend:
             wg = min(WG_CAST, self.dctx.limits().max_work_group)
             ref = ProgramRef.of("cast.cl", {
                 "SRC_T": CL_TYPES[y.dtype.name], "SRC_HALF": int(y.dtype == np.float16),
-                "DST_T": CL_TYPES[dtype.name], "WG": wg, "NEED_FP64": int(y.dtype == np.float64)})
-            step = Step.of(ref, "saturate", (round_up(count, wg),), (wg,), Ref("src"),
+                "DST_T": CL_TYPES[dtype.name], "WG": wg, "CHUNK": CAST_CHUNK,
+                "NEED_FP64": int(y.dtype == np.float64)})
+            items = ceil_div(count, CAST_CHUNK)
+            step = Step.of(ref, "saturate", (round_up(items, wg),), (wg,), Ref("src"),
                            np.int64(y.offset // y.dtype.itemsize), Ref("dst"), np.int64(count))
             with driver_errors(None, self.dctx.info.name):
                 run(self.dctx, queue, Plan((step,)), {"src": y.base_data, "dst": out.data},

@@ -1036,6 +1036,33 @@ def test_large_host_inputs_at_any_alignment(cl_backend, rng, offset, writeable):
     assert y.ctypes.data % be.dctx.zero_copy_align == 0
 
 
+@pytest.mark.parametrize("path", ["gemm", "pixels", "direct"])
+def test_device_calls_never_read_host_operands_after_returning(cl_backend, rng, path):
+    """A call on device arrays returns before its kernels run, so host weights must
+    not be used in place: here the queue is kept busy, each weight (and any packed
+    copy) is freed at once and its memory refilled with NaN, and every result must
+    still be right."""
+    busy_x = clconv.to_device(rng.standard_normal((8, 32, 48, 48)).astype(np.float32),
+                              backend=cl_backend)
+    busy_w = rng.standard_normal((64, 32, 3, 3)).astype(np.float32)
+    x_host = rng.standard_normal((1, 32, 12, 12)).astype(np.float32)
+    x = clconv.to_device(x_host, backend=cl_backend)
+    results, weights = [], []
+    with paths.override(path):
+        for _ in range(4):
+            clconv.conv2d(busy_x, busy_w, padding=1, backend=cl_backend)
+            w = rng.standard_normal((64, 32, 3, 3)).astype(np.float32)  # 72 KiB
+            weights.append(w.copy())
+            results.append(clconv.conv2d(x, w, padding=1, backend=cl_backend))
+            del w
+            junk = [np.full(n // 4, np.nan, np.float32)  # reuses the freed blocks
+                    for n in (73728, 73728 + 4096, 73728 + 128) for _ in range(4)]
+            del junk
+    for y, w in zip(results, weights):
+        assert_close(y.get(), reference(clconv.conv2d, x_host, w, padding=1), np.float32,
+                     w[0].size)
+
+
 @pytest.mark.parametrize("offset", [1, 5, 1000])
 def test_unaligned_host_input_is_used_in_place(cl_backend, offset):
     """On unified memory an unaligned read-only array becomes a buffer over its own
@@ -1045,7 +1072,9 @@ def test_unaligned_host_input_is_used_in_place(cl_backend, offset):
     dctx = clconv.get_backend(cl_backend).dctx
     raw = aligned_empty_for_test(IN_PLACE_MIN + 8 * 1024, max(dctx.zero_copy_align, 64))
     x = raw[offset:]
-    op = host_operand(dctx, dctx.queue, x, dctx.allocator(dctx.queue))
+    copied = host_operand(dctx, dctx.queue, x, dctx.allocator(dctx.queue))
+    assert not copied.buffer.flags & cl.mem_flags.USE_HOST_PTR  # not unless asked
+    op = host_operand(dctx, dctx.queue, x, dctx.allocator(dctx.queue), in_place=True)
     if not dctx.host_unified:
         assert op.offset == 0
         return

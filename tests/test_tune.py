@@ -46,9 +46,9 @@ class FlippedPath(paths_mod.DirectPath):
 
     name = "flipped"
 
-    def pack(self, dctx, queue, weight, bias, spec, config, allocate):
+    def pack(self, dctx, queue, weight, bias, spec, config, allocate, in_place=False):
         flipped = dataclasses.replace(spec, flip=not spec.flip)
-        return super().pack(dctx, queue, weight, bias, flipped, config, allocate)
+        return super().pack(dctx, queue, weight, bias, flipped, config, allocate, in_place)
 
 
 def test_wrong_candidate_is_rejected(cache, monkeypatch, backend_name):

@@ -155,7 +155,9 @@ class OpenCLBackend:
         w_op = Operand.of(weight) if is_array(weight) else np.asarray(weight)
         b_op = None if bias is None else Operand.of(bias) if is_array(bias) else np.asarray(bias)
         with driver_errors(spec, self.dctx.info.name):
-            choice, packed = self._pack(spec, limits, queue, w_op, b_op, allocate)
+            # A host call waits for its kernels, so its host operands may be used
+            # in place; a device call returns at once, and they are copied.
+            choice, packed = self._pack(spec, limits, queue, w_op, b_op, allocate, not device)
             if device:
                 return self._forward_device(choice, packed, x, spec, limits, queue, allocate)
             return self._forward_host(choice, packed, np.asarray(x), spec, limits, queue,
@@ -173,11 +175,13 @@ class OpenCLBackend:
             lambda s: tuning.tuned_choice(s, dctx), tuning.device_style(info, vendor)))
 
     def _pack(self, spec: ConvSpec, limits: Limits, queue: Any, weight: Any, bias: Any,
-              allocate: Any) -> tuple[Choice, dict[str, Any]]:
-        """The first choice that accepts the weights, and its packed weights."""
+              allocate: Any, in_place: bool) -> tuple[Choice, dict[str, Any]]:
+        """The first choice that accepts the weights, and its packed weights (host
+        weights used in place only with ``in_place``: the call waits for its kernels
+        and keeps the returned mapping until then)."""
         for choice in self.choices(spec, limits):
             packed = choice.path.pack(self.dctx, queue, weight, bias, spec, choice.config,
-                                      allocate)
+                                      allocate, in_place=in_place)
             if packed is not None:
                 return choice, packed
         raise AssertionError("the last choice never declines the weights")
@@ -231,8 +235,10 @@ class OpenCLBackend:
             # temporary, no second copy (none at all on unified memory).
             target = (y_piece if y_piece.flags.c_contiguous
                       else np.empty(y_piece.shape, y_piece.dtype))
-            x_op = host_operand(self.dctx, queue, x_piece, allocate)
-            y_op = host_operand(self.dctx, queue, target, allocate, writable=True)
+            # Both stay referenced until read_back has waited for the piece.
+            x_op = host_operand(self.dctx, queue, x_piece, allocate, in_place=True)
+            y_op = host_operand(self.dctx, queue, target, allocate, writable=True,
+                                in_place=True)
             run(self.dctx, queue, plan, {**packed, "x": x_op, "y": y_op}, allocate)
             read_back(queue, y_op.buffer, target)
             if target is not y_piece:
@@ -293,6 +299,8 @@ class OpenCLBackend:
         if w_op is None:  # a host weight is packed by NumPy: one launch fewer
             packed = pack_host(np.asarray(weight), spec, transposed_block(spec, limits), True,
                                self.dctx.zero_copy_align)
+            # Copied, never used in place: ``packed`` is gone when this returns,
+            # before the kernels that read it are done.
             bound["wt"] = host_buffer(self.dctx, queue, packed, allocate)
         else:
             bound["w_src"] = w_op

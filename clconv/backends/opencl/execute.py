@@ -94,23 +94,25 @@ def run(dctx: DeviceContext, queue: Any, plan: Plan, bound: dict[str, Any],
 
 
 def host_buffer(dctx: DeviceContext, queue: Any, array: np.ndarray, allocate: Any,
-                writable: bool = False) -> Any:
+                writable: bool = False, in_place: bool = False) -> Any:
     """A device buffer holding a C-contiguous host ``array``.
 
-    On unified-memory CPU devices an array that starts on the device's
+    ``in_place``: the caller keeps ``array`` alive until the kernels that use the
+    buffer are done (it waits for them before returning). Only then, on
+    unified-memory CPU devices, an array that starts on the device's
     ``zero_copy_align`` is used in place (``USE_HOST_PTR``, no copy): read-only
     ones from :data:`IN_PLACE_MIN` bytes, results from :data:`ZERO_COPY_MIN`
     (a result must be mapped before the host reads it, see :func:`read_back`).
-    Smaller read-only arrays are copied when the buffer is created
-    (``COPY_HOST_PTR``: no queue command); any other goes to a pooled buffer by
-    a non-blocking upload (pyopencl keeps ``array`` alive until the copy is
+    Otherwise small read-only arrays are copied when the buffer is created
+    (``COPY_HOST_PTR``: no queue command) and any other goes to a pooled buffer
+    by a non-blocking upload (pyopencl keeps ``array`` alive until the copy is
     done). Kernels must not assume more alignment than the element size,
     except for packed weights, which :func:`aligned_empty` allocates.
     """
     import pyopencl as cl
 
     minimum = ZERO_COPY_MIN if writable else IN_PLACE_MIN
-    if (dctx.host_unified and array.nbytes >= minimum and array.flags.writeable
+    if (in_place and dctx.host_unified and array.nbytes >= minimum and array.flags.writeable
             and array.ctypes.data % dctx.zero_copy_align == 0):
         flags = cl.mem_flags.USE_HOST_PTR | (
             cl.mem_flags.READ_WRITE if writable else cl.mem_flags.READ_ONLY)
@@ -146,20 +148,20 @@ def _page_view(dctx: DeviceContext, array: np.ndarray) -> tuple[Any, int] | None
 
 
 def host_operand(dctx: DeviceContext, queue: Any, array: np.ndarray, allocate: Any,
-                 writable: bool = False) -> Operand:
-    """An :class:`Operand` for a C-contiguous host ``array``: read-only ones in place
-    on unified memory wherever they start (see :func:`_page_view`), others as
-    :func:`host_buffer` places them."""
+                 writable: bool = False, in_place: bool = False) -> Operand:
+    """An :class:`Operand` for a C-contiguous host ``array``: with ``in_place`` (see
+    :func:`host_buffer`), read-only ones in place on unified memory wherever they
+    start (see :func:`_page_view`); others as :func:`host_buffer` places them."""
     import pyopencl as cl
 
     size = array.dtype.itemsize
     strides = tuple(s // size for s in array.strides)
-    page = None if writable else _page_view(dctx, array)
+    page = None if writable or not in_place else _page_view(dctx, array)
     if page is not None:
         flags = cl.mem_flags.USE_HOST_PTR | cl.mem_flags.READ_ONLY
         return Operand(cl.Buffer(dctx.context, flags, hostbuf=page[0]), page[1], strides,
                        tuple(array.shape), array.dtype)
-    return Operand(host_buffer(dctx, queue, array, allocate, writable), 0, strides,
+    return Operand(host_buffer(dctx, queue, array, allocate, writable, in_place), 0, strides,
                    tuple(array.shape), array.dtype)
 
 

@@ -50,10 +50,12 @@ class ForwardPath:
         return packed_bytes(spec, self.block(config))
 
     def pack(self, dctx: DeviceContext, queue: Any, weight: Any, bias: Any, spec: ConvSpec,
-             config: Any, allocate: Any) -> dict[str, Any] | None:
+             config: Any, allocate: Any, in_place: bool = False) -> dict[str, Any] | None:
         """The packed weight and bias bound as ``w`` and ``b`` (None: this path declines
-        these weights, see :attr:`weight_dependent`)."""
-        return pack_operands(dctx, queue, weight, bias, spec, self.block(config), allocate)
+        these weights, see :attr:`weight_dependent`). ``in_place``: host arrays may be
+        used in place, the call keeping the mapping until its kernels are done."""
+        return pack_operands(dctx, queue, weight, bias, spec, self.block(config), allocate,
+                             in_place)
 
     def plan(self, dctx: DeviceContext, spec: ConvSpec, config: Any, layout: Layout,
              limits: Limits) -> Plan:

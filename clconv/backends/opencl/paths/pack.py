@@ -108,18 +108,24 @@ def bias_pack_plan(spec: ConvSpec, b_dtype: np.dtype, b_stride: int) -> Plan:
 
 
 def pack_operands(dctx: DeviceContext, queue: Any, weight: Any, bias: Any, spec: ConvSpec,
-                  fb: int, allocate: Any) -> dict[str, Any]:
+                  fb: int, allocate: Any, in_place: bool = False) -> dict[str, Any]:
     """Weight and bias packed for the device: ``{"w": buffer, "b": buffer or None}``.
 
     ``weight`` is an :class:`Operand` (packed on the device) or a host array of
-    the spec's dtype (packed by NumPy and uploaded once, or used in place on
-    unified memory; from :data:`DEVICE_PACK_MIN` bytes uploaded as it is and
-    packed on the device); ``bias`` likewise an :class:`Operand`, a host array
-    or ``None``.
+    the spec's dtype (packed by NumPy and uploaded once, or with ``in_place``
+    used in place on unified memory; from :data:`DEVICE_PACK_MIN` bytes uploaded
+    as it is and packed on the device); ``bias`` likewise an :class:`Operand`, a
+    host array or ``None``. ``in_place`` (see :func:`..execute.host_buffer`): the
+    call keeps the returned mapping until its kernels are done.
     """
     acc = acc_dtype(spec)
+    keep = {}
     if isinstance(weight, np.ndarray) and weight.nbytes >= DEVICE_PACK_MIN:
-        weight = host_operand(dctx, queue, np.ascontiguousarray(weight), allocate)
+        weight = host_operand(dctx, queue, np.ascontiguousarray(weight), allocate,
+                              in_place=in_place)
+        # In place, the host memory must outlive the pack kernel: the call keeps
+        # the returned mapping (unused by the plans) until its work is done.
+        keep["w_host"] = weight
     if isinstance(weight, Operand):
         plan = dctx.memo(("pack w", spec, fb, weight.dtype, weight.strides),
                          lambda: weight_pack_plan(spec, fb, weight.dtype, weight.strides))
@@ -132,8 +138,8 @@ def pack_operands(dctx: DeviceContext, queue: Any, weight: Any, bias: Any, spec:
         packed = host_buffer(dctx, queue, weight, allocate)
     else:
         packed = host_buffer(dctx, queue, pack_host(weight, spec, fb, align=dctx.zero_copy_align),
-                             allocate)
-    return {"w": packed, "b": pack_bias(dctx, queue, bias, spec, allocate)}
+                             allocate, in_place=in_place)
+    return {"w": packed, "b": pack_bias(dctx, queue, bias, spec, allocate), **keep}
 
 
 def pack_bias(dctx: DeviceContext, queue: Any, bias: Any, spec: ConvSpec,

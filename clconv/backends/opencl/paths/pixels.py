@@ -161,20 +161,22 @@ class PixelsPath(ForwardPath):
         return 1
 
     def pack(self, dctx: DeviceContext, queue: Any, weight: Any, bias: Any, spec: ConvSpec,
-             config: PixelsConfig, allocate: Any) -> dict[str, Any] | None:
-        """The weight in place when it is already what the kernel reads (contiguous,
-        accumulator type, not flipped), else packed with one filter per block."""
+             config: PixelsConfig, allocate: Any, in_place: bool = False,
+             ) -> dict[str, Any] | None:
+        """The weight as it lies when it is already what the kernel reads (contiguous,
+        accumulator type, not flipped: a device array itself, a host array in place
+        with ``in_place``, else a copy), otherwise packed with one filter per block."""
         acc = acc_dtype(spec)
-        in_place = None
+        natural = None
         if not spec.flip and np.dtype(weight.dtype) == acc:
             if isinstance(weight, Operand):
                 if weight.strides == contiguous_strides(weight.shape):
-                    in_place = weight
+                    natural = weight
             elif weight.flags.c_contiguous:
-                in_place = host_operand(dctx, queue, weight, allocate)
-        if in_place is None:
-            return super().pack(dctx, queue, weight, bias, spec, config, allocate)
-        return {"w": in_place, "b": pack_bias(dctx, queue, bias, spec, allocate)}
+                natural = host_operand(dctx, queue, weight, allocate, in_place=in_place)
+        if natural is None:
+            return super().pack(dctx, queue, weight, bias, spec, config, allocate, in_place)
+        return {"w": natural, "b": pack_bias(dctx, queue, bias, spec, allocate)}
 
     def plan(self, dctx: DeviceContext, spec: ConvSpec, config: PixelsConfig, layout: Layout,
              limits: Limits) -> Plan:

@@ -91,13 +91,13 @@ class SeparablePath(ForwardPath):
         return cols, rows
 
     def pack(self, dctx: DeviceContext, queue: Any, weight: Any, bias: Any, spec: ConvSpec,
-             config: Any, allocate: Any) -> dict[str, Any] | None:
+             config: Any, allocate: Any, in_place: bool = False) -> dict[str, Any] | None:
         factors = self.factors(weight, spec) if isinstance(weight, np.ndarray) else None
         if factors is None:
             return None
         cols, rows = self.passes(spec)
-        col = pack_operands(dctx, queue, factors[0], None, cols, 1, allocate)
-        row = pack_operands(dctx, queue, factors[1], bias, rows, 1, allocate)
+        col = pack_operands(dctx, queue, factors[0], None, cols, 1, allocate, in_place)
+        row = pack_operands(dctx, queue, factors[1], bias, rows, 1, allocate, in_place)
         return {"wc": col["w"], "bc": None, "w": row["w"], "b": row["b"]}
 
     def factors(self, weight: np.ndarray, spec: ConvSpec) -> tuple[np.ndarray, np.ndarray] | None:

@@ -84,7 +84,8 @@ def gemm_config(spec: ConvSpec, limits: Limits, width: int, gpu_wide: int = 16,
     # channels per K step, as the pointwise path does.
     cu = 4 if math.prod(spec.kernel_size) == 1 else 1
     if limits.group_items > 1:
-        x_items = ceil_div(max(width * (height if flat else 1), 1), ob) * ceil_div(fg, fb)
+        x_items = (ceil_div(max(width * (height if flat else 1), 1), ob)
+                   * ceil_div(ceil_div(fg, fb), nv))
         return GemmConfig(fb, ob, *gpu_group(limits, x_items, gpu_wide), cu=cu, flat=flat,
                           nv=nv)
     return GemmConfig(fb, ob, 1, 1, cu=cu, flat=flat, nv=nv)

@@ -124,8 +124,8 @@ def pack_operands(dctx: DeviceContext, queue: Any, weight: Any, bias: Any, spec:
         weight = host_operand(dctx, queue, np.ascontiguousarray(weight), allocate,
                               in_place=in_place)
         # In place, the host memory must outlive the pack kernel: the call keeps
-        # the returned mapping (unused by the plans) until its work is done.
-        keep["w_host"] = weight
+        # the returned mapping, this entry unused by the plans, until its work is done.
+        keep["keep"] = weight
     if isinstance(weight, Operand):
         plan = dctx.memo(("pack w", spec, fb, weight.dtype, weight.strides),
                          lambda: weight_pack_plan(spec, fb, weight.dtype, weight.strides))

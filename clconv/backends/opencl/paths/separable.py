@@ -98,7 +98,8 @@ class SeparablePath(ForwardPath):
         cols, rows = self.passes(spec)
         col = pack_operands(dctx, queue, factors[0], None, cols, 1, allocate, in_place)
         row = pack_operands(dctx, queue, factors[1], bias, rows, 1, allocate, in_place)
-        return {"wc": col["w"], "bc": None, "w": row["w"], "b": row["b"]}
+        # "keep": what the packing may use in place, held as long as the mapping.
+        return {"wc": col["w"], "bc": None, "w": row["w"], "b": row["b"], "keep": (col, row)}
 
     def factors(self, weight: np.ndarray, spec: ConvSpec) -> tuple[np.ndarray, np.ndarray] | None:
         """``(column, row)`` weights whose outer products are the filters, or None."""

@@ -18,6 +18,7 @@ import pyopencl as cl
 
 import clconv
 from clconv.bench import CASES
+from clconv.bench import _clconv as clconv_call
 
 
 def main(names: list[str]) -> None:
@@ -31,13 +32,9 @@ def main(names: list[str]) -> None:
         if names and case.name not in names:
             continue
         x = rng.standard_normal((case.batch, case.in_channels, *case.in_size)).astype(np.float32)
-        w = rng.standard_normal((case.out_channels, case.in_channels // case.groups,
-                                 *case.kernel)).astype(np.float32)
-        fn = {1: clconv.conv1d, 2: clconv.conv2d, 3: clconv.conv3d}[case.ndim]
-
-        def call(fn=fn, x=x, w=w, case=case) -> None:
-            fn(x, w, stride=case.stride, padding=case.padding, groups=case.groups,
-               backend="opencl")
+        w = rng.standard_normal(case.weight_shape).astype(np.float32)
+        # The benchmark's own call of the case (conv_transpose*d for transposed ones).
+        call = clconv_call("opencl")(case, x, w)
 
         call()
         walls = []

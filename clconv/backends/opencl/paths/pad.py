@@ -35,6 +35,24 @@ class BorderFree:
     row: int
 
 
+def scratch_fits(spec: ConvSpec, limits: Limits, pitch: int = 1, height: int = 1) -> bool:
+    """Whether pad.cl's copy (rows of at least ``pitch``, at least ``height`` rows) fits
+    one buffer of the device and 32-bit element indices."""
+    nbytes = _scratch_bytes(spec, pitch, height)
+    return nbytes <= limits.max_alloc and nbytes // acc_dtype(spec).itemsize <= INT32_MAX
+
+
+def _scratch_rows(spec: ConvSpec, pitch: int, height: int) -> tuple[int, int, int]:
+    """``(depth, rows, row length)`` of one channel of pad.cl's copy."""
+    pd, ph, pw = spatial3(spec.padded_size, 1)
+    return pd, max(ph, height), max(pw, pitch)
+
+
+def _scratch_bytes(spec: ConvSpec, pitch: int, height: int) -> int:
+    pd, ph, row = _scratch_rows(spec, pitch, height)
+    return spec.batch * spec.in_channels * pd * ph * row * acc_dtype(spec).itemsize
+
+
 def border_free(dctx: DeviceContext, spec: ConvSpec, layout: Layout, pitch: int,
                 limits: Limits, height: int = 1) -> BorderFree | None:
     """The input with padding applied and unit stride along W, or ``None`` if too big.
@@ -54,14 +72,12 @@ def border_free(dctx: DeviceContext, spec: ConvSpec, layout: Layout, pitch: int,
             and min(sn, sc, sd, sh) >= 0 and in_w >= pitch and in_h >= height
             and max(sc * spec.in_channels, sd * in_d, sh * in_h) <= INT32_MAX):
         return BorderFree(Plan(()), "x", (sn, sc, sd, sh), in_w)
-    pd, ph, pw = spatial3(spec.padded_size, 1)
-    ph = max(ph, height)
-    bd, bh, bw = spatial3(spec.pad_before, 0)
-    row = max(pw, pitch)
-    c = spec.in_channels
-    nbytes = spec.batch * c * pd * ph * row * acc.itemsize
-    if nbytes > limits.max_alloc or nbytes // acc.itemsize > INT32_MAX:
+    if not scratch_fits(spec, limits, pitch, height):
         return None
+    pd, ph, row = _scratch_rows(spec, pitch, height)
+    bd, bh, bw = spatial3(spec.pad_before, 0)
+    c = spec.in_channels
+    nbytes = _scratch_bytes(spec, pitch, height)
     defines = type_defines(spec, layout.x_dtype, "IN")
     wg_pad = WG_PAD if limits.group_items == 1 else limits.group_items
     defines.update(BORDER=BORDER_CODES[spec.border], WG_PAD=wg_pad)

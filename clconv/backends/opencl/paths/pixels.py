@@ -31,7 +31,7 @@ from .common import (
     type_defines,
 )
 from .pack import pack_bias
-from .pad import INT32_MAX, border_free
+from .pad import INT32_MAX, border_free, scratch_fits
 
 WG_IM2COL = 8  # taps per work-group of im2col_pixels
 
@@ -77,12 +77,6 @@ def _column_bytes(spec: ConvSpec, cfg: PixelsConfig) -> int:
     taps = spec.in_per_group * math.prod(spec.kernel_size)
     pp = round_up(math.prod(spec.out_size), cfg.pv * cfg.pvw)
     return spec.batch * spec.groups * taps * pp * acc_dtype(spec).itemsize
-
-
-def _padded_bytes(spec: ConvSpec) -> int:
-    """Bytes of pad.cl's border-free copy of the input (pitch 1)."""
-    return (spec.batch * spec.in_channels * math.prod(spec.padded_size)
-            * acc_dtype(spec).itemsize)
 
 
 def pixels_plan(dctx: DeviceContext, spec: ConvSpec, cfg: PixelsConfig, layout: Layout,
@@ -135,12 +129,10 @@ class PixelsPath(ForwardPath):
     Config = PixelsConfig
 
     def supports(self, spec: ConvSpec, limits: Limits) -> bool:
+        # border_free() must not decline: no other kernel reads these weights.
         cfg = pixels_config(spec, limits)
-        padded = _padded_bytes(spec)
         taps = spec.in_per_group * math.prod(spec.kernel_size)
-        return (_column_bytes(spec, cfg) <= limits.max_alloc // 4
-                and padded <= limits.max_alloc
-                and padded // acc_dtype(spec).itemsize <= INT32_MAX
+        return (_column_bytes(spec, cfg) <= limits.max_alloc // 4 and scratch_fits(spec, limits)
                 and taps * round_up(math.prod(spec.out_size), cfg.pv * cfg.pvw) <= INT32_MAX)
 
     def preferred(self, spec: ConvSpec, limits: Limits) -> bool:

@@ -410,7 +410,7 @@ def _check_elements(x_shape: tuple[int, ...], batch: int, channels: int, filters
 # operands only), the other arguments with their types and the host-memory
 # limit's setting, so that a repeated call skips validation. Bounded, oldest
 # entry out first.
-_CALLS: dict[tuple, tuple[ConvSpec, np.dtype, bool]] = {}
+_CALLS: dict[tuple, tuple[ConvSpec, bool]] = {}
 MAX_CALLS = 256
 _KEY_SCALARS = frozenset({int, float, bool, str, type(None)})
 
@@ -458,7 +458,8 @@ def normalize_conv(ndim: int, input: Any, weight: Any, bias: Any, stride: Any, p
         check_memory and os.environ.get(HOST_MEMORY_ENV)))  # the memory check's limit
     hit = None if key is None else _CALLS.get(key)
     if hit is not None:
-        spec, dtype, unbatched = hit
+        spec, unbatched = hit
+        dtype = np.dtype(spec.dtype)
         x = input.reshape((1, *input.shape)) if unbatched else input
         return ConvCall(spec, cast_host(as_operand(x, "input"), dtype),
                         cast_host(as_operand(weight, "weight"), dtype),
@@ -469,7 +470,7 @@ def normalize_conv(ndim: int, input: Any, weight: Any, bias: Any, stride: Any, p
     if key is not None:
         if len(_CALLS) >= MAX_CALLS:
             _CALLS.pop(next(iter(_CALLS), None), None)
-        _CALLS[key] = (call.spec, np.dtype(call.spec.dtype), call.unbatched)
+        _CALLS[key] = (call.spec, call.unbatched)
     return call
 
 

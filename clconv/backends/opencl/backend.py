@@ -297,8 +297,7 @@ class OpenCLBackend:
             bound.update(gw=Operand.of(grads[1]), gb=Operand.of(grads[2]))
         w_op = Operand.of(weight) if is_array(weight) else None
         if w_op is None:  # a host weight is packed by NumPy: one launch fewer
-            packed = pack_host(np.asarray(weight), spec, transposed_block(spec, limits), True,
-                               self.dctx.zero_copy_align)
+            packed = pack_host(np.asarray(weight), spec, transposed_block(spec, limits), True)
             # Copied, never used in place: ``packed`` is gone when this returns,
             # before the kernels that read it are done.
             bound["wt"] = host_buffer(self.dctx, queue, packed, allocate)

@@ -10,131 +10,163 @@ user's batched or unbatched form.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ._normalize import TransposeCall, normalize_conv, normalize_conv_transpose
+from ._normalize import TransposeCall, normalize_conv_transpose
+from ._spec import ConvSpec
 from .backends import get_backend, has_device_memory, is_device_array
-from .functional import run_conv
 
 __all__ = ["conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "run_transpose"]
 
 
 @dataclass(frozen=True)
-class _AxisPhases:
-    """One spatial axis of a transposed convolution split into its ``stride`` phases.
+class _AxisPhase:
+    """Phase ``r`` of one spatial axis of a transposed convolution (dilation 1).
 
     Output ``o`` with ``(o + pad_before) % stride == r`` only meets taps ``t``
-    with ``t % stride == r``, at input ``(o + pad_before - t) / stride``: per
-    phase a correlation with the reversed sub-kernel ``kernel[r]`` (tap
-    indices; -1 pads a shorter phase with zero taps at its end). Every phase
-    reads the window ``first + m + j`` (``m < steps``, ``j < taps``); phase
-    ``r``'s outputs are steps ``shift[r] .. shift[r] + count[r]``, written to
-    positions ``start[r]``, ``start[r] + stride``, ...
+    with ``t % stride == r``, at input ``(o + pad_before - t) / stride``: a
+    stride-1 correlation with the reversed sub-kernel ``taps`` over the input
+    window ``first .. first + count + len(taps) - 2`` (zeros outside the
+    input), whose ``count`` outputs go to ``start``, ``start + stride``, ...
     """
 
-    stride: int
+    taps: tuple[int, ...]
     first: int
-    taps: int
-    steps: int
-    kernel: tuple[tuple[int, ...], ...]
-    shift: tuple[int, ...]
-    start: tuple[int, ...]
-    count: tuple[int, ...]
+    start: int
+    count: int
 
     @property
-    def zero_taps(self) -> bool:
-        """Whether a phase that has outputs is padded with zero taps."""
-        return any(-1 in row for row, c in zip(self.kernel, self.count) if c)
+    def window_end(self) -> int:
+        return self.first + self.count + len(self.taps) - 1
+
+    @property
+    def kernel(self) -> slice:
+        """``taps`` as a slice of the kernel axis (a view, not a copy)."""
+        step = self.taps[1] - self.taps[0] if len(self.taps) > 1 else -1
+        end = self.taps[-1] + step
+        return slice(self.taps[0], None if end < 0 else end, step)
 
 
-def _axis_phases(n: int, k: int, stride: int, pad_before: int, out: int) -> _AxisPhases:
-    rows, offsets, starts, counts = [], [], [], []
+def _axis_phases(k: int, stride: int, pad_before: int, out: int) -> list[_AxisPhase]:
+    phases = []
     for r in range(stride):
-        taps = [t for t in range(k) if t % stride == r][::-1]
+        taps = tuple(range(k)[r::stride][::-1])
         start = (r - pad_before) % stride
-        counts.append(max(0, -(-(out - start) // stride)))
-        offsets.append((start + pad_before - r) // stride - (len(taps) - 1))
-        rows.append(taps)
-        starts.append(start)
-    width = max(len(t) for t in rows)
-    first = min(offsets)
-    shifts = [o - first for o in offsets]
-    return _AxisPhases(stride, first, width, max(c + sh for c, sh in zip(counts, shifts)),
-                       tuple(tuple(t + [-1] * (width - len(t))) for t in rows),
-                       tuple(shifts), tuple(starts), tuple(counts))
+        count = max(0, -(-(out - start) // stride))
+        first = (start + pad_before - r) // stride - (len(taps) - 1)
+        phases.append(_AxisPhase(taps, first, start, count))
+    return phases
 
 
-def _phase_plan(call: TransposeCall) -> list[_AxisPhases] | None:
+@dataclass(frozen=True)
+class _Phase:
+    """One combination of the axes' phases: a forward convolution of ``window`` of the
+    padded input with the ``kernel`` slices of the weight, into ``target`` of the
+    channels-first result; ``spec`` None where it holds the bias alone (no taps, or a
+    window that misses the input)."""
+
+    spec: ConvSpec | None
+    window: tuple[slice, ...]
+    kernel: tuple[slice, ...]
+    target: tuple[slice, ...]
+
+
+@dataclass(frozen=True)
+class _PhaseSplit:
+    """The phases of a transposed convolution, and the zero padding of the input that
+    every window lies in: ``origin`` (<= 0) to ``end`` (>= the input size) per axis."""
+
+    phases: tuple[_Phase, ...]
+    origin: tuple[int, ...]
+    end: tuple[int, ...]
+
+
+@functools.lru_cache(maxsize=256)
+def _phase_split(spec: ConvSpec, in_size: tuple[int, ...], has_bias: bool) -> _PhaseSplit:
+    """The split of ``spec``'s input gradient, for a transposed input of ``in_size``
+    (a pure function of its arguments, so calls of one shape share it)."""
+    nd, everything = spec.ndim, slice(None)
+    axes = [_axis_phases(k, s, pb, o) for k, s, pb, o in zip(
+        spec.kernel_size, spec.stride, spec.pad_before, spec.in_size)]
+    runs = [phase for phase in itertools.product(*axes) if all(p.count for p in phase)]
+    busy = [phase for phase in runs if all(p.taps and p.window_end > 0 and p.first < n
+                                           for p, n in zip(phase, in_size))]
+    origin = tuple(min([0] + [ph[a].first for ph in busy]) for a in range(nd))
+    end = tuple(max([n] + [ph[a].window_end for ph in busy]) for a, n in enumerate(in_size))
+    phases = []
+    for phase in runs:
+        target = (everything, everything, *(slice(p.start, None, s)
+                                            for p, s in zip(phase, spec.stride)))
+        if phase not in busy:
+            phases.append(_Phase(None, (), (), target))
+            continue
+        window = tuple(slice(p.first - o, p.window_end - o) for p, o in zip(phase, origin))
+        fwd = ConvSpec(spec.batch, spec.out_channels, spec.in_channels, spec.groups,
+                       tuple(w.stop - w.start for w in window),
+                       tuple(len(p.taps) for p in phase), (1,) * nd, (1,) * nd, (0,) * nd,
+                       (0,) * nd, tuple(p.count for p in phase), has_bias=has_bias,
+                       dtype=spec.dtype)
+        phases.append(_Phase(fwd, (everything, everything, *window),
+                             (everything,) * 3 + tuple(p.kernel for p in phase), target))
+    return _PhaseSplit(tuple(phases), origin, end)
+
+
+def _phase_plan(call: TransposeCall) -> _PhaseSplit | None:
     """The phase split of a host transposed convolution, or None where the backend's
-    primitive must run instead: device operands, dilation, and non-finite values that
-    the split's extra zero products would spread (0 * inf is nan)."""
+    primitive must run instead: device operands, dilation, and non-finite weights,
+    which the windows' zero padding would turn into NaN (0 * inf)."""
     spec = call.spec
     if is_device_array(call.x) or any(d != 1 for d in spec.dilation) or not (
             spec.batch and spec.in_channels):
         return None
-    axes = [_axis_phases(n, k, s, pb, o) for n, k, s, pb, o in zip(
-        call.in_size, spec.kernel_size, spec.stride, spec.pad_before, spec.in_size)]
-    if any(a.first >= n or a.first + a.steps + a.taps - 1 <= 0
-           for a, n in zip(axes, call.in_size)):
-        return None  # the window misses the input (outputs of bias only)
-    # The window's zero padding meets every weight; zero taps meet every input.
     if not np.isfinite(np.asarray(call.weight)).all():
         return None
-    if any(a.zero_taps for a in axes) and not np.isfinite(call.x).all():
-        return None
-    return axes
+    return _phase_split(spec, call.in_size, call.bias is not None)
 
 
-def _run_phases(call: TransposeCall, axes: list[_AxisPhases], backend: Any) -> np.ndarray:
-    """A host transposed convolution (dilation 1) as ONE forward convolution.
+def _run_phases(call: TransposeCall, split: _PhaseSplit, backend: Any) -> np.ndarray:
+    """A host transposed convolution (dilation 1) as one forward convolution per phase.
 
-    Every phase of every axis becomes a group of filters (reversed
-    sub-kernels), so the backend's fast forward paths run the transposed
-    convolution's multiply-adds (plus zero taps where phases differ in
-    length), and the phases' outputs are interleaved into the result.
+    Each combination of the axes' phases is a stride-1 convolution of a window
+    of the input with a reversed sub-kernel, on the backend's fast forward
+    paths, written into its strided part of the result (in one go by a
+    backend's ``conv_forward_into``). Phases without taps, or whose window
+    misses the input, hold the bias alone.
     """
     spec = call.spec
     nd, last = spec.ndim, spec.channels_last
-    x = call.x if not last else np.moveaxis(call.x, -1, 1)
-    x = x[(slice(None), slice(None), *(slice(0, n) for n in call.in_size))]
-    crop, pads = [], []
-    for a, n in zip(axes, call.in_size):
-        lo, hi = a.first, a.first + a.steps + a.taps - 1
-        crop.append(slice(max(lo, 0), min(hi, n)))
-        pads.append((max(-lo, 0), max(hi - n, 0)))
-    x = x[(slice(None), slice(None), *crop)]
     g, cg, fg = spec.groups, spec.out_channels // spec.groups, spec.in_channels // spec.groups
-    # Transposed weight (C, F // g, *k) -> forward filters (g, Fg, Cg, *k), one zero tap added.
-    w = np.asarray(call.weight).reshape(g, cg, fg, *spec.kernel_size).swapaxes(1, 2)
-    w = np.pad(w, [(0, 0)] * 3 + [(0, 1)] * nd)
-    index = np.ix_(*(np.asarray([t for row in a.kernel for t in row]) for a in axes))
-    wk = w[(slice(None),) * 3 + index]          # (g, Fg, Cg, *(stride * taps))
-    for axis, a in enumerate(axes):
-        wk = wk.reshape(*wk.shape[:3 + 2 * axis], a.stride, a.taps, *wk.shape[4 + 2 * axis:])
-    order = [0, *range(3, 3 + 2 * nd, 2), 1, 2, *range(4, 4 + 2 * nd, 2)]
-    phases = list(itertools.product(*(range(a.stride) for a in axes)))
-    wk = wk.transpose(order).reshape(g * len(phases) * fg, cg, *(a.taps for a in axes))
-    bias = None
-    if call.bias is not None:
-        bias = np.broadcast_to(np.asarray(call.bias).reshape(g, 1, fg),
-                               (g, len(phases), fg)).reshape(-1)
-    fwd = normalize_conv(nd, x, wk, bias, 1, tuple(pads), 1, g, "zeros", "channels_first",
-                         False)
-    z = np.asarray(run_conv(fwd, backend))
-    z = z.reshape(spec.batch, g, len(phases), fg, *z.shape[2:])
-    y = np.empty(spec.input_shape, dtype=spec.dtype)
+    # The input, channels first (and contiguous, as the forward paths read a
+    # window of it in place), cropped to its size before extension; zero-padded
+    # once where a window reaches past it, so that no phase pads its own.
+    base = np.ascontiguousarray(np.moveaxis(call.x, -1, 1) if last else call.x)
+    x = base[(slice(None), slice(None), *(slice(0, n) for n in call.in_size))]
+    if split.origin != (0,) * nd or split.end != call.in_size:
+        base = np.zeros((*x.shape[:2], *(e - o for o, e in zip(split.origin, split.end))),
+                        x.dtype)
+        base[(slice(None), slice(None), *(slice(-o, n - o) for o, n in zip(
+            split.origin, call.in_size)))] = x
+        x = base
+    empty = getattr(backend, "empty_result", None)
+    y = (empty or np.empty)(spec.input_shape, spec.dtype)
     yc = np.moveaxis(y, -1, 1) if last else y
-    for p, phase in enumerate(phases):
-        target = (slice(None), slice(None), *(slice(a.start[r], None, a.stride)
-                                              for a, r in zip(axes, phase)))
-        source = (slice(None), slice(None), *(slice(a.shift[r], a.shift[r] + a.count[r])
-                                              for a, r in zip(axes, phase)))
-        zp = z[:, :, p].reshape(spec.batch, spec.in_channels, *z.shape[4:])
-        yc[target] = zp[source]
+    # Transposed weight (C, F // g, *k) -> forward filters (g, Fg, Cg, *k).
+    w = np.asarray(call.weight).reshape(g, cg, fg, *spec.kernel_size).swapaxes(1, 2)
+    bias = None if call.bias is None else np.asarray(call.bias)
+    parts = [(p.spec, x[p.window], w[p.kernel].reshape(g * fg, cg, *p.spec.kernel_size), bias,
+              yc[p.target]) for p in split.phases if p.spec is not None]
+    into = getattr(backend, "conv_forward_into", None)
+    if into is None or not into(y, base, parts):
+        for fwd, window, weight, b, view in parts:
+            view[...] = backend.conv_forward(window, weight, b, fwd)
+    for p in split.phases:
+        if p.spec is None:
+            yc[p.target] = 0 if bias is None else bias.reshape(-1, *(1,) * nd)
     return y
 
 
@@ -147,9 +179,9 @@ def run_transpose(call: TransposeCall, backend: Any = None) -> Any:
     """
     be = get_backend(backend)
     spec = call.spec
-    axes = _phase_plan(call)
-    if axes is not None:
-        y = _run_phases(call, axes, be)
+    split = _phase_plan(call)
+    if split is not None:
+        y = _run_phases(call, split, be)
         return y[0] if call.unbatched else y
     primitive = getattr(be, "conv_transpose", None)
     if primitive is not None:

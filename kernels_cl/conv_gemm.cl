@@ -26,6 +26,11 @@
  * (crossing rows) and global id 1 is od: narrow outputs (7x7, 14x14) then
  * compute no partly empty block per row, and fewer blocks stream the
  * weights (a 512 -> 512 3x3 layer's are 9.4 MB).
+ * With GTAB=1 the kernel takes a table of two element offsets per group,
+ * where its input channels and its output channels start (from x and y),
+ * instead of the strides' g * CG * xs_c and g * FG * ys_c: groups that
+ * are separate convolutions over views of one input and one output (the
+ * stride phases of a transposed convolution) run in one launch.
  * No barriers; out-of-range work-items return at once. */
 #include "common.h"
 
@@ -66,6 +71,9 @@
 #ifndef VSTORE
 #define VSTORE 0
 #endif
+#ifndef GTAB
+#define GTAB 0
+#endif
 #ifndef CU
 #define CU 1
 #endif
@@ -96,8 +104,14 @@ inline int in_pixel(const int p, const int OW, const int SH, const int SW, const
 #endif
 }
 
+#if GTAB
+#define GROUP_TABLE_PARAM , __global const long *restrict gtab
+#else
+#define GROUP_TABLE_PARAM
+#endif
+
 __kernel CLCONV_VECTOR_STYLE __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
-void conv_gemm(CLCONV_BORDER_FREE_PARAMS(SW))
+void conv_gemm(CLCONV_BORDER_FREE_PARAMS(SW) GROUP_TABLE_PARAM)
 {
     const int wf = get_global_id(0);
     const int row = get_global_id(1);
@@ -121,8 +135,12 @@ void conv_gemm(CLCONV_BORDER_FREE_PARAMS(SW))
     const int oh = row % OH;
 #endif
     const int p0 = wb * OB;  /* the block's first pixel in its line */
-    __global const ACC_T *xg = x + x_off + n * xs_n + (long)g * CG * xs_c
-                             + od * SD * xs_d + oh * SH * xs_h;
+#if GTAB
+    const long gx = gtab[2 * g], gy = gtab[2 * g + 1];
+#else
+    const long gx = (long)g * CG * xs_c, gy = (long)g * FG * ys_c;
+#endif
+    __global const ACC_T *xg = x + x_off + n * xs_n + gx + od * SD * xs_d + oh * SH * xs_h;
     const int block_len = CG * KD * KH * KW * FB;  /* one filter block's packed weights */
     __global const ACC_T *w = wp + (long)(g * NFB + fblk0) * block_len;
     /* A group past the last block reads the last one again and stores nothing. */
@@ -169,13 +187,13 @@ UNROLL_C
 
     const int nob = CLCONV_MIN(OB, P - p0);
 #if FLAT
-    __global OUT_T *yo = y + y_off + n * ys_n + od * ys_d;
+    __global OUT_T *yo = y + y_off + n * ys_n + gy + od * ys_d;
     long yoff[OB];
     for (int ob = 0; ob < nob; ++ob)
         yoff[ob] = ((p0 + ob) / OW) * ys_h + ((p0 + ob) % OW) * ys_w;
 #define Y_AT(ob) yoff[ob]
 #else
-    __global OUT_T *yo = y + y_off + n * ys_n + od * ys_d + oh * ys_h + p0 * ys_w;
+    __global OUT_T *yo = y + y_off + n * ys_n + gy + od * ys_d + oh * ys_h + p0 * ys_w;
 #define Y_AT(ob) ((ob) * ys_w)
 #endif
     /* Spill the accumulators through an aligned private array (a vector
@@ -187,8 +205,9 @@ UNROLL_C
     for (int v = 0; v < NV; ++v) {
         if (fblk0 + v >= NFB)
             break;
-        const int f0 = g * FG + (fblk0 + v) * FB;
-        const int nf = CLCONV_MIN(FB, FG - (fblk0 + v) * FB);
+        const int fy = (fblk0 + v) * FB;  /* the block's first filter in its group */
+        const int f0 = g * FG + fy;        /* ... and among all filters (bias) */
+        const int nf = CLCONV_MIN(FB, FG - fy);
 #pragma unroll
         for (int ob = 0; ob < OB; ++ob)
             *(ACCV_T *)lanes[ob] = acc[ob][v];
@@ -201,14 +220,14 @@ UNROLL_C
 #pragma unroll
                 for (int ob = 0; ob < OB; ++ob)
                     row[ob] = lanes[ob][j] + b;
-                CLCONV_CAT(vstore, OB)(*(CLCONV_VEC(OB) *)row, 0, yo + (long)(f0 + j) * ys_c);
+                CLCONV_CAT(vstore, OB)(*(CLCONV_VEC(OB) *)row, 0, yo + (long)(fy + j) * ys_c);
             }
             continue;
         }
 #endif
         for (int j = 0; j < nf; ++j) {
             const ACC_T b = has_bias ? bias[f0 + j] : (ACC_T)(0);
-            __global OUT_T *yj = yo + (long)(f0 + j) * ys_c;
+            __global OUT_T *yj = yo + (long)(fy + j) * ys_c;
             for (int ob = 0; ob < nob; ++ob)
                 STORE_OUT(yj, Y_AT(ob), has_bias ? lanes[ob][j] + b : lanes[ob][j]);
         }

@@ -101,6 +101,8 @@ GRID = [
     (2, 1, 2, 2, (3, 3), (2, 2), 1, 0, 2, 1, 3),       # output_padding >= stride (dilation 3)
     (3, 1, 2, 3, (3, 4, 3), (2, 2, 2), 2, 0, 0, 1, 1),
     (3, 2, 2, 2, (3, 3, 3), (3, 3, 3), 2, 1, 1, 2, 1),
+    (2, 2, 6, 8, (5, 6), (4, 4), 2, 1, 0, 2, 1),       # equal phases, 2 groups of 4 filters
+    (3, 1, 4, 8, (3, 4, 5), (2, 2, 2), 2, 0, 0, 1, 1),  # kernel = stride: 1x1x1 phases
 ]
 
 
@@ -350,6 +352,44 @@ def test_phase_split_and_input_gradient_primitive_agree(backend, case):
     assert (_phase_plan(call) is not None) == all(d == 1 for d in per_dim(kw["dilation"],
                                                                           case[0]))
     np.testing.assert_allclose(run_transpose(call, backend), direct, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("case", [
+    # (nd, N, C, F, size, k, stride, padding, groups, launches); every phase is above
+    # the tiny path's size, so the gemm path runs it
+    (2, 2, 16, 16, (9, 10), (4, 4), 2, 1, 2, 1),      # 4 phases of 2x2 taps: one launch
+    (3, 1, 16, 16, (6, 7, 8), (2, 2, 2), 2, 0, 1, 1),  # 8 phases of one tap: one launch
+    (2, 1, 16, 16, (20, 21), (3, 3), 2, 1, 1, 4),     # 2x2, 2x1, 1x2, 1x1 taps: four
+])
+def test_equal_phases_share_one_launch(cl_backend, monkeypatch, case, data_format):
+    """Stride phases of one shape run as the groups of one gemm launch (a group table
+    places each one's window and output), and give the oracle's numbers."""
+    import pyopencl as cl
+
+    nd, n, c, f, size, k, stride, padding, groups, launches = case
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((n, c, *size)).astype(np.float32)
+    w = rng.standard_normal((c, f // groups, *k)).astype(np.float32)
+    b = rng.standard_normal(f).astype(np.float32)
+    want = scatter_oracle(x, w, b, (stride,) * nd, ((padding, padding),) * nd, (0,) * nd,
+                          groups, (1,) * nd)
+    last = data_format == "channels_last"
+    xin = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if last else x
+    kernels = []
+    real = cl.enqueue_nd_range_kernel
+
+    def spy(queue, kernel, *args, **kwargs):
+        kernels.append(kernel.function_name)
+        return real(queue, kernel, *args, **kwargs)
+
+    monkeypatch.setattr(cl, "enqueue_nd_range_kernel", spy)
+    got = FUNCS[nd](xin, w, b, stride=stride, padding=padding, groups=groups,
+                    data_format=data_format, backend=cl_backend)
+    assert kernels == ["conv_gemm"] * launches
+    np.testing.assert_allclose(np.moveaxis(got, -1, 1) if last else got, want, rtol=1e-4,
+                               atol=1e-4)
+    assert (xin == (np.moveaxis(x, 1, -1) if last else x)).all()  # the input is untouched
 
 
 def test_host_inputs_larger_than_the_device_buffer_are_tiled(cl_backend, monkeypatch):

@@ -12,6 +12,8 @@ transposed convolution take the same route with the plan of
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import os
 from typing import Any
@@ -42,7 +44,9 @@ from .execute import (
 from .paths import PATH_ENV, Choice, choices, current_override
 from .paths.backward import BackwardLayout, backward_plan, transposed_block
 from .paths.common import CL_TYPES, acc_dtype, ceil_div, contiguous_strides, round_up
+from .paths.gemm import GemmPath
 from .paths.pack import pack_host
+from .paths.pad import reads_in_place
 from .plan import Layout, Piece, Plan, Ref, Step, plan_pieces, take_piece
 
 WG_CAST = 64
@@ -245,6 +249,72 @@ class OpenCLBackend:
                 y_piece[...] = target
         return y
 
+    def empty_result(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """An uninitialised host array that this device can write in place."""
+        return aligned_empty(shape, dtype, max(self.dctx.zero_copy_align, 128))
+
+    def conv_forward_into(self, y: np.ndarray, x: np.ndarray,
+                          parts: list[tuple[ConvSpec, np.ndarray, Any, Any, np.ndarray]],
+                          ) -> bool:
+        """Host forward convolutions ``(spec, x_view, weight, bias, y_view)``, each reading
+        a strided view of the C-contiguous host array ``x`` and writing one of ``y``
+        (from :meth:`empty_result`), enqueued together with one wait at the end.
+
+        Parts with one spec and the same view strides that the gemm path runs
+        in place become the groups of one launch (its group table). Returns
+        False, having run nothing, where a part would need tiling (the caller
+        then runs the parts one by one); what no view covers is left undefined.
+        """
+        if not parts:
+            return True
+        check_not_forked()
+        limits, queue = self.dctx.limits(), self.queue
+        allocate = self.dctx.allocator(queue)
+        size = x.dtype.itemsize
+        similar: dict[Any, list[tuple[Any, ...]]] = {}
+        for part in parts:
+            spec, x_view, _, _, y_view = part
+            similar.setdefault((spec, x_view.strides, y_view.strides), []).append(part)
+        with driver_errors(parts[0][0], self.dctx.info.name):
+            jobs = []  # (choice, packed, spec, layout, x element offset, y element offset)
+            for (spec, x_strides, y_strides), same in similar.items():
+                self._checked(spec)
+                layout = Layout(x.dtype, tuple(s // size for s in x_strides),
+                                tuple(s // size for s in y_strides))
+                first = self.choices(spec, limits)[0]
+                if (len(same) > 1 and isinstance(first.path, GemmPath)
+                        and reads_in_place(spec, layout)):
+                    at = tuple((_offset(x, p[1]), _offset(y, p[4])) for p in same)
+                    spec, layout = self.dctx.memo(("merged", spec, layout, at),
+                                                  functools.partial(_merged, spec, layout, at))
+                    weight = np.concatenate([np.asarray(p[2]) for p in same])
+                    bias = None if not spec.has_bias else np.concatenate(
+                        [np.asarray(p[3]) for p in same])
+                    packed = first.path.pack(self.dctx, queue, weight, bias, spec,
+                                             first.config, allocate, in_place=True)
+                    todo = [(first, packed, spec, layout, 0, 0)]
+                else:
+                    todo = []
+                    for _, x_view, weight, bias, y_view in same:
+                        choice, packed = self._pack(spec, limits, queue, np.asarray(weight),
+                                                    None if bias is None else np.asarray(bias),
+                                                    allocate, True)
+                        todo.append((choice, packed, spec, layout, _offset(x, x_view),
+                                     _offset(y, y_view)))
+                if any(len(self._route(job[0], job[2], limits)) > 1 for job in todo):
+                    return False
+                jobs += todo
+            # Both stay referenced, with every packing, until read_back has waited.
+            x_op = host_operand(self.dctx, queue, x, allocate, in_place=True)
+            y_op = host_operand(self.dctx, queue, y, allocate, writable=True, in_place=True)
+            for choice, packed, spec, layout, x_at, y_at in jobs:
+                xv = Operand(x_op.buffer, x_op.offset + x_at, layout.x_strides, (), x.dtype)
+                yv = Operand(y_op.buffer, y_op.offset + y_at, layout.y_strides, (), y.dtype)
+                run(self.dctx, queue, self.plan(choice, spec, layout, limits),
+                    {**packed, "x": xv, "y": yv}, allocate)
+            read_back(queue, y_op.buffer, y)
+        return True
+
     # ------------------------------------------------------------ backward
 
     def conv_backward(self, x: Any, weight: Any, grad_output: Any, spec: ConvSpec,
@@ -367,3 +437,23 @@ def _bias_buffer(queue: Any, bias: Any, spec: ConvSpec, allocate: Any) -> Any:
     host = bias.get() if is_array(bias) else np.asarray(bias)
     return cla.to_device(queue, np.ascontiguousarray(host, dtype=acc), allocator=allocate,
                          async_=True).data
+
+
+def _offset(array: np.ndarray, view: np.ndarray) -> int:
+    """The element offset of ``view``'s first element in ``array``, of which it is a view."""
+    return (view.__array_interface__["data"][0] - array.__array_interface__["data"][0]
+            ) // array.dtype.itemsize
+
+
+def _merged(spec: ConvSpec, layout: Layout, at: tuple[tuple[int, int], ...],
+            ) -> tuple[ConvSpec, Layout]:
+    """Convolutions of one ``spec`` whose inputs and outputs start at the element
+    offsets ``at`` as one convolution: their groups, placed by a group table (see
+    Layout.group_offsets)."""
+    g, count = spec.groups, len(at)
+    xs_c, ys_c = layout.x_strides[1], layout.y_strides[1]
+    table = tuple((x_at + i * spec.in_per_group * xs_c, y_at + i * spec.out_per_group * ys_c)
+                  for x_at, y_at in at for i in range(g))
+    merged = dataclasses.replace(spec, groups=g * count, in_channels=spec.in_channels * count,
+                                 out_channels=spec.out_channels * count)
+    return merged, dataclasses.replace(layout, group_offsets=table)

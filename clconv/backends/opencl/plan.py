@@ -115,11 +115,19 @@ class Plan:
 
 @dataclass(frozen=True)
 class Layout:
-    """What a plan depends on besides the problem: operand dtype and element strides."""
+    """What a plan depends on besides the problem: operand dtype and element strides.
+
+    ``group_offsets``, where not empty: per group, the element offsets from
+    the operands' starts at which its input and its output channels begin,
+    for groups that do not lie ``in_per_group`` / ``out_per_group`` channel
+    strides apart (the gemm path's table mode; see
+    ``OpenCLBackend.conv_forward_into``).
+    """
 
     x_dtype: np.dtype
     x_strides: tuple[int, ...]
     y_strides: tuple[int, ...]
+    group_offsets: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,9 @@ def gemm_plan(dctx: DeviceContext, spec: ConvSpec, cfg: GemmConfig, layout: Layo
     """The pad pre-pass (when needed) and conv_gemm.cl; the direct kernel with the same
     packed weights when the pad scratch does not fit."""
     src = border_free(dctx, spec, layout, 1, limits)
+    table = layout.group_offsets
+    if table and (src is None or src.source != "x"):
+        raise ValueError("the gemm path's group table needs an input that it reads in place")
     if src is None:
         return direct_plan(dctx, spec, direct_config(spec, limits, cfg.fb), layout, limits)
     out_d, out_h, out_w = spatial3(spec.out_size, 1)
@@ -103,6 +106,8 @@ def gemm_plan(dctx: DeviceContext, spec: ConvSpec, cfg: GemmConfig, layout: Layo
     defines = type_defines(spec, acc_dtype(spec), "IN")
     defines.update(FB=cfg.fb, NV=cfg.nv, OB=cfg.ob, KH=kh, KW=kw, CU=cfg.cu, FLAT=cfg.flat,
                    VSTORE=cfg.vs)
+    if table:
+        defines["GTAB"] = 1
     prg, wg_x, wg_y = fitted_program(dctx, "conv_gemm.cl", "conv_gemm", defines, cfg.wg_x,
                                      cfg.wg_y, limits.max_work_group)
     nfb = ceil_div(spec.out_per_group, cfg.fb)
@@ -119,8 +124,10 @@ def gemm_plan(dctx: DeviceContext, spec: ConvSpec, cfg: GemmConfig, layout: Layo
         Ref("w"), Ref("b"), np.int32(spec.has_bias),
         Ref("y"), OffsetOf("y"), *i64s(layout_strides(layout.y_strides, spec)),
         *i32s((out_d, out_h, out_w, kd, *spatial3(spec.stride, 1), *spatial3(spec.dilation, 1),
-               spec.groups, spec.in_per_group, spec.out_per_group, nfb)))
-    return src.plan.then(Plan((step,)))
+               spec.groups, spec.in_per_group, spec.out_per_group, nfb)),
+        *((Ref("gtab"),) if table else ()))
+    constants = (("gtab", np.asarray(table, dtype=np.int64).reshape(-1)),) if table else ()
+    return src.plan.then(Plan((step,), constants=constants))
 
 
 class GemmPath(ForwardPath):

@@ -42,6 +42,18 @@ def scratch_fits(spec: ConvSpec, limits: Limits, pitch: int = 1, height: int = 1
     return nbytes <= limits.max_alloc and nbytes // acc_dtype(spec).itemsize <= INT32_MAX
 
 
+def reads_in_place(spec: ConvSpec, layout: Layout, pitch: int = 1, height: int = 1) -> bool:
+    """Whether :func:`border_free` uses the caller's buffer itself: nothing to pad, the
+    accumulator type, unit stride along W, non-negative strides, 32-bit offsets."""
+    acc = acc_dtype(spec)
+    sn, sc, sd, sh, sw = layout_strides(layout.x_strides, spec)
+    in_d, in_h, in_w = spatial3(spec.in_size, 1)
+    no_pad = not any(spec.pad_before) and not any(spec.pad_after)
+    return (no_pad and layout.x_dtype == acc and spec.dtype == acc.name and sw == 1
+            and min(sn, sc, sd, sh) >= 0 and in_w >= pitch and in_h >= height
+            and max(sc * spec.in_channels, sd * in_d, sh * in_h) <= INT32_MAX)
+
+
 def _scratch_rows(spec: ConvSpec, pitch: int, height: int) -> tuple[int, int, int]:
     """``(depth, rows, row length)`` of one channel of pad.cl's copy."""
     pd, ph, pw = spatial3(spec.padded_size, 1)
@@ -67,10 +79,7 @@ def border_free(dctx: DeviceContext, spec: ConvSpec, layout: Layout, pitch: int,
     acc = acc_dtype(spec)
     sn, sc, sd, sh, sw = layout_strides(layout.x_strides, spec)
     in_d, in_h, in_w = spatial3(spec.in_size, 1)
-    no_pad = not any(spec.pad_before) and not any(spec.pad_after)
-    if (no_pad and layout.x_dtype == acc and spec.dtype == acc.name and sw == 1
-            and min(sn, sc, sd, sh) >= 0 and in_w >= pitch and in_h >= height
-            and max(sc * spec.in_channels, sd * in_d, sh * in_h) <= INT32_MAX):
+    if reads_in_place(spec, layout, pitch, height):
         return BorderFree(Plan(()), "x", (sn, sc, sd, sh), in_w)
     if not scratch_fits(spec, limits, pitch, height):
         return None

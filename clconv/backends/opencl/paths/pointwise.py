@@ -65,4 +65,5 @@ def _flatten_spatial(spec: ConvSpec, layout: Layout) -> tuple[ConvSpec, Layout] 
 
     one = dataclasses.replace(spec, in_size=(size,), kernel_size=(1,), stride=(1,),
                               dilation=(1,), pad_before=(0,), pad_after=(0,), out_size=(size,))
-    return one, Layout(layout.x_dtype, flat(layout.x_strides), flat(layout.y_strides))
+    return one, dataclasses.replace(layout, x_strides=flat(layout.x_strides),
+                                    y_strides=flat(layout.y_strides))

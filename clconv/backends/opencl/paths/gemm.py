@@ -72,11 +72,11 @@ def gemm_config(spec: ConvSpec, limits: Limits, width: int, gpu_wide: int = 16,
         ob = {4: 6 if few_taps else 4, 3: 6}.get(nv, 12)
     height = spatial3(spec.out_size, 1)[1]  # rows of one output depth slice
     flat = 0
-    if rows and height > 1 and ceil_div(height * width, ob) * 4 <= height * ceil_div(width, ob) * 3:
-        # Blocks cross rows when rows would leave many partly empty blocks (7x7
-        # needs 9 blocks of 6 pixels instead of 14 of up to 6 columns). Not for
-        # a few: their pixel offsets are run-time values then, OB more
-        # registers, which 16-24 accumulators cannot spare.
+    if rows and height > 1 and ceil_div(height * width, ob) * 5 <= height * ceil_div(width, ob) * 4:
+        # Blocks cross rows where that saves a fifth of them or more (7x7 in
+        # blocks of 6 pixels: 9 instead of 14; 28x28 in blocks of 12: 66
+        # instead of 84). Not for fewer: their pixel offsets are run-time
+        # values then, OB more registers, which 16-24 accumulators cannot spare.
         flat = 1
     elif width < ob:
         ob = max(width, 1)

@@ -72,7 +72,7 @@ class _Phase:
 
     spec: ConvSpec | None
     window: tuple[slice, ...]
-    kernel: tuple[slice, ...]
+    kernel: tuple[slice, ...]  # of the forward view of the transposed weight
     target: tuple[slice, ...]
 
 
@@ -140,7 +140,6 @@ def _run_phases(call: TransposeCall, split: _PhaseSplit, backend: Any) -> np.nda
     """
     spec = call.spec
     nd, last = spec.ndim, spec.channels_last
-    g, cg, fg = spec.groups, spec.out_channels // spec.groups, spec.in_channels // spec.groups
     # The input, channels first (and contiguous, as the forward paths read a
     # window of it in place), cropped to its size before extension; zero-padded
     # once where a window reaches past it, so that no phase pads its own.
@@ -155,7 +154,9 @@ def _run_phases(call: TransposeCall, split: _PhaseSplit, backend: Any) -> np.nda
     empty = getattr(backend, "empty_result", None)
     y = (empty or np.empty)(spec.input_shape, spec.dtype)
     yc = np.moveaxis(y, -1, 1) if last else y
-    # Transposed weight (C, F // g, *k) -> forward filters (g, Fg, Cg, *k).
+    # Transposed weight (C, F // g, *k) -> forward filters (g, Fg, Cg, *k): views
+    # (copies only where groups > 1), which the backend packs where they lie.
+    g, cg, fg = spec.groups, spec.out_channels // spec.groups, spec.in_channels // spec.groups
     w = np.asarray(call.weight).reshape(g, cg, fg, *spec.kernel_size).swapaxes(1, 2)
     bias = None if call.bias is None else np.asarray(call.bias)
     parts = [(p.spec, x[p.window], w[p.kernel].reshape(g * fg, cg, *p.spec.kernel_size), bias,

@@ -287,7 +287,7 @@ class OpenCLBackend:
                     at = tuple((_offset(x, p[1]), _offset(y, p[4])) for p in same)
                     spec, layout = self.dctx.memo(("merged", spec, layout, at),
                                                   functools.partial(_merged, spec, layout, at))
-                    weight = np.concatenate([np.asarray(p[2]) for p in same])
+                    weight = [np.asarray(p[2]) for p in same]  # packed where they lie
                     bias = None if not spec.has_bias else np.concatenate(
                         [np.asarray(p[3]) for p in same])
                     packed = first.path.pack(self.dctx, queue, weight, bias, spec,

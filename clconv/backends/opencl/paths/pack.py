@@ -38,36 +38,46 @@ def packed_bytes(spec: ConvSpec, fb: int) -> int:
             * acc_dtype(spec).itemsize)
 
 
-def pack_host(weight: np.ndarray, spec: ConvSpec, fb: int, transposed: bool = False,
-              align: int = 128) -> np.ndarray:
+def pack_host(weight: np.ndarray | list[np.ndarray], spec: ConvSpec, fb: int,
+              transposed: bool = False, align: int = 128) -> np.ndarray:
     """The packed layout built on the host, aligned to ``align`` bytes (at least 128):
     a device's ``zero_copy_align`` lets unified memory use it in place.
 
+    ``weight``: one array, or a list of arrays that hold consecutive groups of
+    the filters, each packed where it lies (not joined first: a copy of
+    strided views with a few taps costs several times the packing).
     ``transposed``: the backward pass's layout ``[G][NCB][FG][KD][KH][KW][CB]``
     (``fb`` is then the channel block), the forward layout of the weight with
     filters and channels swapped within each group.
     """
     acc = acc_dtype(spec)
-    w = np.asarray(weight)
-    if spec.dtype == "float16" and w.dtype != np.float16:
-        w = w.astype(np.float16)  # the contract rounds weights to the input dtype
-    if spec.flip:
-        w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * spec.ndim]
+    pieces = weight if isinstance(weight, list) else [weight]
     g, fg, cg = spec.groups, spec.out_per_group, spec.in_per_group
-    taps = spatial3(spec.kernel_size, 1)
-    blocked = w.reshape(g, fg, cg, *taps)
     if transposed:
-        blocked = blocked.transpose(0, 2, 1, 3, 4, 5)
         fg, cg = cg, fg
     nfb = ceil_div(fg, fb)
-    if fg != nfb * fb:  # zero filters complete the last block
-        full = np.zeros((g, nfb * fb, cg, *taps), dtype=acc)
-        full[:, :fg] = blocked
-        blocked = full
+    taps = spatial3(spec.kernel_size, 1)
     # Aligned: the kernels read FB filters as one aligned vector, and on
     # unified memory this array is the device buffer itself.
     out = aligned_empty((g, nfb, cg, *taps, fb), acc, max(align, 128))
-    out[...] = blocked.reshape(g, nfb, fb, cg, *taps).transpose(0, 1, 3, 4, 5, 6, 2)
+    at = 0
+    for piece in pieces:
+        w = np.asarray(piece)
+        if spec.dtype == "float16" and w.dtype != np.float16:
+            w = w.astype(np.float16)  # the contract rounds weights to the input dtype
+        if spec.flip:
+            w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * spec.ndim]
+        groups = len(w) // (cg if transposed else fg)
+        blocked = w.reshape(groups, *((cg, fg) if transposed else (fg, cg)), *taps)
+        if transposed:
+            blocked = blocked.transpose(0, 2, 1, 3, 4, 5)
+        if fg != nfb * fb:  # zero filters complete the last block
+            full = np.zeros((groups, nfb * fb, cg, *taps), dtype=acc)
+            full[:, :fg] = blocked
+            blocked = full
+        out[at:at + groups] = blocked.reshape(groups, nfb, fb, cg, *taps).transpose(
+            0, 1, 3, 4, 5, 6, 2)
+        at += groups
     return out
 
 
@@ -111,7 +121,8 @@ def pack_operands(dctx: DeviceContext, queue: Any, weight: Any, bias: Any, spec:
                   fb: int, allocate: Any, in_place: bool = False) -> dict[str, Any]:
     """Weight and bias packed for the device: ``{"w": buffer, "b": buffer or None}``.
 
-    ``weight`` is an :class:`Operand` (packed on the device) or a host array of
+    ``weight`` is an :class:`Operand` (packed on the device), or a host array
+    (or a list of them, see :func:`pack_host`) of
     the spec's dtype (packed by NumPy and uploaded once, or with ``in_place``
     used in place on unified memory; from :data:`DEVICE_PACK_MIN` bytes uploaded
     as it is and packed on the device); ``bias`` likewise an :class:`Operand`, a
@@ -120,7 +131,8 @@ def pack_operands(dctx: DeviceContext, queue: Any, weight: Any, bias: Any, spec:
     """
     acc = acc_dtype(spec)
     keep = {}
-    if isinstance(weight, np.ndarray) and weight.nbytes >= DEVICE_PACK_MIN:
+    pieces = isinstance(weight, list)  # consecutive groups of the filters: NumPy packs them
+    if not pieces and isinstance(weight, np.ndarray) and weight.nbytes >= DEVICE_PACK_MIN:
         weight = host_operand(dctx, queue, np.ascontiguousarray(weight), allocate,
                               in_place=in_place)
         # In place, the host memory must outlive the pack kernel: the call keeps
@@ -131,8 +143,8 @@ def pack_operands(dctx: DeviceContext, queue: Any, weight: Any, bias: Any, spec:
                          lambda: weight_pack_plan(spec, fb, weight.dtype, weight.strides))
         packed = allocate(plan.scratch_bytes)
         run(dctx, queue, Plan(plan.steps), {"w_src": weight, "w": packed}, allocate)
-    elif (fb == 1 and not spec.flip and weight.dtype == acc and weight.nbytes < IN_PLACE_MIN
-          and weight.flags.c_contiguous):
+    elif (not pieces and fb == 1 and not spec.flip and weight.dtype == acc
+          and weight.nbytes < IN_PLACE_MIN and weight.flags.c_contiguous):
         # One filter per block: the packed layout is the weight's own; small
         # weights are copied when the buffer is created (no NumPy packing).
         packed = host_buffer(dctx, queue, weight, allocate)

@@ -74,6 +74,12 @@ class _Phase:
     window: tuple[slice, ...]
     kernel: tuple[slice, ...]  # of the forward view of the transposed weight
     target: tuple[slice, ...]
+    # window and target as element offsets and strides in the padded input and
+    # the result, both C-contiguous (what conv_forward_into takes)
+    x_at: int = 0
+    x_strides: tuple[int, ...] = ()
+    y_at: int = 0
+    y_strides: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,14 @@ def _phase_split(spec: ConvSpec, in_size: tuple[int, ...], has_bias: bool) -> _P
                                            for p, n in zip(phase, in_size))]
     origin = tuple(min([0] + [ph[a].first for ph in busy]) for a in range(nd))
     end = tuple(max([n] + [ph[a].window_end for ph in busy]) for a, n in enumerate(in_size))
+    # Element strides of the (padded or not) channels-first input and of the
+    # result's channels-first view.
+    padded = origin != (0,) * nd or end != in_size
+    xs = _strides((spec.batch, spec.out_channels,
+                   *(tuple(e - o for o, e in zip(origin, end)) if padded else spec.out_size)))
+    ys = _strides(spec.input_shape)
+    if spec.channels_last:
+        ys = (ys[0], ys[-1], *ys[1:-1])
     phases = []
     for phase in runs:
         target = (everything, everything, *(slice(p.start, None, s)
@@ -111,9 +125,22 @@ def _phase_split(spec: ConvSpec, in_size: tuple[int, ...], has_bias: bool) -> _P
                        tuple(len(p.taps) for p in phase), (1,) * nd, (1,) * nd, (0,) * nd,
                        (0,) * nd, tuple(p.count for p in phase), has_bias=has_bias,
                        dtype=spec.dtype)
-        phases.append(_Phase(fwd, (everything, everything, *window),
-                             (everything,) * 3 + tuple(p.kernel for p in phase), target))
+        phases.append(_Phase(
+            fwd, (everything, everything, *window),
+            (everything,) * 3 + tuple(p.kernel for p in phase), target,
+            sum(w.start * st for w, st in zip(window, xs[2:])), xs,
+            sum(p.start * st for p, st in zip(phase, ys[2:])),
+            (*ys[:2], *(st * s for st, s in zip(ys[2:], spec.stride)))))
     return _PhaseSplit(tuple(phases), origin, end)
+
+
+def _strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Element strides of a C-contiguous array of ``shape``."""
+    out, step = [], 1
+    for n in reversed(shape):
+        out.append(step)
+        step *= n
+    return tuple(reversed(out))
 
 
 def _phase_plan(call: TransposeCall) -> _PhaseSplit | None:
@@ -159,12 +186,13 @@ def _run_phases(call: TransposeCall, split: _PhaseSplit, backend: Any) -> np.nda
     g, cg, fg = spec.groups, spec.out_channels // spec.groups, spec.in_channels // spec.groups
     w = np.asarray(call.weight).reshape(g, cg, fg, *spec.kernel_size).swapaxes(1, 2)
     bias = None if call.bias is None else np.asarray(call.bias)
-    parts = [(p.spec, x[p.window], w[p.kernel].reshape(g * fg, cg, *p.spec.kernel_size), bias,
-              yc[p.target]) for p in split.phases if p.spec is not None]
+    busy = [(p, w[p.kernel].reshape(g * fg, cg, *p.spec.kernel_size))
+            for p in split.phases if p.spec is not None]
     into = getattr(backend, "conv_forward_into", None)
-    if into is None or not into(y, base, parts):
-        for fwd, window, weight, b, view in parts:
-            view[...] = backend.conv_forward(window, weight, b, fwd)
+    if into is None or not into(y, base, [(p.spec, p.x_at, p.x_strides, weight, bias, p.y_at,
+                                           p.y_strides) for p, weight in busy]):
+        for p, weight in busy:
+            yc[p.target] = backend.conv_forward(x[p.window], weight, bias, p.spec)
     for p in split.phases:
         if p.spec is None:
             yc[p.target] = 0 if bias is None else bias.reshape(-1, *(1,) * nd)

@@ -254,53 +254,50 @@ class OpenCLBackend:
         return aligned_empty(shape, dtype, max(self.dctx.zero_copy_align, 128))
 
     def conv_forward_into(self, y: np.ndarray, x: np.ndarray,
-                          parts: list[tuple[ConvSpec, np.ndarray, Any, Any, np.ndarray]],
-                          ) -> bool:
-        """Host forward convolutions ``(spec, x_view, weight, bias, y_view)``, each reading
-        a strided view of the C-contiguous host array ``x`` and writing one of ``y``
-        (from :meth:`empty_result`), enqueued together with one wait at the end.
+                          parts: list[tuple[Any, ...]]) -> bool:
+        """Host forward convolutions, enqueued together with one wait at the end.
 
-        Parts with one spec and the same view strides that the gemm path runs
-        in place become the groups of one launch (its group table). Returns
-        False, having run nothing, where a part would need tiling (the caller
-        then runs the parts one by one); what no view covers is left undefined.
+        Each part ``(spec, x_at, x_strides, weight, bias, y_at, y_strides)`` reads the
+        view of the C-contiguous host array ``x`` at element offset ``x_at`` with
+        element strides ``x_strides`` and writes such a view of ``y`` (from
+        :meth:`empty_result`). Parts with one spec and the same strides that the
+        gemm path runs in place become the groups of one launch (its group
+        table). Returns False, having run nothing, where a part would need
+        tiling (the caller then runs the parts one by one); what no part writes
+        is left undefined.
         """
         if not parts:
             return True
         check_not_forked()
         limits, queue = self.dctx.limits(), self.queue
         allocate = self.dctx.allocator(queue)
-        size = x.dtype.itemsize
         similar: dict[Any, list[tuple[Any, ...]]] = {}
         for part in parts:
-            spec, x_view, _, _, y_view = part
-            similar.setdefault((spec, x_view.strides, y_view.strides), []).append(part)
+            similar.setdefault((part[0], part[2], part[6]), []).append(part)
         with driver_errors(parts[0][0], self.dctx.info.name):
-            jobs = []  # (choice, packed, spec, layout, x element offset, y element offset)
+            jobs = []  # (choice, packed, spec, layout, x offset, y offset)
             for (spec, x_strides, y_strides), same in similar.items():
                 self._checked(spec)
-                layout = Layout(x.dtype, tuple(s // size for s in x_strides),
-                                tuple(s // size for s in y_strides))
+                layout = Layout(x.dtype, x_strides, y_strides)
                 first = self.choices(spec, limits)[0]
                 if (len(same) > 1 and isinstance(first.path, GemmPath)
                         and reads_in_place(spec, layout)):
-                    at = tuple((_offset(x, p[1]), _offset(y, p[4])) for p in same)
+                    at = tuple((p[1], p[5]) for p in same)
                     spec, layout = self.dctx.memo(("merged", spec, layout, at),
                                                   functools.partial(_merged, spec, layout, at))
-                    weight = [np.asarray(p[2]) for p in same]  # packed where they lie
+                    weight = [np.asarray(p[3]) for p in same]  # packed where they lie
                     bias = None if not spec.has_bias else np.concatenate(
-                        [np.asarray(p[3]) for p in same])
+                        [np.asarray(p[4]) for p in same])
                     packed = first.path.pack(self.dctx, queue, weight, bias, spec,
                                              first.config, allocate, in_place=True)
                     todo = [(first, packed, spec, layout, 0, 0)]
                 else:
                     todo = []
-                    for _, x_view, weight, bias, y_view in same:
+                    for _, x_at, _, weight, bias, y_at, _ in same:
                         choice, packed = self._pack(spec, limits, queue, np.asarray(weight),
                                                     None if bias is None else np.asarray(bias),
                                                     allocate, True)
-                        todo.append((choice, packed, spec, layout, _offset(x, x_view),
-                                     _offset(y, y_view)))
+                        todo.append((choice, packed, spec, layout, x_at, y_at))
                 if any(len(self._route(job[0], job[2], limits)) > 1 for job in todo):
                     return False
                 jobs += todo
@@ -437,12 +434,6 @@ def _bias_buffer(queue: Any, bias: Any, spec: ConvSpec, allocate: Any) -> Any:
     host = bias.get() if is_array(bias) else np.asarray(bias)
     return cla.to_device(queue, np.ascontiguousarray(host, dtype=acc), allocator=allocate,
                          async_=True).data
-
-
-def _offset(array: np.ndarray, view: np.ndarray) -> int:
-    """The element offset of ``view``'s first element in ``array``, of which it is a view."""
-    return (view.__array_interface__["data"][0] - array.__array_interface__["data"][0]
-            ) // array.dtype.itemsize
 
 
 def _merged(spec: ConvSpec, layout: Layout, at: tuple[tuple[int, int], ...],

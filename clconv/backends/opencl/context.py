@@ -61,6 +61,10 @@ class Limits:
     strict: bool
     group_items: int = 1  # items per work-group the paths aim for (1: CPU shapes)
     vector_width: int = 1  # the device's native floats per vector (blocking choices)
+    # Whether a block of output columns is best stored as one vector per filter
+    # (the gemm path's VSTORE): Intel's CPU compiler turns the lane-by-lane
+    # stores into a slow gather of scalars; PoCL's does not gain from it.
+    vector_stores: bool = False
 
 
 def strict_mode() -> bool:
@@ -83,7 +87,8 @@ def compute_limits(info: DeviceInfo) -> Limits:
     group_items = min(GPU_GROUP_ITEMS, wg) if strict or info.type != "cpu" else 1
     return Limits(max_alloc=max_alloc, memory_budget=int(info.global_mem * MEMORY_FRACTION),
                   max_work_group=wg, local_mem=local, strict=strict, group_items=group_items,
-                  vector_width=info.native_float_width)
+                  vector_width=info.native_float_width,
+                  vector_stores=info.type == "cpu" and "intel" in info.platform.lower())
 
 
 class DeviceContext:

@@ -56,7 +56,7 @@ def gemm_config(spec: ConvSpec, limits: Limits, width: int, gpu_wide: int = 16,
     fg = spec.out_per_group
     fb = 16 if fg > 8 else 8 if fg > 4 else 4
     ob = 6 if fb == 16 else 8
-    nv = 1
+    nv, vs = 1, 0
     if spec.dtype == "float64":
         # The same register budget in doubles: 8 filters (two double4) x 6 columns.
         fb = min(fb, 8)
@@ -66,13 +66,24 @@ def gemm_config(spec: ConvSpec, limits: Limits, width: int, gpu_wide: int = 16,
         # blocks share each input load, and 16-24 accumulators hide the
         # multiply-add latency; fewer blocks take more columns instead.
         # With few taps per filter (K < 64) the stores weigh more, and 6
-        # columns per work-item store faster than 4.
+        # columns per work-item store faster than 4 lane by lane.
         nv = min(4, ceil_div(fg, 16))
-        few_taps = spec.in_per_group * math.prod(spec.kernel_size) < 64
-        ob = {4: 6 if few_taps else 4, 3: 6}.get(nv, 12)
+        taps = spec.in_per_group * math.prod(spec.kernel_size)
+        ob = {4: 6 if taps < 64 else 4, 3: 6}.get(nv, 12)
+        if limits.vector_stores and nv != 3:
+            # Stores by vector need power-of-two blocks: 8 columns where the
+            # stores weigh most (per filter and column, one store per K
+            # multiply-adds: K < 64, or K < 128 with a spatial kernel, whose
+            # unrolled taps leave the registers for 8); 4 (or 12 columns
+            # stored lane by lane, for 1-2 filter blocks) otherwise. Rows
+            # narrower than the block keep the lane-by-lane blocking below.
+            heavy = taps < 64 or (taps < 128 and math.prod(spec.kernel_size) > 1)
+            vector_ob = 8 if heavy else 4 if nv == 4 else 12
+            if width >= vector_ob and not _crosses_rows(spec, width, vector_ob, rows):
+                ob, vs = vector_ob, int(vector_ob in (4, 8))
     height = spatial3(spec.out_size, 1)[1]  # rows of one output depth slice
     flat = 0
-    if rows and height > 1 and ceil_div(height * width, ob) * 5 <= height * ceil_div(width, ob) * 4:
+    if _crosses_rows(spec, width, ob, rows):
         # Blocks cross rows where that saves a fifth of them or more (7x7 in
         # blocks of 6 pixels: 9 instead of 14; 28x28 in blocks of 12: 66
         # instead of 84). Not for fewer: their pixel offsets are run-time
@@ -87,8 +98,16 @@ def gemm_config(spec: ConvSpec, limits: Limits, width: int, gpu_wide: int = 16,
         x_items = (ceil_div(max(width * (height if flat else 1), 1), ob)
                    * ceil_div(ceil_div(fg, fb), nv))
         return GemmConfig(fb, ob, *gpu_group(limits, x_items, gpu_wide), cu=cu, flat=flat,
-                          nv=nv)
-    return GemmConfig(fb, ob, 1, 1, cu=cu, flat=flat, nv=nv)
+                          nv=nv, vs=vs)
+    return GemmConfig(fb, ob, 1, 1, cu=cu, flat=flat, nv=nv, vs=vs)
+
+
+def _crosses_rows(spec: ConvSpec, width: int, ob: int, rows: bool) -> bool:
+    """Whether blocks of ``ob`` pixels of an output slice leave a fifth fewer blocks
+    than blocks of each row (rows of ``width``; ``rows``: the spec's own are launched)."""
+    height = spatial3(spec.out_size, 1)[1]
+    return (rows and height > 1
+            and ceil_div(height * width, ob) * 5 <= height * ceil_div(width, ob) * 4)
 
 
 def gemm_plan(dctx: DeviceContext, spec: ConvSpec, cfg: GemmConfig, layout: Layout,
@@ -165,7 +184,7 @@ class GemmPath(ForwardPath):
             out += [{"nv": nv, "ob": ob} for nv in nvs for ob in (4, 6, 12)
                     if (nv, ob) != (cfg.nv, cfg.ob) and ob * nv <= 24]
         if cfg.ob in (2, 4, 8, 16):
-            out.append({"vs": 1})
+            out.append({"vs": 1 - cfg.vs})
         return out + [{"cu": cu} for cu in (1, 2, 4) if cu != cfg.cu]
 
     def plan(self, dctx: DeviceContext, spec: ConvSpec, config: GemmConfig, layout: Layout,

@@ -12,7 +12,8 @@
  * unit-stride loop the compiler vectorises when the input is contiguous
  * along W), only the border columns go through map_border. Not one
  * work-item per element: PoCL's fixed cost per work-item would then be paid
- * for every value copied.
+ * for every value copied. The vector-style hint keeps Intel's compiler from
+ * vectorising across work-items, whose rows lie PITCH apart (gathers).
  *
  * global id 0: padded row pd * PH + ph (padded to a multiple of WG_PAD)
  * global id 1: n * C + c
@@ -23,7 +24,7 @@
 #define WG_PAD 4
 #endif
 
-__kernel __attribute__((reqd_work_group_size(WG_PAD, 1, 1)))
+__kernel CLCONV_VECTOR_STYLE __attribute__((reqd_work_group_size(WG_PAD, 1, 1)))
 void pad_input(__global const IN_T *restrict x, const long x_off,
                const long xs_n, const long xs_c, const long xs_d, const long xs_h,
                const long xs_w,

@@ -410,7 +410,7 @@ def _check_elements(x_shape: tuple[int, ...], batch: int, channels: int, filters
 # operands only), the other arguments with their types and the host-memory
 # limit's setting, so that a repeated call skips validation. Bounded, oldest
 # entry out first.
-_CALLS: dict[tuple, tuple[ConvSpec, bool]] = {}
+_CALLS: dict[tuple, tuple] = {}
 MAX_CALLS = 256
 _KEY_SCALARS = frozenset({int, float, bool, str, type(None)})
 
@@ -530,7 +530,46 @@ class TransposeCall:
 def normalize_conv_transpose(ndim: int, input: Any, weight: Any, bias: Any, stride: Any,
                              padding: Any, output_padding: Any, groups: Any, dilation: Any,
                              data_format: Any) -> TransposeCall:
-    """Validate conv_transpose{ndim}d arguments (PyTorch's semantics, API.md section 1b)."""
+    """Validate conv_transpose{ndim}d arguments (PyTorch's semantics, API.md section 1b).
+
+    A call with the same operand shapes and dtypes and the same arguments as an
+    earlier valid one reuses its spec (the call cache of :func:`normalize_conv`).
+    """
+    key = _call_key(ndim, (input, weight, bias), (
+        "transpose", stride, padding, output_padding, groups, dilation, data_format,
+        os.environ.get(HOST_MEMORY_ENV)))
+    hit = None if key is None else _CALLS.get(key)
+    if hit is not None:
+        spec, unbatched, in_size = hit
+        dtype = np.dtype(spec.dtype)
+        x = input.reshape((1, *input.shape)) if unbatched else input
+        return TransposeCall(spec, cast_host(_grown(x, spec, in_size), dtype),
+                             cast_host(as_operand(weight, "weight"), dtype),
+                             None if bias is None else cast_host(as_operand(bias, "bias"), dtype),
+                             unbatched, in_size)
+    call = _normalize_conv_transpose(ndim, input, weight, bias, stride, padding,
+                                     output_padding, groups, dilation, data_format)
+    if key is not None:
+        if len(_CALLS) >= MAX_CALLS:
+            _CALLS.pop(next(iter(_CALLS), None), None)
+        _CALLS[key] = (call.spec, call.unbatched, call.in_size)
+    return call
+
+
+def _grown(xb: Any, spec: ConvSpec, in_size: tuple[int, ...]) -> Any:
+    """The batched transposed input zero-extended at the end of each spatial axis where
+    output_padding reaches past the last full stride (the gradient is zero there)."""
+    grown = tuple(f - n for f, n in zip(spec.out_size, in_size))
+    if not any(grown):
+        return xb
+    space = [(0, g) for g in grown]
+    widths = [(0, 0), *space, (0, 0)] if spec.channels_last else [(0, 0), (0, 0), *space]
+    return np.pad(to_host(xb), widths)
+
+
+def _normalize_conv_transpose(ndim: int, input: Any, weight: Any, bias: Any, stride: Any,
+                              padding: Any, output_padding: Any, groups: Any, dilation: Any,
+                              data_format: Any) -> TransposeCall:
     last = channels_last(data_format)
     x = as_operand(input, "input")
     w = as_operand(weight, "weight")
@@ -582,13 +621,6 @@ def normalize_conv_transpose(ndim: int, input: Any, weight: Any, bias: Any, stri
     dummy = np.broadcast_to(np.zeros((), dtype), dummy_shape)
     spec = normalize_conv(ndim, dummy, cast_host(w, dtype), None, strides, pads, dilations,
                           groups, "zeros", data_format, False).spec
-    xb = x.reshape(shape)
-    grown = tuple(f - n for f, n in zip(spec.out_size, in_size))
-    if any(grown):  # output_padding past the last full stride: zero gradients there
-        host = to_host(xb)
-        widths = [(0, 0)] + [(0, g) for g in grown] + ([(0, 0)] if last else [])
-        if not last:
-            widths = [(0, 0), (0, 0)] + [(0, g) for g in grown]
-        xb = np.pad(host, widths)
+    xb = _grown(x.reshape(shape), spec, tuple(in_size))
     return TransposeCall(spec, cast_host(xb, dtype), cast_host(w, dtype),
                          None if b is None else cast_host(b, dtype), unbatched, tuple(in_size))

@@ -78,3 +78,41 @@ def test_the_cache_is_bounded(rng, monkeypatch):
         _call(np.zeros((1, 1, n, n), np.float32), w)
     assert len(_normalize._CALLS) == 4
     assert _call(np.zeros((1, 1, 5, 5), np.float32), w).spec.in_size == (5, 5)
+
+
+def _tcall(x, w, b=None, stride=2, padding=1, output_padding=0, groups=1, dilation=1,
+           data_format="channels_first"):
+    return _normalize.normalize_conv_transpose(2, x, w, b, stride, padding, output_padding,
+                                               groups, dilation, data_format)
+
+
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+def test_a_repeated_transposed_call_reuses_its_spec(rng, data_format):
+    """Transposed calls are cached too; a hit still extends the input where
+    output_padding reaches past the last stride (dilation 3, output_padding 2),
+    and casts and unbatches it."""
+    last = data_format == "channels_last"
+    x = rng.integers(0, 5, (5, 6, 3) if last else (3, 5, 6)).astype(np.int16)  # unbatched
+    w = rng.standard_normal((3, 2, 2, 2)).astype(np.float32)
+    kw = dict(stride=1, padding=0, output_padding=2, dilation=3, data_format=data_format)
+    first = _tcall(x, w, **kw)
+    again = _tcall(x + 1, w, **kw)
+    assert again.spec is first.spec and again.unbatched and again.in_size == (5, 6)
+    assert first.x.shape == ((1, 7, 8, 3) if last else (1, 3, 7, 8))  # extended by 2
+    assert again.x.dtype == np.float32
+    np.testing.assert_array_equal(again.x, _extended(x + 1, first.x.shape))
+    y = clconv.conv_transpose2d(x + 1, w, **kw, backend="numpy")
+    want = clconv.conv_transpose2d((x + 1).astype(np.float32), w, **kw, backend="numpy")
+    np.testing.assert_array_equal(y, want)
+    # Another output_padding is another spec; a bad one is still refused.
+    assert _tcall(x, w, **{**kw, "output_padding": 1}).spec is not first.spec
+    with pytest.raises(clconv.ShapeError, match="output_padding"):
+        _tcall(x, w, **{**kw, "output_padding": 3})
+
+
+def _extended(x, shape):
+    """``x`` batched and zero-extended at the end of its spatial axes to ``shape``."""
+    out = np.zeros(shape, np.float32)
+    xb = x[None].astype(np.float32)
+    out[tuple(slice(0, n) for n in xb.shape)] = xb
+    return out

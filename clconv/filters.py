@@ -167,8 +167,6 @@ def filter2d(image: Any, kernel: Any, *, stride: Any = 1, padding: Any = "same",
                  and hasattr(be, "saturate") and has_device_memory(be)
                  and not hasattr(x, "__dask_graph__"))
     host_in = not is_device_array(x)
-    if on_device and host_in:
-        x = be.to_device(np.ascontiguousarray(x))
     factors = None
     # Where two 1-D passes pay off is the backend's to say (the Backend protocol's
     # ``separable_min_taps``); a backend that does not say runs one pass.
@@ -176,19 +174,30 @@ def filter2d(image: Any, kernel: Any, *, stride: Any = 1, padding: Any = "same",
     if threshold is not None and k.size >= threshold and compute.itemsize >= 4:
         # float16 results keep the one-pass path: two passes would round twice.
         factors = rank1_factors(k, compute)
-    if factors is None:
-        y = depthwise(k, pads, strides, x)
-    else:
-        column, row = factors
-        y = depthwise(column.astype(compute).reshape(-1, 1), (pads[0], (0, 0)),
-                      (strides[0], 1), x)
-        y = depthwise(row.astype(compute).reshape(1, -1), ((0, 0), pads[1]), (1, strides[1]),
-                      y)
-    if grey:
-        y = y.reshape(y.shape[0], y.shape[1])
-    if out_dtype is None:
-        return y
-    return _saturated(y, out_dtype, be, on_device, host_in)
+
+    def passes(operand: Any) -> Any:
+        if factors is None:
+            y = depthwise(k, pads, strides, operand)
+        else:
+            column, row = factors
+            y = depthwise(column.astype(compute).reshape(-1, 1), (pads[0], (0, 0)),
+                          (strides[0], 1), operand)
+            y = depthwise(row.astype(compute).reshape(1, -1), ((0, 0), pads[1]),
+                          (1, strides[1]), y)
+        if grey:
+            y = y.reshape(y.shape[0], y.shape[1])
+        if out_dtype is None:
+            return y
+        return _saturated(y, out_dtype, be, on_device, host_in)
+
+    if on_device and host_in:
+        host = np.ascontiguousarray(x)
+        view = getattr(be, "host_view", None)  # the host memory itself, where shared
+        if view is None:
+            return passes(be.to_device(host))
+        with view(host) as device_x:
+            return passes(device_x)
+    return passes(x)
 
 
 def _as_channels_last(x: Any) -> tuple[Any, tuple[int, int], int]:

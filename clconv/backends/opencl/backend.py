@@ -12,10 +12,12 @@ transposed convolution take the same route with the plan of
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -36,6 +38,7 @@ from .execute import (
     host_buffer,
     host_operand,
     mark_complete,
+    page_view,
     read_all,
     read_back,
     run,
@@ -96,6 +99,30 @@ class OpenCLBackend:
             return array
         host = np.ascontiguousarray(as_operand(array, "array"))  # native byte order
         return cla.to_device(self.queue, host, allocator=self.dctx.buffer)
+
+    @contextlib.contextmanager
+    def host_view(self, array: np.ndarray) -> Iterator[Any]:
+        """A read-only device array over the C-contiguous host ``array``'s own memory
+        where the device shares host memory (else an upload, as :meth:`to_device`),
+        for work whose result the caller reads back inside the ``with`` block; on
+        leaving it, the queue is waited for, so that no kernel reads the memory later
+        (also when the block raises)."""
+        import pyopencl as cl
+        import pyopencl.array as cla
+
+        check_not_forked()
+        page = page_view(self.dctx, array)
+        if page is None:
+            device = self.to_device(array)
+        else:
+            buffer = cl.Buffer(self.context, cl.mem_flags.USE_HOST_PTR | cl.mem_flags.READ_ONLY,
+                               hostbuf=page[0])
+            device = cla.Array(self.queue, array.shape, array.dtype, data=buffer,
+                               offset=page[1] * array.dtype.itemsize)
+        try:
+            yield device
+        finally:
+            self.queue.finish()
 
     def to_host(self, array: Any) -> np.ndarray:
         """A device array's data as a NumPy array (host arrays pass through)."""

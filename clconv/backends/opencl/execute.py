@@ -126,7 +126,7 @@ def host_buffer(dctx: DeviceContext, queue: Any, array: np.ndarray, allocate: An
     return buf
 
 
-def _page_view(dctx: DeviceContext, array: np.ndarray) -> tuple[Any, int] | None:
+def page_view(dctx: DeviceContext, array: np.ndarray) -> tuple[Any, int] | None:
     """Bytes from the ``zero_copy_align`` boundary at or before ``array``'s first
     byte to its last, and ``array``'s element offset in them; ``None`` when the
     device cannot use host memory in place or the boundary could lie on another
@@ -151,12 +151,12 @@ def host_operand(dctx: DeviceContext, queue: Any, array: np.ndarray, allocate: A
                  writable: bool = False, in_place: bool = False) -> Operand:
     """An :class:`Operand` for a C-contiguous host ``array``: with ``in_place`` (see
     :func:`host_buffer`), read-only ones in place on unified memory wherever they
-    start (see :func:`_page_view`); others as :func:`host_buffer` places them."""
+    start (see :func:`page_view`); others as :func:`host_buffer` places them."""
     import pyopencl as cl
 
     size = array.dtype.itemsize
     strides = tuple(s // size for s in array.strides)
-    page = None if writable or not in_place else _page_view(dctx, array)
+    page = None if writable or not in_place else page_view(dctx, array)
     if page is not None:
         flags = cl.mem_flags.USE_HOST_PTR | cl.mem_flags.READ_ONLY
         return Operand(cl.Buffer(dctx.context, flags, hostbuf=page[0]), page[1], strides,

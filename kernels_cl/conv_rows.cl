@@ -69,6 +69,13 @@
 #ifndef BORDER_FREE
 #define BORDER_FREE 0
 #endif
+/* CI > 1: the W axis is the pixels x CI interleaved channels of a
+ * channels-last image row (one kernel for every channel, the W dilation CI
+ * times the pixel's), so that the border rule maps pixel columns and keeps
+ * each element's channel (map_col below). */
+#ifndef CI
+#define CI 1
+#endif
 #ifndef WG_X
 #define WG_X 1
 #endif
@@ -103,7 +110,17 @@
  * scalar reads when they are consecutive and of ACC_T (see CLCONV_LANES in
  * common.h). LOAD8_IN reads the input (converted to ACC_T), LOAD8_RB a
  * gathered private row (below). */
+/* IN_VLOAD=1 (the host sets it for 8- to 32-bit integer inputs and float32
+ * results): LLVM does not merge the scalar loads of a narrower type, so those
+ * take vload8 and one conversion (at most 256 bits: no call-ABI change on AVX2). */
+#ifndef IN_VLOAD
+#define IN_VLOAD 0
+#endif
+#if IN_VLOAD && SW == 1
+#define LOAD8_IN(p) CLCONV_CAT(convert_, V8)(vload8(0, (p)))
+#else
 #define LOAD8_IN(p) CLCONV_LANES(8, V8, LOAD_IN, p, SW)
+#endif
 #define LOAD8_RB(p) CLCONV_LANES(8, V8, CLCONV_ELEM, p, SW)
 
 /* Column border blocks: each input row of the block is first gathered into a
@@ -121,11 +138,24 @@
 #error "ROW_LEN (elements of the gathered border row, which depend on DW) must be given"
 #endif
 #endif
+#if CI > 1
+/* Column i of CI interleaved channels: its pixel (rounded down) mapped by the
+ * border rule among IW / CI pixels, its channel kept; -1 for the fill. */
+inline long map_col(const long i, const long n)
+{
+    const long px = i >= 0 ? i / CI : -((CI - 1 - i) / CI);
+    const long m = map_border(px, n / CI);
+    return m < 0 ? -1 : m * CI + (i - px * CI);
+}
+#else
+#define map_col(i, n) map_border(i, n)
+#endif
+
 inline void fill_row(ACC_T *rb, __global const IN_T *xr, const bool row_ok, const int c0,
                      const int IW, const ACC_T fill)
 {
     for (int j = 0; j < ROW_LEN; ++j) {
-        const long iw = map_border((long)c0 + j, IW);
+        const long iw = map_col((long)c0 + j, IW);
         rb[j] = (row_ok && iw >= 0) ? LOAD_IN(xr, iw) : fill;
     }
 }

@@ -177,6 +177,12 @@ class RowsPath(ForwardPath):
 
     def plan(self, dctx: DeviceContext, spec: ConvSpec, config: RowsConfig, layout: Layout,
              limits: Limits) -> Plan:
+        return self.rows_plan(dctx, spec, config, layout, limits)
+
+    def rows_plan(self, dctx: DeviceContext, spec: ConvSpec, config: RowsConfig,
+                  layout: Layout, limits: Limits, interleave: int = 1) -> Plan:
+        """conv_rows.cl (after the pad pass where :meth:`pads` says so); ``interleave``
+        > 1: the W axis interleaves that many channels (``CI``, borders in the kernel)."""
         cfg = config
         kd, kh, kw = spatial3(spec.kernel_size, 1)
         sd, sh, sw = spatial3(spec.stride, 1)
@@ -187,7 +193,14 @@ class RowsPath(ForwardPath):
         defines = {"BORDER": BORDER_CODES[spec.border], "NV": cfg.nv, "OR": cfg.rows,
                    "KH": kh, "KW": kw, "SH": sh, "SW": sw, "DH": dh,
                    "KW_UNROLL": cfg.kw_unroll, "ROWS_UNROLL_MAX": self.ROWS_UNROLL_MAX}
-        if not self.pads(spec, cfg, layout):
+        if interleave > 1:
+            defines["CI"] = interleave
+        x_dtype = np.dtype(layout.x_dtype)
+        if x_dtype.kind in "iu" and x_dtype.itemsize <= 4 and spec.dtype == "float32":
+            # Integer images read in place: one vector load and conversion per
+            # 8 columns (their scalar loads are not merged: 3x slower for uint8).
+            defines["IN_VLOAD"] = 1
+        if interleave > 1 or not self.pads(spec, cfg, layout):
             # The input in place, borders applied in the kernel (one launch).
             prep, source = Plan(()), "x"
             in_dtype, strides = layout.x_dtype, layout_strides(layout.x_strides, spec)[:4]

@@ -1,0 +1,105 @@
+"""The interleaved path: one kernel shared by every channel of a channels-last image,
+run over each row's pixels x channels as one line (conv_rows.cl with ``CI``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from ...._spec import ConvSpec
+from ..context import DeviceContext, Limits
+from ..plan import Layout, Plan
+from .base import ForwardPath
+from .common import layout_strides
+from .pack import pack_operands
+from .rows import RowsConfig, RowsPath
+
+
+class InterleavedPath(ForwardPath):
+    """Depthwise 2-D filters whose channels share one kernel (``filter2d`` on RGB
+    photos) over a channels-last image.
+
+    Each image row is one line of W x C values and the kernel's taps along W
+    lie C apart in it, so the rows kernel reads the image where it lies (any
+    dtype, no pad pass) and stores whole vectors of the result; the rows
+    path would first copy the image into channel planes and then store the
+    result element by element, C apart. Borders are applied in the kernel,
+    mapping pixel columns and keeping each value's channel (``CI``). Declines
+    weights whose channels differ (:attr:`weight_dependent`) and device
+    weights; needs stride 1 along W, no bias (one value per channel) and
+    operands contiguous over a row's pixels and channels (other layouts run
+    the rows path with the same packed weights).
+    """
+
+    name = "interleaved"
+    Config = RowsConfig
+    weight_dependent = True
+
+    def __init__(self, rows: RowsPath) -> None:
+        self.rows = rows
+
+    def supports(self, spec: ConvSpec, limits: Limits) -> bool:
+        if not (spec.ndim == 2 and spec.channels_last and spec.in_channels > 1
+                and spec.groups == spec.in_channels == spec.out_channels
+                and spec.stride[1] == 1 and not spec.has_bias):
+            return False
+        line = interleaved_spec(spec)
+        widest = RowsConfig(nv=4)  # the border row the kernel gathers, at its longest
+        return (self.rows.supports(line, limits)
+                and self.rows.row_buffer(line, widest) <= RowsPath.MAX_ROW_BUFFER)
+
+    def config(self, spec: ConvSpec, limits: Limits) -> RowsConfig:
+        return self.rows.config(interleaved_spec(spec), limits)
+
+    def variants(self, spec: ConvSpec, limits: Limits) -> list[dict[str, int]]:
+        # Borders are always applied in the kernel here: no pad-pass variant.
+        return [v for v in self.rows.variants(interleaved_spec(spec), limits)
+                if "pad_pass" not in v]
+
+    def block(self, config: Any) -> int:
+        return 1
+
+    def pack(self, dctx: DeviceContext, queue: Any, weight: Any, bias: Any, spec: ConvSpec,
+             config: Any, allocate: Any, in_place: bool = False) -> dict[str, Any] | None:
+        if not isinstance(weight, np.ndarray) or not (weight == weight[:1]).all():
+            return None
+        # Every channel's taps, as the rows path packs them (its fallback reads them
+        # all; the interleaved kernel reads the first).
+        return pack_operands(dctx, queue, weight, bias, spec, 1, allocate, in_place)
+
+    def plan(self, dctx: DeviceContext, spec: ConvSpec, config: RowsConfig, layout: Layout,
+             limits: Limits) -> Plan:
+        line = interleaved_layout(spec, layout)
+        if line is None:
+            return self.rows.plan(dctx, spec, self.rows.config(spec, limits), layout, limits)
+        return self.rows.rows_plan(dctx, interleaved_spec(spec), config, line, limits,
+                                   interleave=spec.in_channels)
+
+
+def interleaved_spec(spec: ConvSpec) -> ConvSpec:
+    """``spec`` (channels-last, depthwise, one kernel) as one channel whose W axis is
+    each row's W x C values: taps and padding along W C times wider."""
+    c = spec.in_channels
+    (bh, bw), (ah, aw) = spec.pad_before, spec.pad_after
+    return dataclasses.replace(
+        spec, in_channels=1, out_channels=1, groups=1,
+        in_size=(spec.in_size[0], spec.in_size[1] * c),
+        dilation=(spec.dilation[0], spec.dilation[1] * c),
+        pad_before=(bh, bw * c), pad_after=(ah, aw * c),
+        out_size=(spec.out_size[0], spec.out_size[1] * c), has_bias=False,
+        channels_last=False)
+
+
+def interleaved_layout(spec: ConvSpec, layout: Layout) -> Layout | None:
+    """``layout`` seen by :func:`interleaved_spec`, or None unless both operands are
+    contiguous over each row's pixels and channels."""
+    c = spec.in_channels
+    flat = []
+    for strides in (layout.x_strides, layout.y_strides):
+        sn, sc, _, sh, sw = layout_strides(strides, spec)
+        if sc != 1 or sw != c:
+            return None
+        flat.append((sn, 1, sh, 1))
+    return dataclasses.replace(layout, x_strides=flat[0], y_strides=flat[1])

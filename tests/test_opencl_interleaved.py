@@ -1,0 +1,172 @@
+"""The interleaved path: channels-last depthwise 2-D convolutions whose channels share
+one kernel (filter2d on RGB images) run over each row's pixels x channels as one line
+of conv_rows.cl (CI), borders mapped per pixel. Checked against the NumPy oracle
+for every border mode, padding, dilation, H stride, dtype and flip, plus what it
+declines and where it is the default."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import clconv
+from clconv import testing
+from clconv._normalize import normalize_conv
+from clconv.backends.opencl import paths
+
+
+def assert_close(y, ref, dtype, reduction):
+    testing.assert_close(y, ref, dtype=dtype, reduction=reduction, check_dtype=False)
+
+
+def _spy(monkeypatch):
+    """Record (kernel, CI or None) of every launch the backend plans from now on."""
+    from clconv.backends.opencl import backend
+
+    steps = []
+    real = backend.run
+
+    def run(dctx, queue, plan, bound, allocate):
+        for step in plan.steps:
+            steps.append((step.kernel, dict(step.program.defines).get("CI")))
+        return real(dctx, queue, plan, bound, allocate)
+
+    monkeypatch.setattr(backend, "run", run)
+    return steps
+
+
+def _shared(rng, c, kernel, dtype=np.float32):
+    """A depthwise weight (C, 1, kH, kW) whose channels share one kernel."""
+    k = rng.standard_normal(kernel).astype(dtype)
+    return np.ascontiguousarray(np.broadcast_to(k, (c, 1, *kernel)))
+
+
+CASES = [  # (image (N, H, W, C), kernel, conv2d keywords, dtype)
+    ((1, 9, 13, 3), (3, 3), {"padding": 1, "padding_mode": "reflect"}, "float32"),
+    ((2, 12, 40, 3), (5, 5), {"padding": "same", "padding_mode": "replicate"}, "float32"),
+    ((1, 10, 11, 4), (3, 2), {"padding": ((1, 1), (0, 1)), "padding_mode": "circular"},
+     "float32"),
+    ((1, 8, 30, 2), (3, 3), {"padding": 2, "dilation": (1, 2), "padding_mode": "zeros"},
+     "float64"),
+    ((1, 15, 21, 3), (3, 3), {"padding": 1, "stride": (2, 1), "padding_mode": "reflect"},
+     "uint8"),
+    ((1, 7, 9, 3), (5, 3), {"padding": (2, 4), "padding_mode": "reflect"}, "float32"),
+    ((1, 6, 70, 3), (1, 7), {"padding": "valid"}, "int16"),
+    ((1, 9, 12, 3), (3, 3), {"padding": 1, "padding_mode": "zeros"}, "float16"),
+]
+
+
+@pytest.mark.parametrize("flip", [False, True])
+@pytest.mark.parametrize(("shape", "kernel", "kw", "dtype"), CASES)
+def test_interleaved_path_equals_oracle(cl_backend, monkeypatch, rng, shape, kernel, kw, dtype,
+                                        flip):
+    """Forced, the path runs one conv_rows launch with CI = C over the image in place
+    (no pad pass) and gives the oracle's numbers."""
+    steps = _spy(monkeypatch)
+    c = shape[-1]
+    x = (rng.integers(0, 200, shape) if dtype in ("uint8", "int16")
+         else rng.standard_normal(shape) * 3).astype(dtype)
+    wdtype = {"float64": np.float64, "float16": np.float16}.get(dtype, np.float32)
+    w = _shared(rng, c, kernel, wdtype)
+    if dtype == "float64" and not clconv.get_backend(cl_backend).dctx.info.fp64:
+        x, w, wdtype = x.astype(np.float32), w.astype(np.float32), np.float32
+    before = x.copy()
+    with paths.override("interleaved"):
+        y = clconv.conv2d(x, w, groups=c, flip=flip, data_format="channels_last",
+                          backend=cl_backend, **kw)
+    assert steps == [("conv_rows", c)]
+    ref = testing.oracle(clconv.conv2d, x, w, None, groups=c, flip=flip,
+                         data_format="channels_last", **kw)
+    scale = 1 + np.abs(ref).max()
+    assert_close(y / scale, ref / scale, np.dtype(wdtype), kernel[0] * kernel[1])
+    assert (x == before).all()
+
+
+def test_filter2d_on_rgb_takes_it_by_default(cl_backend, monkeypatch, rng):
+    """filter2d on an RGB photo (uint8 in, saturated uint8 out): one conv_rows launch
+    with CI = 3 and the saturation, no pad pass; the numbers are the NumPy backend's."""
+    steps = _spy(monkeypatch)
+    photo = rng.integers(0, 256, (64, 96, 3)).astype(np.uint8)
+    sharpen = clconv.kernels.get("sharpen")
+    got = clconv.filter2d(photo, sharpen, dtype="same", backend=cl_backend)
+    want = clconv.filter2d(photo, sharpen, dtype="same", backend="numpy")
+    assert [s for s in steps if s[0] != "saturate"] == [("conv_rows", 3)]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_it_declines_what_it_cannot_run(cl_backend, monkeypatch, rng):
+    """Channels with different kernels, a bias, channels-first data or device weights
+    take the rows path (no CI); a strided layout runs the rows path's plan with the
+    same packed weights. Every result equals the oracle."""
+    steps = _spy(monkeypatch)
+    x = rng.standard_normal((1, 11, 17, 3)).astype(np.float32)
+    shared = _shared(rng, 3, (3, 3))
+    mixed = rng.standard_normal((3, 1, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(3).astype(np.float32)
+    be = clconv.get_backend(cl_backend)
+    for w, b, data in ((mixed, None, x), (shared, bias, x),
+                       (shared, None, np.ascontiguousarray(np.moveaxis(x, -1, 1)))):
+        last = data is x
+        kw = dict(groups=3, padding=1, padding_mode="reflect",
+                  data_format="channels_last" if last else "channels_first")
+        steps.clear()
+        y = clconv.conv2d(data, w, b, backend=cl_backend, **kw)
+        assert all(ci is None for _, ci in steps)
+        assert_close(y, testing.oracle(clconv.conv2d, data, w, b, **kw), np.float32, 9)
+    # Device weights are not compared on the host: declined as well.
+    steps.clear()
+    y = clconv.conv2d(x, be.to_device(shared), groups=3, padding=1,
+                      data_format="channels_last", backend=cl_backend)
+    assert all(ci is None for _, ci in steps)
+    # A device image strided along W (every other pixel): the rows plan, same numbers.
+    wide = be.to_device(rng.standard_normal((1, 11, 34, 3)).astype(np.float32))
+    steps.clear()
+    with paths.override("interleaved"):
+        y = clconv.conv2d(wide[:, :, ::2], shared, groups=3, padding=1,
+                          data_format="channels_last", backend=cl_backend)
+    assert all(ci is None for _, ci in steps)
+    ref = testing.oracle(clconv.conv2d, wide.get()[:, :, ::2], shared, None, groups=3,
+                         padding=1, data_format="channels_last")
+    assert_close(y.get(), ref, np.float32, 9)
+    spec = normalize_conv(2, x, shared, bias, 1, 1, 1, 3, "zeros", "channels_last",
+                          False).spec
+    assert not paths.PATHS["interleaved"].supports(spec, be.dctx.limits())
+
+
+@st.composite
+def _cases(draw):
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    h = draw(st.integers(1, 12)) + (kh - 1) * dh
+    w = draw(st.integers(1, 40)) + (kw - 1) * dw
+    pad = st.tuples(st.integers(0, 4), st.integers(0, 4))
+    return dict(shape=(draw(st.integers(1, 2)), h, w, draw(st.integers(2, 5))),
+                kernel=(kh, kw), stride=(draw(st.integers(1, 3)), 1), dilation=(dh, dw),
+                padding=draw(st.one_of(st.just("valid"), st.tuples(pad, pad))),
+                padding_mode=draw(st.sampled_from(["zeros", "reflect", "replicate",
+                                                   "circular"])),
+                flip=draw(st.booleans()))
+
+
+@given(case=_cases(), seed=st.integers(0, 2**16))
+def test_interleaved_path_hypothesis(cl_backend, case, seed):
+    """Random shared-kernel depthwise convolutions of channels-last images take the
+    path and equal the oracle."""
+    rng = np.random.default_rng(seed)
+    c = case["shape"][-1]
+    x = rng.standard_normal(case["shape"]).astype(np.float32)
+    w = _shared(rng, c, case["kernel"])
+    kw = dict(stride=case["stride"], dilation=case["dilation"], padding=case["padding"],
+              padding_mode=case["padding_mode"], groups=c, flip=case["flip"],
+              data_format="channels_last")
+    spec = normalize_conv(2, x, w, None, kw["stride"], kw["padding"], kw["dilation"], c,
+                          kw["padding_mode"], "channels_last", kw["flip"]).spec
+    be = clconv.get_backend(cl_backend)
+    assert paths.PATHS["interleaved"].supports(spec, be.dctx.limits())
+    with paths.override("interleaved"):
+        y = clconv.conv2d(x, w, backend=cl_backend, **kw)
+    ref = testing.oracle(clconv.conv2d, x, w, None, **kw)
+    scale = 1 + np.abs(ref).max()
+    assert_close(y / scale, ref / scale, np.float32, case["kernel"][0] * case["kernel"][1])

@@ -12,6 +12,8 @@ of kernels and how to plan them (:class:`.base.ForwardPath`). The order of
 ``gemm``       >= 4 filters per group: register-blocked implicit GEMM, pad pre-pass
 ``separable``  rank-1 kernels of >= 121 taps, one filter per group, large outputs:
                a column pass and a row pass of conv_rows.cl (declines other weights)
+``separable_interleaved`` the separable passes of a shared kernel (below), each
+               interleaved (declines other weights)
 ``interleaved`` channels-last depthwise 2-D whose channels share one kernel (filter2d
                on RGB): conv_rows.cl over each row's pixels x channels, read in place
                (declines other weights)
@@ -45,7 +47,7 @@ from .base import ForwardPath
 from .common import allowed_values, with_params
 from .direct import DirectPath
 from .gemm import GemmPath
-from .interleaved import InterleavedPath
+from .interleaved import InterleavedPath, SeparableInterleavedPath
 from .lanes import LanesPath
 from .pixels import PixelsPath
 from .pointwise import PointwisePath
@@ -55,8 +57,9 @@ from .tiny import TinyPath
 
 ROWS = RowsPath()
 FORWARD_PATHS: tuple[ForwardPath, ...] = (TinyPath(), PixelsPath(), PointwisePath(), GemmPath(),
-                                          SeparablePath(ROWS), InterleavedPath(ROWS), ROWS,
-                                          LanesPath(), DirectPath())
+                                          SeparableInterleavedPath(ROWS), SeparablePath(ROWS),
+                                          InterleavedPath(ROWS), ROWS, LanesPath(),
+                                          DirectPath())
 PATHS = {p.name: p for p in FORWARD_PATHS}
 
 PATH_ENV = "CLCONV_OPENCL_PATH"

@@ -1,5 +1,6 @@
-"""The interleaved path: one kernel shared by every channel of a channels-last image,
-run over each row's pixels x channels as one line (conv_rows.cl with ``CI``)."""
+"""The interleaved paths: one kernel shared by every channel of a channels-last image,
+run over each row's pixels x channels as one line (conv_rows.cl with ``CI``), in
+one pass or, for large rank-1 kernels, as the separable path's two passes."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import numpy as np
 
 from ...._spec import ConvSpec
 from ..context import DeviceContext, Limits
-from ..plan import Layout, Plan
+from ..plan import Layout, Plan, Scratch
 from .base import ForwardPath
-from .common import layout_strides
+from .common import acc_dtype, contiguous_strides, layout_strides
 from .pack import pack_operands
 from .rows import RowsConfig, RowsPath
+from .separable import SeparablePath
 
 
 class InterleavedPath(ForwardPath):
@@ -41,14 +43,7 @@ class InterleavedPath(ForwardPath):
         self.rows = rows
 
     def supports(self, spec: ConvSpec, limits: Limits) -> bool:
-        if not (spec.ndim == 2 and spec.channels_last and spec.in_channels > 1
-                and spec.groups == spec.in_channels == spec.out_channels
-                and spec.stride[1] == 1 and not spec.has_bias):
-            return False
-        line = interleaved_spec(spec)
-        widest = RowsConfig(nv=4)  # the border row the kernel gathers, at its longest
-        return (self.rows.supports(line, limits)
-                and self.rows.row_buffer(line, widest) <= RowsPath.MAX_ROW_BUFFER)
+        return interleaves(self.rows, spec, limits)
 
     def config(self, spec: ConvSpec, limits: Limits) -> RowsConfig:
         return self.rows.config(interleaved_spec(spec), limits)
@@ -63,7 +58,7 @@ class InterleavedPath(ForwardPath):
 
     def pack(self, dctx: DeviceContext, queue: Any, weight: Any, bias: Any, spec: ConvSpec,
              config: Any, allocate: Any, in_place: bool = False) -> dict[str, Any] | None:
-        if not isinstance(weight, np.ndarray) or not (weight == weight[:1]).all():
+        if not shared(weight):
             return None
         # Every channel's taps, as the rows path packs them (its fallback reads them
         # all; the interleaved kernel reads the first).
@@ -76,6 +71,61 @@ class InterleavedPath(ForwardPath):
             return self.rows.plan(dctx, spec, self.rows.config(spec, limits), layout, limits)
         return self.rows.rows_plan(dctx, interleaved_spec(spec), config, line, limits,
                                    interleave=spec.in_channels)
+
+
+class SeparableInterleavedPath(SeparablePath):
+    """The separable path's column and row passes, each run as the interleaved path
+    runs its one pass (the intermediate is channels-last, contiguous): for large
+    rank-1 kernels shared by every channel of a channels-last image (Gaussian
+    blurs of RGB photos). Declines what either path declines."""
+
+    name = "separable_interleaved"
+
+    def supports(self, spec: ConvSpec, limits: Limits) -> bool:
+        return super().supports(spec, limits) and all(
+            interleaves(self.rows, p, limits) for p in self.passes(spec))
+
+    def pack(self, dctx: DeviceContext, queue: Any, weight: Any, bias: Any, spec: ConvSpec,
+             config: Any, allocate: Any, in_place: bool = False) -> dict[str, Any] | None:
+        if not shared(weight):
+            return None
+        return super().pack(dctx, queue, weight, bias, spec, config, allocate, in_place)
+
+    def plan(self, dctx: DeviceContext, spec: ConvSpec, config: Any, layout: Layout,
+             limits: Limits) -> Plan:
+        cols, rows = self.passes(spec)
+        n, c, (oh, w) = spec.batch, spec.in_channels, cols.out_size
+        mid = contiguous_strides((n, oh, w, c))
+        first_layout = interleaved_layout(cols, Layout(layout.x_dtype, layout.x_strides, mid))
+        second_layout = interleaved_layout(rows, Layout(acc_dtype(spec), mid, layout.y_strides))
+        if first_layout is None or second_layout is None:
+            return super().plan(dctx, spec, config, layout, limits)
+        passes = []
+        for one, line in ((cols, first_layout), (rows, second_layout)):
+            flat = interleaved_spec(one)
+            passes.append(self.rows.rows_plan(dctx, flat, self.rows.config(flat, limits), line,
+                                              limits, interleave=c))
+        scratch = Plan((), (Scratch("mid", max(n * oh * w * c * acc_dtype(spec).itemsize, 1)),))
+        return scratch.then(passes[0].renamed({"y": "mid", "w": "wc", "b": "bc"})).then(
+            passes[1].renamed({"x": "mid", "xp": "xp2"}))
+
+
+def shared(weight: Any) -> bool:
+    """Whether ``weight`` is a host array whose channels (axis 0) hold one kernel."""
+    return isinstance(weight, np.ndarray) and bool((weight == weight[:1]).all())
+
+
+def interleaves(rows: RowsPath, spec: ConvSpec, limits: Limits) -> bool:
+    """Whether ``spec`` can run interleaved: channels-last 2-D depthwise, stride 1 along
+    W, no bias, and a line the rows kernel supports."""
+    if not (spec.ndim == 2 and spec.channels_last and spec.in_channels > 1
+            and spec.groups == spec.in_channels == spec.out_channels
+            and spec.stride[1] == 1 and not spec.has_bias):
+        return False
+    line = interleaved_spec(spec)
+    widest = RowsConfig(nv=4)  # the border row the kernel gathers, at its longest
+    return (rows.supports(line, limits)
+            and rows.row_buffer(line, widest) <= RowsPath.MAX_ROW_BUFFER)
 
 
 def interleaved_spec(spec: ConvSpec) -> ConvSpec:

@@ -170,3 +170,58 @@ def test_interleaved_path_hypothesis(cl_backend, case, seed):
     ref = testing.oracle(clconv.conv2d, x, w, None, **kw)
     scale = 1 + np.abs(ref).max()
     assert_close(y / scale, ref / scale, np.float32, case["kernel"][0] * case["kernel"][1])
+
+
+SEPARABLE_CASES = [  # (image (N, H, W, C), (kH, kW), conv2d keywords, dtype)
+    ((1, 20, 33, 3), (5, 7), {"padding": "same", "padding_mode": "reflect"}, "float32"),
+    ((2, 18, 25, 4), (4, 3), {"padding": ((2, 1), (1, 1)), "padding_mode": "circular"},
+     "float32"),
+    ((1, 21, 30, 3), (3, 5), {"padding": 3, "padding_mode": "replicate", "stride": (2, 1),
+                              "dilation": (2, 2)}, "uint8"),
+    ((1, 16, 19, 2), (5, 5), {"padding": 2, "padding_mode": "zeros"}, "float64"),
+]
+
+
+@pytest.mark.parametrize(("shape", "kernel", "kw", "dtype"), SEPARABLE_CASES)
+def test_separable_interleaved_path_equals_oracle(cl_backend, monkeypatch, rng, shape, kernel,
+                                                  kw, dtype):
+    """Forced, a shared rank-1 kernel runs as a column pass and a row pass, both with
+    CI = C and no pad pass, and gives the oracle's numbers."""
+    steps = _spy(monkeypatch)
+    c = shape[-1]
+    x = (rng.integers(0, 256, shape) if dtype == "uint8"
+         else rng.standard_normal(shape) * 3).astype(dtype)
+    if dtype == "float64" and not clconv.get_backend(cl_backend).dctx.info.fp64:
+        x = x.astype(np.float32)
+    wdtype = np.float64 if x.dtype == np.float64 else np.float32
+    k = np.outer(rng.standard_normal(kernel[0]), rng.standard_normal(kernel[1]))
+    w = np.ascontiguousarray(np.broadcast_to(k, (c, 1, *kernel))).astype(wdtype)
+    with paths.override("separable_interleaved"):
+        y = clconv.conv2d(x, w, groups=c, data_format="channels_last", backend=cl_backend,
+                          **kw)
+    assert steps == [("conv_rows", c), ("conv_rows", c)]
+    ref = testing.oracle(clconv.conv2d, x, w, None, groups=c, data_format="channels_last",
+                         **kw)
+    scale = 1 + np.abs(ref).max()
+    assert_close(y / scale, ref / scale, np.dtype(wdtype), kernel[0] * kernel[1])
+
+
+def test_gaussian_blur_of_an_rgb_photo_takes_it_by_default(cl_backend, monkeypatch, rng):
+    """At the real thresholds (>= 121 taps, >= 2^18 outputs) a Gaussian of an RGB photo
+    runs the two interleaved passes; channels with different kernels fall back to the
+    separable path's planes, with the same numbers as the NumPy backend."""
+    steps = _spy(monkeypatch)
+    photo = rng.random((160, 600, 3)).astype(np.float32)
+    got = clconv.filter2d(photo, "gaussian", size=13, sigma=2, backend=cl_backend)
+    assert steps == [("conv_rows", 3), ("conv_rows", 3)]
+    want = clconv.filter2d(photo, "gaussian", size=13, sigma=2, backend="numpy")
+    assert_close(got, want, np.float32, 26)
+    g = clconv.kernels.get("gaussian", size=13, sigma=2)
+    w = np.stack([g, 2 * g, g])[:, None].astype(np.float32)  # rank 1, channels differ
+    steps.clear()
+    got = clconv.conv2d(photo[None], w, groups=3, padding="same", padding_mode="reflect",
+                        data_format="channels_last", backend=cl_backend)
+    assert all(ci is None for _, ci in steps) and len(steps) >= 2
+    want = testing.oracle(clconv.conv2d, photo[None], w, None, groups=3, padding="same",
+                          padding_mode="reflect", data_format="channels_last")
+    assert_close(got, want, np.float32, 26)

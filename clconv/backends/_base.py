@@ -83,6 +83,17 @@ class Backend(Protocol):
       kernel with at least this many taps as two 1-D passes. Without it every
       kernel runs as one pass, the right choice where a second launch and an
       intermediate buffer cost more than the taps they save.
+    * ``conv_forward_into(y, x, parts)`` (with ``empty_result(shape, dtype)``,
+      which allocates ``y``): several host forward convolutions, each part
+      ``(spec, x_at, x_strides, weight, bias, y_at, y_strides)`` reading a view
+      of the C-contiguous ``x`` and writing one of ``y`` (element offsets and
+      strides), run together; False where it cannot (nothing run). The
+      transposed convolution writes its stride phases with it; without it
+      they run one by one into views of the result.
+    * ``host_view(array)``: a context manager giving a device array over a
+      host array's own memory where the device shares it (no upload), for
+      work read back inside the block; :func:`clconv.filter2d` uses it for
+      the image of its on-device integer pipeline.
 
     Attributes:
         name: the full name that selects this backend, e.g. ``"opencl:0:0"``.

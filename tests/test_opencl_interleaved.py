@@ -225,3 +225,18 @@ def test_gaussian_blur_of_an_rgb_photo_takes_it_by_default(cl_backend, monkeypat
     want = testing.oracle(clconv.conv2d, photo[None], w, None, groups=3, padding="same",
                           padding_mode="reflect", data_format="channels_last")
     assert_close(got, want, np.float32, 26)
+
+
+def test_interleaved_path_with_tiling(cl_backend, monkeypatch, rng):
+    """Pieces of a tiled host call (CLCONV_MAX_ALLOC) each run interleaved, with the
+    border rows of every piece, and the stitched result equals the oracle."""
+    steps = _spy(monkeypatch)
+    x = rng.standard_normal((2, 50, 60, 3)).astype(np.float32)
+    w = _shared(rng, 3, (5, 3))
+    monkeypatch.setenv("CLCONV_MAX_ALLOC", "16000")
+    y = clconv.conv2d(x, w, groups=3, padding=(2, 1), padding_mode="reflect",
+                      data_format="channels_last", backend=cl_backend)
+    assert len(steps) > 2 and set(steps) == {("conv_rows", 3)}
+    ref = testing.oracle(clconv.conv2d, x, w, None, groups=3, padding=(2, 1),
+                         padding_mode="reflect", data_format="channels_last")
+    assert_close(y, ref, np.float32, 15)

@@ -23,6 +23,7 @@ from ._normalize import (
     check_numeric,
     explicit_padding,
     int_tuple,
+    normalize_conv,
     output_size,
     resolve_padding,
     result_dtype,
@@ -190,6 +191,19 @@ def filter2d(image: Any, kernel: Any, *, stride: Any = 1, padding: Any = "same",
             return y
         return _saturated(y, out_dtype, be, on_device, host_in)
 
+    fused = getattr(be, "conv_forward_saturated", None)
+    if on_device and host_in and factors is None and fused is not None:
+        # One pass whose kernel stores the integer result itself, where it can; the
+        # spec from a stand-in of the compute dtype (the image is read as it is).
+        stand_in = np.broadcast_to(np.zeros((), compute), x.shape)
+        call = normalize_conv(2, stand_in, np.broadcast_to(k, (channels, 1, *k.shape)), None,
+                              strides, pads, 1, channels, padding_mode, "channels_last", flip)
+        # The image as it is (not cast to the compute dtype): the kernel reads it.
+        y = fused(x[None] if call.unbatched else x, call.weight, call.bias, call.spec,
+                  out_dtype)
+        if y is not None:
+            y = y[0] if call.unbatched else y
+            return y.reshape(y.shape[0], y.shape[1]) if grey else y
     if on_device and host_in:
         host = np.ascontiguousarray(x)
         view = getattr(be, "host_view", None)  # the host memory itself, where shared

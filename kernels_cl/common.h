@@ -60,8 +60,14 @@
 #define ACC_T float
 #endif
 
-/* Result storage: OUT_T is the pointer type of the output buffer. */
-#if ELEM_KIND == 2
+/* Result storage: OUT_T is the pointer type of the output buffer. OUT_SAT
+ * (an integer type, with float or double results): the result is stored
+ * rounded to nearest (ties to even) and saturated into that type, NaN as 0
+ * (the _sat_rte conversions), as cast.cl's saturate does after the fact. */
+#if defined(OUT_SAT) && ELEM_KIND != 2
+#define OUT_T OUT_SAT
+#define STORE_OUT(p, i, v) ((p)[i] = CLCONV_CAT(CLCONV_PASTE(convert_, OUT_SAT), _sat_rte)(v))
+#elif ELEM_KIND == 2
 #define OUT_T half
 #define STORE_OUT(p, i, v) vstore_half_rte((float)(v), 0, (p) + (i))
 #else

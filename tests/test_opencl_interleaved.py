@@ -86,14 +86,32 @@ def test_interleaved_path_equals_oracle(cl_backend, monkeypatch, rng, shape, ker
 
 def test_filter2d_on_rgb_takes_it_by_default(cl_backend, monkeypatch, rng):
     """filter2d on an RGB photo (uint8 in, saturated uint8 out): one conv_rows launch
-    with CI = 3 and the saturation, no pad pass; the numbers are the NumPy backend's."""
+    with CI = 3 that reads the uint8 image and stores the uint8 result (OUT_SAT), no
+    pad pass and no separate saturation; the numbers are the NumPy backend's, also
+    for float images with NaN, infinities, ties and values out of range."""
     steps = _spy(monkeypatch)
     photo = rng.integers(0, 256, (64, 96, 3)).astype(np.uint8)
     sharpen = clconv.kernels.get("sharpen")
+    before = photo.copy()
     got = clconv.filter2d(photo, sharpen, dtype="same", backend=cl_backend)
     want = clconv.filter2d(photo, sharpen, dtype="same", backend="numpy")
-    assert [s for s in steps if s[0] != "saturate"] == [("conv_rows", 3)]
+    assert steps == [("conv_rows", 3)]
+    assert got.dtype == np.uint8 and (photo == before).all()
     np.testing.assert_array_equal(got, want)
+    odd = rng.standard_normal((40, 70, 3)).astype(np.float32) * 200
+    odd[::7, ::5] = np.nan
+    odd[3, :, 1] = np.inf
+    odd[5, :, 2] = -np.inf
+    odd[9, 10:20] = 2.5  # a tie once filtered by the identity
+    identity = np.zeros((3, 3), np.float32)
+    identity[1, 1] = 1
+    for kernel in (identity, sharpen):
+        for dtype in (np.uint8, np.int16, np.uint16):
+            steps.clear()
+            got = clconv.filter2d(odd, kernel, dtype=dtype, backend=cl_backend)
+            want = clconv.filter2d(odd, kernel, dtype=dtype, backend="numpy")
+            assert steps == [("conv_rows", 3)] and got.dtype == dtype
+            np.testing.assert_array_equal(got, want)
 
 
 def test_it_declines_what_it_cannot_run(cl_backend, monkeypatch, rng):

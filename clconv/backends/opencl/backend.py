@@ -53,6 +53,8 @@ from .paths.pad import reads_in_place
 from .plan import Layout, Piece, Plan, Ref, Step, plan_pieces, take_piece
 
 WG_CAST = 64
+# The paths whose kernels can store an integer result (conv_rows.cl's OUT_SAT).
+SATURATING_PATHS = frozenset({"rows", "interleaved"})
 CAST_CHUNK = 64  # elements per work-item of cast.cl
 
 
@@ -194,6 +196,36 @@ class OpenCLBackend:
             return self._forward_host(choice, packed, np.asarray(x), spec, limits, queue,
                                       allocate)
 
+    def conv_forward_saturated(self, x: np.ndarray, weight: Any, bias: Any, spec: ConvSpec,
+                               dtype: Any) -> np.ndarray | None:
+        """The convolution of host operands stored straight into the integer ``dtype``
+        (8 to 32 bits), rounded and saturated as :meth:`saturate` does, where the
+        chosen path's kernel stores that way (the rows kernels); None otherwise
+        (nothing run: the caller converts a float result). ``x`` may keep an
+        integer or float dtype of its own (a uint8 photo is read as it is)."""
+        dtype = np.dtype(dtype)
+        x = np.asarray(x)
+        if (dtype.kind not in "iu" or dtype.itemsize > 4 or spec.dtype == "float16"
+                or x.dtype.kind not in "iuf" or x.dtype.itemsize > 8):
+            return None
+        self._checked(spec)
+        limits, queue = self.dctx.limits(), self.queue
+        allocate = self.dctx.allocator(queue)
+        if spec.batch == 0 or spec.out_channels == 0:
+            return np.zeros(spec.output_shape, dtype=dtype)
+        with driver_errors(spec, self.dctx.info.name):
+            choice, packed = self._pack(spec, limits, queue, np.asarray(weight),
+                                        None if bias is None else np.asarray(bias), allocate,
+                                        True)
+            # A rows plan whose padded copy would not fit runs the direct kernel,
+            # which stores floats only.
+            x_dtype = None if x.dtype == np.dtype(spec.dtype) else x.dtype
+            if choice.path.name not in SATURATING_PATHS or any(
+                    plan.steps[-1].kernel != "conv_rows"
+                    for _, plan in self._route(choice, spec, limits, x_dtype, dtype)):
+                return None
+            return self._forward_host(choice, packed, x, spec, limits, queue, allocate, dtype)
+
     def choices(self, spec: ConvSpec, limits: Limits) -> tuple[Choice, ...]:
         """The path choices for ``spec`` in order (memoised per problem, limits,
         forced path, override and tune cache state)."""
@@ -232,11 +264,17 @@ class OpenCLBackend:
                            scratch)
 
     def _route(self, choice: Choice, spec: ConvSpec, limits: Limits,
+               x_dtype: np.dtype | None = None, y_dtype: np.dtype | None = None,
                ) -> tuple[tuple[Piece, Plan], ...]:
         """Each piece of a host call with its plan (memoised as one entry: one lookup
-        per call)."""
-        return self.dctx.memo(("route", choice, spec, limits), lambda: tuple(
-            (piece, self.plan(choice, piece.spec, _contiguous(piece.spec), limits))
+        per call); ``x_dtype``: the input's, when not the spec's; ``y_dtype``: the
+        integer dtype the result is stored in."""
+        def layout(piece: ConvSpec) -> Layout:
+            plain = _contiguous(piece)
+            return dataclasses.replace(plain, x_dtype=x_dtype or plain.x_dtype, y_dtype=y_dtype)
+
+        return self.dctx.memo(("route", choice, spec, limits, x_dtype, y_dtype), lambda: tuple(
+            (piece, self.plan(choice, piece.spec, layout(piece.spec), limits))
             for piece in self._pieces(choice, spec, limits)))
 
     def _forward_device(self, choice: Choice, packed: dict[str, Any], x: Any, spec: ConvSpec,
@@ -253,13 +291,16 @@ class OpenCLBackend:
         return y
 
     def _forward_host(self, choice: Choice, packed: dict[str, Any], x: np.ndarray,
-                      spec: ConvSpec, limits: Limits, queue: Any, allocate: Any) -> np.ndarray:
+                      spec: ConvSpec, limits: Limits, queue: Any, allocate: Any,
+                      y_dtype: np.dtype | None = None) -> np.ndarray:
+        dtype = np.dtype(spec.dtype if y_dtype is None else y_dtype)
         # Aligned so that the device can write a large result in place (see host_buffer).
-        if math.prod(spec.output_shape) * np.dtype(spec.dtype).itemsize >= ZERO_COPY_MIN:
-            y = aligned_empty(spec.output_shape, spec.dtype, max(self.dctx.zero_copy_align, 128))
+        if math.prod(spec.output_shape) * dtype.itemsize >= ZERO_COPY_MIN:
+            y = aligned_empty(spec.output_shape, dtype, max(self.dctx.zero_copy_align, 128))
         else:
-            y = np.empty(spec.output_shape, dtype=spec.dtype)
-        for piece, plan in self._route(choice, spec, limits):
+            y = np.empty(spec.output_shape, dtype=dtype)
+        x_dtype = None if x.dtype == np.dtype(spec.dtype) else x.dtype
+        for piece, plan in self._route(choice, spec, limits, x_dtype, y_dtype):
             x_piece = np.ascontiguousarray(take_piece(x, spec, piece))
             y_piece = y[piece.out_index]
             # Straight into the result when the piece is contiguous there: no

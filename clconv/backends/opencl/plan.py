@@ -128,6 +128,9 @@ class Layout:
     x_strides: tuple[int, ...]
     y_strides: tuple[int, ...]
     group_offsets: tuple[tuple[int, int], ...] = ()
+    # An integer dtype the result is stored in, rounded and saturated (the rows
+    # kernels' OUT_SAT); None: the spec's dtype.
+    y_dtype: np.dtype | None = None
 
 
 @dataclass(frozen=True)

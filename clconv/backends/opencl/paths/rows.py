@@ -13,6 +13,7 @@ from ..plan import Layout, OffsetOf, Plan, Ref, Step
 from .base import ForwardPath
 from .common import (
     BORDER_CODES,
+    CL_TYPES,
     POW2,
     acc_dtype,
     ceil_div,
@@ -195,6 +196,8 @@ class RowsPath(ForwardPath):
                    "KW_UNROLL": cfg.kw_unroll, "ROWS_UNROLL_MAX": self.ROWS_UNROLL_MAX}
         if interleave > 1:
             defines["CI"] = interleave
+        if layout.y_dtype is not None:
+            defines["OUT_SAT"] = CL_TYPES[np.dtype(layout.y_dtype).name]
         x_dtype = np.dtype(layout.x_dtype)
         if x_dtype.kind in "iu" and x_dtype.itemsize <= 4 and spec.dtype == "float32":
             # Integer images read in place: one vector load and conversion per

@@ -192,17 +192,10 @@ def filter2d(image: Any, kernel: Any, *, stride: Any = 1, padding: Any = "same",
         return _saturated(y, out_dtype, be, on_device, host_in)
 
     fused = getattr(be, "conv_forward_saturated", None)
-    if on_device and host_in and factors is None and fused is not None:
-        # One pass whose kernel stores the integer result itself, where it can; the
-        # spec from a stand-in of the compute dtype (the image is read as it is).
-        stand_in = np.broadcast_to(np.zeros((), compute), x.shape)
-        call = normalize_conv(2, stand_in, np.broadcast_to(k, (channels, 1, *k.shape)), None,
-                              strides, pads, 1, channels, padding_mode, "channels_last", flip)
-        # The image as it is (not cast to the compute dtype): the kernel reads it.
-        y = fused(x[None] if call.unbatched else x, call.weight, call.bias, call.spec,
-                  out_dtype)
+    if on_device and host_in and fused is not None:
+        y = _fused_passes(fused, x, k if factors is None else factors, compute, out_dtype,
+                          channels, strides, pads, padding_mode, flip)
         if y is not None:
-            y = y[0] if call.unbatched else y
             return y.reshape(y.shape[0], y.shape[1]) if grey else y
     if on_device and host_in:
         host = np.ascontiguousarray(x)
@@ -212,6 +205,32 @@ def filter2d(image: Any, kernel: Any, *, stride: Any = 1, padding: Any = "same",
         with view(host) as device_x:
             return passes(device_x)
     return passes(x)
+
+
+def _fused_passes(fused: Any, x: np.ndarray, k: Any, compute: np.dtype, out_dtype: np.dtype,
+                  channels: int, strides: tuple[int, int], pads: Any, padding_mode: str,
+                  flip: bool) -> np.ndarray | None:
+    """A host image filtered by the backend's ``conv_forward_saturated``: the kernel
+    reads the image in its own dtype and the last pass stores the integer result
+    itself; ``k`` is the kernel or its ``(column, row)`` factors (a float pass, then
+    the stored one). None where the backend cannot (nothing returned half-done)."""
+    passes = [(k, strides, pads)] if isinstance(k, np.ndarray) else [
+        (k[0].astype(compute).reshape(-1, 1), (strides[0], 1), (pads[0], (0, 0))),
+        (k[1].astype(compute).reshape(1, -1), (1, strides[1]), ((0, 0), pads[1]))]
+    y = x
+    for i, (taps, axis_strides, axis_pads) in enumerate(passes):
+        # The spec from a stand-in of the compute dtype: the image is read as it is.
+        stand_in = np.broadcast_to(np.zeros((), compute), y.shape)
+        call = normalize_conv(2, stand_in, np.broadcast_to(taps, (channels, 1, *taps.shape)),
+                              None, axis_strides, axis_pads, 1, channels, padding_mode,
+                              "channels_last", flip)
+        last = i == len(passes) - 1
+        y = fused(y[None] if call.unbatched else y, call.weight, None, call.spec,
+                  out_dtype if last else compute)
+        if y is None:
+            return None
+        y = y[0] if call.unbatched else y
+    return y
 
 
 def _as_channels_last(x: Any) -> tuple[Any, tuple[int, int], int]:

@@ -258,3 +258,19 @@ def test_interleaved_path_with_tiling(cl_backend, monkeypatch, rng):
     ref = testing.oracle(clconv.conv2d, x, w, None, groups=3, padding=(2, 1),
                          padding_mode="reflect", data_format="channels_last")
     assert_close(y, ref, np.float32, 15)
+
+
+def test_gaussian_blur_to_uint8_stores_the_second_pass_saturated(cl_backend, monkeypatch,
+                                                                 rng):
+    """A uint8 photo blurred to uint8: the two interleaved passes read the uint8 image
+    and store the uint8 result (no saturation kernel), equal to the float result of
+    the same passes rounded and saturated on the host."""
+    from clconv.filters import saturate_host
+
+    steps = _spy(monkeypatch)
+    photo = rng.integers(0, 256, (160, 600, 3)).astype(np.uint8)
+    got = clconv.filter2d(photo, "gaussian", size=13, sigma=2, dtype="same",
+                          backend=cl_backend)
+    assert steps == [("conv_rows", 3), ("conv_rows", 3)] and got.dtype == np.uint8
+    floats = clconv.filter2d(photo, "gaussian", size=13, sigma=2, backend=cl_backend)
+    np.testing.assert_array_equal(got, saturate_host(floats, np.dtype(np.uint8)))

@@ -53,8 +53,9 @@ from .paths.pad import reads_in_place
 from .plan import Layout, Piece, Plan, Ref, Step, plan_pieces, take_piece
 
 WG_CAST = 64
-# The paths whose kernels can store an integer result (conv_rows.cl's OUT_SAT).
-SATURATING_PATHS = frozenset({"rows", "interleaved"})
+# The paths whose kernels can store an integer result (conv_rows.cl's OUT_SAT, in
+# the last pass).
+SATURATING_PATHS = frozenset({"rows", "interleaved", "separable", "separable_interleaved"})
 CAST_CHUNK = 64  # elements per work-item of cast.cl
 
 
@@ -199,15 +200,18 @@ class OpenCLBackend:
     def conv_forward_saturated(self, x: np.ndarray, weight: Any, bias: Any, spec: ConvSpec,
                                dtype: Any) -> np.ndarray | None:
         """The convolution of host operands stored straight into the integer ``dtype``
-        (8 to 32 bits), rounded and saturated as :meth:`saturate` does, where the
-        chosen path's kernel stores that way (the rows kernels); None otherwise
-        (nothing run: the caller converts a float result). ``x`` may keep an
-        integer or float dtype of its own (a uint8 photo is read as it is)."""
+        (8 to 32 bits), rounded and saturated as :meth:`saturate` does (or into the
+        spec's own dtype), where the chosen path's kernel stores that way (the rows
+        kernels); None otherwise (nothing run: the caller converts a float result).
+        ``x`` may keep an integer or float dtype of its own (a uint8 photo is read
+        as it is)."""
         dtype = np.dtype(dtype)
         x = np.asarray(x)
-        if (dtype.kind not in "iu" or dtype.itemsize > 4 or spec.dtype == "float16"
-                or x.dtype.kind not in "iuf" or x.dtype.itemsize > 8):
+        plain = dtype == np.dtype(spec.dtype)
+        if ((not plain and (dtype.kind not in "iu" or dtype.itemsize > 4))
+                or spec.dtype == "float16" or x.dtype.kind not in "iuf" or x.dtype.itemsize > 8):
             return None
+        y_dtype = None if plain else dtype
         self._checked(spec)
         limits, queue = self.dctx.limits(), self.queue
         allocate = self.dctx.allocator(queue)
@@ -222,9 +226,10 @@ class OpenCLBackend:
             x_dtype = None if x.dtype == np.dtype(spec.dtype) else x.dtype
             if choice.path.name not in SATURATING_PATHS or any(
                     plan.steps[-1].kernel != "conv_rows"
-                    for _, plan in self._route(choice, spec, limits, x_dtype, dtype)):
+                    for _, plan in self._route(choice, spec, limits, x_dtype, y_dtype)):
                 return None
-            return self._forward_host(choice, packed, x, spec, limits, queue, allocate, dtype)
+            return self._forward_host(choice, packed, x, spec, limits, queue, allocate,
+                                      y_dtype)
 
     def choices(self, spec: ConvSpec, limits: Limits) -> tuple[Choice, ...]:
         """The path choices for ``spec`` in order (memoised per problem, limits,

@@ -97,7 +97,8 @@ class SeparableInterleavedPath(SeparablePath):
         n, c, (oh, w) = spec.batch, spec.in_channels, cols.out_size
         mid = contiguous_strides((n, oh, w, c))
         first_layout = interleaved_layout(cols, Layout(layout.x_dtype, layout.x_strides, mid))
-        second_layout = interleaved_layout(rows, Layout(acc_dtype(spec), mid, layout.y_strides))
+        second_layout = interleaved_layout(rows, Layout(acc_dtype(spec), mid, layout.y_strides,
+                                                        y_dtype=layout.y_dtype))
         if first_layout is None or second_layout is None:
             return super().plan(dctx, spec, config, layout, limits)
         passes = []

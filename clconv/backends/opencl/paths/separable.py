@@ -126,7 +126,8 @@ class SeparablePath(ForwardPath):
         first = self.rows.plan(dctx, cols, self.rows.config(cols, limits),
                                Layout(layout.x_dtype, layout.x_strides, mid), limits)
         second = self.rows.plan(dctx, rows, self.rows.config(rows, limits),
-                                Layout(acc, mid, layout.y_strides), limits)
+                                Layout(acc, mid, layout.y_strides, y_dtype=layout.y_dtype),
+                                limits)
         scratch = Plan((), (Scratch("mid", max(math.prod(shape) * acc.itemsize, 1)),))
         return scratch.then(first.renamed({"y": "mid", "w": "wc", "b": "bc"})).then(
             second.renamed({"x": "mid", "xp": "xp2"}))

@@ -94,3 +94,12 @@ class ConvSpec:
     def __getstate__(self) -> dict:
         # The cached hash depends on the process (string hashing is salted).
         return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
+
+def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Element strides of a C-contiguous array of ``shape``."""
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))

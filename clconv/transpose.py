@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ._normalize import TransposeCall, normalize_conv_transpose
-from ._spec import ConvSpec
+from ._spec import ConvSpec, contiguous_strides
 from .backends import get_backend, has_device_memory, is_device_array
 
 __all__ = ["conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "run_transpose"]
@@ -107,9 +107,9 @@ def _phase_split(spec: ConvSpec, in_size: tuple[int, ...], has_bias: bool) -> _P
     # Element strides of the (padded or not) channels-first input and of the
     # result's channels-first view.
     padded = origin != (0,) * nd or end != in_size
-    xs = _strides((spec.batch, spec.out_channels,
+    xs = contiguous_strides((spec.batch, spec.out_channels,
                    *(tuple(e - o for o, e in zip(origin, end)) if padded else spec.out_size)))
-    ys = _strides(spec.input_shape)
+    ys = contiguous_strides(spec.input_shape)
     if spec.channels_last:
         ys = (ys[0], ys[-1], *ys[1:-1])
     phases = []
@@ -132,15 +132,6 @@ def _phase_split(spec: ConvSpec, in_size: tuple[int, ...], has_bias: bool) -> _P
             sum(p.start * st for p, st in zip(phase, ys[2:])),
             (*ys[:2], *(st * s for st, s in zip(ys[2:], spec.stride)))))
     return _PhaseSplit(tuple(phases), origin, end)
-
-
-def _strides(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Element strides of a C-contiguous array of ``shape``."""
-    out, step = [], 1
-    for n in reversed(shape):
-        out.append(step)
-        step *= n
-    return tuple(reversed(out))
 
 
 def _phase_plan(call: TransposeCall) -> _PhaseSplit | None:

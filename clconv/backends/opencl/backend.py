@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..._normalize import as_operand
-from ..._spec import ConvSpec
+from ..._spec import ConvSpec, contiguous_strides
 from ...errors import AllocationError, ArgumentError, BackendUnavailable
 from . import tuning
 from .arrays import is_array
@@ -46,7 +46,7 @@ from .execute import (
 )
 from .paths import PATH_ENV, Choice, choices, current_override
 from .paths.backward import BackwardLayout, backward_plan, transposed_block
-from .paths.common import CL_TYPES, acc_dtype, ceil_div, contiguous_strides, round_up
+from .paths.common import CL_TYPES, acc_dtype, ceil_div, round_up
 from .paths.gemm import GemmPath
 from .paths.pack import pack_host
 from .paths.pad import reads_in_place

@@ -64,15 +64,6 @@ def spatial3(values: tuple[int, ...], fill: int) -> tuple[int, ...]:
     return (fill,) * (3 - len(values)) + tuple(values)
 
 
-def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Element strides of a C-contiguous array of ``shape``."""
-    strides, step = [], 1
-    for n in reversed(shape):
-        strides.append(step)
-        step *= n
-    return tuple(reversed(strides))
-
-
 def layout_strides(strides: tuple[int, ...], spec: ConvSpec) -> tuple[int, ...]:
     """``(n, c, d, h, w)`` element strides of an array in the spec's layout."""
     if spec.channels_last:

@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from ...._spec import ConvSpec
+from ...._spec import ConvSpec, contiguous_strides
 from ..context import DeviceContext, Limits
 from ..plan import Layout, Plan, Scratch
 from .base import ForwardPath
-from .common import acc_dtype, contiguous_strides, layout_strides
+from .common import acc_dtype, layout_strides
 from .pack import pack_operands
 from .rows import RowsConfig, RowsPath
 from .separable import SeparablePath

@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from ...._spec import ConvSpec
+from ...._spec import ConvSpec, contiguous_strides
 from ....kernels import rank1_factors
 from ..context import DeviceContext, Limits
 from ..plan import Layout, Plan, Scratch
 from .base import ForwardPath
-from .common import acc_dtype, contiguous_strides
+from .common import acc_dtype
 from .pack import pack_operands
 from .rows import RowsPath
 

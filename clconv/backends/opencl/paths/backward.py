@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...._borders import preimage
-from ...._spec import ConvSpec
+from ...._spec import ConvSpec, contiguous_strides
 from ....errors import AllocationError
 from ..build import ProgramRef
 from ..context import DeviceContext, Limits
@@ -33,7 +33,6 @@ from .common import (
     BORDER_CODES,
     acc_dtype,
     ceil_div,
-    contiguous_strides,
     i32s,
     i64s,
     layout_strides,

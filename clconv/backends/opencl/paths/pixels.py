@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ...._spec import ConvSpec
+from ...._spec import ConvSpec, contiguous_strides
 from ..build import ProgramRef
 from ..context import DeviceContext, Limits
 from ..execute import Operand, host_operand
@@ -20,7 +20,6 @@ from .common import (
     POW2,
     acc_dtype,
     ceil_div,
-    contiguous_strides,
     fitted_program,
     i32s,
     i64s,

@@ -176,15 +176,12 @@ def filter2d(image: Any, kernel: Any, *, stride: Any = 1, padding: Any = "same",
         # float16 results keep the one-pass path: two passes would round twice.
         factors = rank1_factors(k, compute)
 
+    steps = _pass_list(k, factors, compute, strides, pads)
+
     def passes(operand: Any) -> Any:
-        if factors is None:
-            y = depthwise(k, pads, strides, operand)
-        else:
-            column, row = factors
-            y = depthwise(column.astype(compute).reshape(-1, 1), (pads[0], (0, 0)),
-                          (strides[0], 1), operand)
-            y = depthwise(row.astype(compute).reshape(1, -1), ((0, 0), pads[1]),
-                          (1, strides[1]), y)
+        y = operand
+        for taps, axis_strides, axis_pads in steps:
+            y = depthwise(taps, axis_pads, axis_strides, y)
         if grey:
             y = y.reshape(y.shape[0], y.shape[1])
         if out_dtype is None:
@@ -193,8 +190,7 @@ def filter2d(image: Any, kernel: Any, *, stride: Any = 1, padding: Any = "same",
 
     fused = getattr(be, "conv_forward_saturated", None)
     if on_device and host_in and fused is not None:
-        y = _fused_passes(fused, x, k if factors is None else factors, compute, out_dtype,
-                          channels, strides, pads, padding_mode, flip)
+        y = _fused_passes(fused, x, steps, compute, out_dtype, channels, padding_mode, flip)
         if y is not None:
             return y.reshape(y.shape[0], y.shape[1]) if grey else y
     if on_device and host_in:
@@ -207,16 +203,24 @@ def filter2d(image: Any, kernel: Any, *, stride: Any = 1, padding: Any = "same",
     return passes(x)
 
 
-def _fused_passes(fused: Any, x: np.ndarray, k: Any, compute: np.dtype, out_dtype: np.dtype,
-                  channels: int, strides: tuple[int, int], pads: Any, padding_mode: str,
+def _pass_list(k: np.ndarray, factors: Any, compute: np.dtype, strides: tuple[int, int],
+               pads: Any) -> list[tuple[np.ndarray, tuple[int, int], Any]]:
+    """``(taps, strides, padding)`` of each pass: the kernel in one, or its ``(column,
+    row)`` factors as a pass along H and then one along W."""
+    if factors is None:
+        return [(k, strides, pads)]
+    column, row = factors
+    return [(column.astype(compute).reshape(-1, 1), (strides[0], 1), (pads[0], (0, 0))),
+            (row.astype(compute).reshape(1, -1), (1, strides[1]), ((0, 0), pads[1]))]
+
+
+def _fused_passes(fused: Any, x: np.ndarray, passes: list[tuple[Any, ...]],
+                  compute: np.dtype, out_dtype: np.dtype, channels: int, padding_mode: str,
                   flip: bool) -> np.ndarray | None:
     """A host image filtered by the backend's ``conv_forward_saturated``: the kernel
-    reads the image in its own dtype and the last pass stores the integer result
-    itself; ``k`` is the kernel or its ``(column, row)`` factors (a float pass, then
-    the stored one). None where the backend cannot (nothing returned half-done)."""
-    passes = [(k, strides, pads)] if isinstance(k, np.ndarray) else [
-        (k[0].astype(compute).reshape(-1, 1), (strides[0], 1), (pads[0], (0, 0))),
-        (k[1].astype(compute).reshape(1, -1), (1, strides[1]), ((0, 0), pads[1]))]
+    reads the image in its own dtype and the last of ``passes`` (:func:`_pass_list`)
+    stores the integer result itself, the others float. None where the backend
+    cannot (the caller runs the float pipeline)."""
     y = x
     for i, (taps, axis_strides, axis_pads) in enumerate(passes):
         # The spec from a stand-in of the compute dtype: the image is read as it is.

@@ -223,10 +223,9 @@ class OpenCLBackend:
                                         True)
             # A rows plan whose padded copy would not fit runs the direct kernel,
             # which stores floats only.
-            x_dtype = None if x.dtype == np.dtype(spec.dtype) else x.dtype
             if choice.path.name not in SATURATING_PATHS or any(
                     plan.steps[-1].kernel != "conv_rows"
-                    for _, plan in self._route(choice, spec, limits, x_dtype, y_dtype)):
+                    for _, plan in self._route(choice, spec, limits, x.dtype, y_dtype)):
                 return None
             return self._forward_host(choice, packed, x, spec, limits, queue, allocate,
                                       y_dtype)
@@ -272,8 +271,10 @@ class OpenCLBackend:
                x_dtype: np.dtype | None = None, y_dtype: np.dtype | None = None,
                ) -> tuple[tuple[Piece, Plan], ...]:
         """Each piece of a host call with its plan (memoised as one entry: one lookup
-        per call); ``x_dtype``: the input's, when not the spec's; ``y_dtype``: the
+        per call); ``x_dtype``: the host input's (None: the spec's); ``y_dtype``: the
         integer dtype the result is stored in."""
+        x_dtype = None if x_dtype == np.dtype(spec.dtype) else x_dtype  # one memo entry
+
         def layout(piece: ConvSpec) -> Layout:
             plain = _contiguous(piece)
             return dataclasses.replace(plain, x_dtype=x_dtype or plain.x_dtype, y_dtype=y_dtype)
@@ -301,11 +302,10 @@ class OpenCLBackend:
         dtype = np.dtype(spec.dtype if y_dtype is None else y_dtype)
         # Aligned so that the device can write a large result in place (see host_buffer).
         if math.prod(spec.output_shape) * dtype.itemsize >= ZERO_COPY_MIN:
-            y = aligned_empty(spec.output_shape, dtype, max(self.dctx.zero_copy_align, 128))
+            y = self.empty_result(spec.output_shape, dtype)
         else:
             y = np.empty(spec.output_shape, dtype=dtype)
-        x_dtype = None if x.dtype == np.dtype(spec.dtype) else x.dtype
-        for piece, plan in self._route(choice, spec, limits, x_dtype, y_dtype):
+        for piece, plan in self._route(choice, spec, limits, x.dtype, y_dtype):
             x_piece = np.ascontiguousarray(take_piece(x, spec, piece))
             y_piece = y[piece.out_index]
             # Straight into the result when the piece is contiguous there: no

@@ -198,11 +198,6 @@ class RowsPath(ForwardPath):
             defines["CI"] = interleave
         if layout.y_dtype is not None:
             defines["OUT_SAT"] = CL_TYPES[np.dtype(layout.y_dtype).name]
-        x_dtype = np.dtype(layout.x_dtype)
-        if x_dtype.kind in "iu" and x_dtype.itemsize <= 4 and spec.dtype == "float32":
-            # Integer images read in place: one vector load and conversion per
-            # 8 columns (their scalar loads are not merged: 3x slower for uint8).
-            defines["IN_VLOAD"] = 1
         if interleave > 1 or not self.pads(spec, cfg, layout):
             # The input in place, borders applied in the kernel (one launch).
             prep, source = Plan(()), "x"
@@ -220,6 +215,11 @@ class RowsPath(ForwardPath):
             pd, ph, _ = spatial3(spec.padded_size, 1)
             sizes, pads = (pd, max(height, ph), src.row), (0, 0, 0)
             defines["BORDER_FREE"] = 1
+        in_dtype = np.dtype(in_dtype)
+        if in_dtype.kind in "iu" and in_dtype.itemsize <= 4 and spec.dtype == "float32":
+            # Integer images read in place: one vector load and conversion per
+            # 8 columns (their scalar loads are not merged: 3x slower for uint8).
+            defines["IN_VLOAD"] = 1
         defines.update(type_defines(spec, in_dtype, "IN"))
         prg, wg_x, wg_y = fitted_program(dctx, "conv_rows.cl", "conv_rows", defines, cfg.wg_x,
                                          cfg.wg_y, limits.max_work_group)

@@ -392,6 +392,36 @@ def test_equal_phases_share_one_launch(cl_backend, monkeypatch, case, data_forma
     assert (xin == (np.moveaxis(x, 1, -1) if last else x)).all()  # the input is untouched
 
 
+def test_group_table_uploaded_once(cl_backend, monkeypatch):
+    """The group table of merged phases is a constant of the memoised plan: the first
+    call copies it to the device, repeated calls reuse that buffer, and a problem of
+    another size gets its own table (its numbers stay right)."""
+    import pyopencl as cl
+
+    rng = np.random.default_rng(13)
+    w = rng.standard_normal((16, 16, 4, 4)).astype(np.float32)
+    tables = []
+    real = cl.Buffer
+
+    def spy(*args, **kwargs):
+        host = kwargs.get("hostbuf")
+        if isinstance(host, np.ndarray) and host.dtype == np.int64:
+            tables.append(host.copy())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cl, "Buffer", spy)
+    counts = []
+    for size in ((9, 10), (9, 10), (9, 10), (11, 7), (9, 10)):
+        x = rng.standard_normal((1, 16, *size)).astype(np.float32)
+        got = clconv.conv_transpose2d(x, w, stride=2, padding=1, backend=cl_backend)
+        want = scatter_oracle(x, w, None, (2, 2), ((1, 1),) * 2, (0, 0), 1, (1, 1))
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+        counts.append(len(tables))
+    assert counts[0] >= 1 and counts[2] == counts[0]  # repeats upload nothing
+    assert counts[3] > counts[2] and counts[4] == counts[3]
+    assert not np.array_equal(tables[0], tables[counts[2]])
+
+
 def test_host_inputs_larger_than_the_device_buffer_are_tiled(cl_backend, monkeypatch):
     """Host inputs run as one forward convolution of the stride phases, which the
     forward path splits into pieces that fit the device (lowered here to 64 KiB)."""

@@ -80,7 +80,7 @@ def run(dctx: DeviceContext, queue: Any, plan: Plan, bound: dict[str, Any],
         for s in plan.scratch:
             bound[s.name] = allocate(s.nbytes)
         for name, table in plan.constants:
-            bound[name] = host_buffer(dctx, queue, table, allocate)
+            bound[name] = constant_buffer(dctx, table)
     for step in plan.steps:
         args = list(step.args)
         for i, offset, name in step.slots:
@@ -91,6 +91,29 @@ def run(dctx: DeviceContext, queue: Any, plan: Plan, bound: dict[str, Any],
                 args[i] = np.int64(0) if offset else value
         dctx.program(step.program).kernel(step.kernel).enqueue(
             queue, step.global_size, step.local_size, tuple(args))
+
+
+def constant_buffer(dctx: DeviceContext, table: np.ndarray) -> Any:
+    """A read-only device copy of a plan's constant ``table``, made once per table.
+
+    The entry holds ``table`` itself, so its ``id`` stays unique while the entry
+    lives; a plan's tables are never written after the plan is built. Saves a
+    buffer creation per call (the gemm path's group table runs on every
+    transposed convolution).
+    """
+    import pyopencl as cl
+
+    def build() -> tuple[np.ndarray, Any]:
+        data = np.ascontiguousarray(table)
+        if not data.nbytes:  # a buffer cannot be empty; no kernel reads this one
+            return table, cl.Buffer(dctx.context, cl.mem_flags.READ_ONLY, size=1)
+        return table, cl.Buffer(dctx.context, cl.mem_flags.READ_ONLY
+                                | cl.mem_flags.COPY_HOST_PTR, hostbuf=data)
+
+    held, buffer = dctx.memo(("constant", id(table)), build)
+    if held is not table:  # cannot happen while the entry pins the table; stay safe
+        held, buffer = build()
+    return buffer
 
 
 def host_buffer(dctx: DeviceContext, queue: Any, array: np.ndarray, allocate: Any,

@@ -88,7 +88,7 @@ class Plan:
 
     steps: tuple[Step, ...]
     scratch: tuple[Scratch, ...] = ()
-    constants: tuple[tuple[str, np.ndarray], ...] = ()  # small host tables uploaded per run
+    constants: tuple[tuple[str, np.ndarray], ...] = ()  # small tables, on the device once each
 
     @property
     def scratch_bytes(self) -> int:

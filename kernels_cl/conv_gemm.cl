@@ -31,6 +31,13 @@
  * instead of the strides' g * CG * xs_c and g * FG * ys_c: groups that
  * are separate convolutions over views of one input and one output (the
  * stride phases of a transposed convolution) run in one launch.
+ * With FPH > 1 the filters of a group are FPH-interleaved phases: filter
+ * o is stored at (o / FPH) * ys_c + o % FPH, so the FPH phases of one
+ * output channel fill consecutive elements of a row whose columns lie
+ * ys_w = FPH apart (the phases along the last axis of a transposed
+ * convolution whose kernel size equals its stride). One work-item then
+ * writes whole runs of the row instead of every FPH-th element of lines
+ * that FPH work-items share.
  * No barriers; out-of-range work-items return at once. */
 #include "common.h"
 
@@ -77,6 +84,21 @@
 #ifndef CU
 #define CU 1
 #endif
+#ifndef FPH
+#define FPH 1
+#endif
+#if FPH > 1 && FB % FPH
+#error "FPH (interleaved filter phases) must divide FB"
+#endif
+/* OB_FPH: OB * FPH as one token, for the vector type of a run's store. */
+#ifndef OB_FPH
+#define OB_FPH OB
+#endif
+#if OB_FPH != OB * FPH
+#error "OB_FPH must be OB * FPH"
+#endif
+/* Where filter o of a group starts in the output, relative to its group. */
+#define FILTER_AT(o) ((long)((o) / FPH) * ys_c + (o) % FPH)
 /* CU: channels per unrolled step of the K loop. Few taps per channel (1x1)
  * leave OB vector multiply-adds per iteration, too few to hide the loop's
  * own work. */
@@ -138,7 +160,7 @@ void conv_gemm(CLCONV_BORDER_FREE_PARAMS(SW) GROUP_TABLE_PARAM)
 #if GTAB
     const long gx = gtab[2 * g], gy = gtab[2 * g + 1];
 #else
-    const long gx = (long)g * CG * xs_c, gy = (long)g * FG * ys_c;
+    const long gx = (long)g * CG * xs_c, gy = (long)g * (FG / FPH) * ys_c;
 #endif
     __global const ACC_T *xg = x + x_off + n * xs_n + gx + od * SD * xs_d + oh * SH * xs_h;
     const int block_len = CG * KD * KH * KW * FB;  /* one filter block's packed weights */
@@ -211,7 +233,25 @@ UNROLL_C
 #pragma unroll
         for (int ob = 0; ob < OB; ++ob)
             *(ACCV_T *)lanes[ob] = acc[ob][v];
-#if VSTORE && !FLAT && !CLCONV_OUT_HALF && (OB == 2 || OB == 4 || OB == 8 || OB == 16)
+#if VSTORE && FPH > 1 && !FLAT && !CLCONV_OUT_HALF && (OB_FPH == 2 || OB_FPH == 4 \
+                                                      || OB_FPH == 8 || OB_FPH == 16)
+        /* A whole block of columns with its phases interleaved: one vector
+         * store of OB * FPH contiguous elements per output channel. */
+        if (ys_w == FPH && nob == OB) {
+            for (int j = 0; j < nf; j += FPH) {
+                ACC_T run[OB_FPH] __attribute__((aligned(OB_FPH * sizeof(ACC_T))));
+#pragma unroll
+                for (int ob = 0; ob < OB; ++ob) {
+#pragma unroll
+                    for (int c = 0; c < FPH; ++c)
+                        run[ob * FPH + c] = lanes[ob][j + c]
+                                          + (has_bias ? bias[f0 + j + c] : (ACC_T)(0));
+                }
+                CLCONV_CAT(vstore, OB_FPH)(*(CLCONV_VEC(OB_FPH) *)run, 0, yo + FILTER_AT(fy + j));
+            }
+            continue;
+        }
+#elif VSTORE && !FLAT && !CLCONV_OUT_HALF && (OB == 2 || OB == 4 || OB == 8 || OB == 16)
         /* A whole block of contiguous columns: one vector store per filter. */
         if (ys_w == 1 && nob == OB) {
             for (int j = 0; j < nf; ++j) {
@@ -220,14 +260,14 @@ UNROLL_C
 #pragma unroll
                 for (int ob = 0; ob < OB; ++ob)
                     row[ob] = lanes[ob][j] + b;
-                CLCONV_CAT(vstore, OB)(*(CLCONV_VEC(OB) *)row, 0, yo + (long)(fy + j) * ys_c);
+                CLCONV_CAT(vstore, OB)(*(CLCONV_VEC(OB) *)row, 0, yo + FILTER_AT(fy + j));
             }
             continue;
         }
 #endif
         for (int j = 0; j < nf; ++j) {
             const ACC_T b = has_bias ? bias[f0 + j] : (ACC_T)(0);
-            __global OUT_T *yj = yo + (long)(fy + j) * ys_c;
+            __global OUT_T *yj = yo + FILTER_AT(fy + j);
             for (int ob = 0; ob < nob; ++ob)
                 STORE_OUT(yj, Y_AT(ob), has_bias ? lanes[ob][j] + b : lanes[ob][j]);
         }

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import clconv
@@ -239,6 +239,28 @@ def test_transpose_hypothesis(backend, nd, n, groups, cg, fg, data):
     assert_close(got, want, dtype=np.float32, reduction=cg * math.prod(k))
 
 
+@settings(max_examples=15)
+@given(nd=st.integers(1, 3), groups=st.integers(1, 2), data=st.data())
+def test_interleaved_phases_hypothesis(cl_backend, nd, groups, data):
+    """Gemm-sized transposed convolutions whose kernel is as long as the stride
+    along the last axis (interleaved filter phases), other axes and tails random."""
+    s_last = data.draw(st.integers(2, 4))
+    stride = (*data.draw(st.lists(st.integers(1, 3), min_size=nd - 1, max_size=nd - 1)),
+              s_last)
+    k = (*(data.draw(st.integers(1, 3)) for _ in range(nd - 1)), s_last)
+    size = tuple(data.draw(st.lists(st.integers(3, 40 if nd == 1 else 9), min_size=nd,
+                                    max_size=nd)))
+    cg, fg = data.draw(st.integers(4, 24)), data.draw(st.integers(4, 24))
+    n, with_bias = data.draw(st.integers(1, 2)), data.draw(st.booleans())
+    rng = np.random.default_rng(data.draw(st.integers(0, 99)))
+    x = rng.standard_normal((n, cg * groups, *size)).astype(np.float32)
+    w = rng.standard_normal((cg * groups, fg, *k)).astype(np.float32)
+    b = rng.standard_normal(fg * groups).astype(np.float32) if with_bias else None
+    want = scatter_oracle(x, w, b, stride, ((0, 0),) * nd, (0,) * nd, groups, (1,) * nd)
+    got = FUNCS[nd](x, w, b, stride=stride, groups=groups, backend=cl_backend)
+    assert_close(got, want, dtype=np.float32, reduction=cg * math.prod(k))
+
+
 # ---------------------------------------------------------------- layers
 
 LAYERS = {1: clconv.ConvTranspose1d, 2: clconv.ConvTranspose2d, 3: clconv.ConvTranspose3d}
@@ -390,6 +412,68 @@ def test_equal_phases_share_one_launch(cl_backend, monkeypatch, case, data_forma
     np.testing.assert_allclose(np.moveaxis(got, -1, 1) if last else got, want, rtol=1e-4,
                                atol=1e-4)
     assert (xin == (np.moveaxis(x, 1, -1) if last else x)).all()  # the input is untouched
+
+
+@pytest.mark.parametrize("case", [
+    # (nd, N, C, F, size, k, stride, groups, bias, phases along the last axis)
+    (3, 1, 32, 16, (6, 7, 9), (2, 2, 2), 2, 1, True, 2),   # U-Net 3-D upsampling
+    (2, 2, 16, 16, (9, 13), (2, 2), 2, 1, False, 2),       # row tails of 13 columns
+    (2, 1, 16, 32, (12, 16), (2, 2), 2, 2, True, 2),       # two groups
+    (1, 2, 16, 16, (301,), (4,), 4, 1, True, 4),           # four phases per run
+    (2, 1, 16, 16, (7, 9), (3, 2), 2, 1, True, 2),         # rows of 2 and 1 taps
+    (2, 1, 16, 16, (7, 9), (3, 3), 3, 1, True, 1),         # 3 phases: blocks of 16 split them
+])
+def test_interleaved_phases_store_whole_runs(cl_backend, monkeypatch, case):
+    """Where the kernel is as long as the stride along the last axis, the phases
+    there read one window: they run as one convolution whose filters interleave
+    the phases (the gemm path's filter phases), and give the oracle's numbers."""
+    from clconv.backends.opencl.backend import OpenCLBackend
+
+    nd, n, c, f, size, k, stride, groups, with_bias, phases = case
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((n, c, *size)).astype(np.float32)
+    w = rng.standard_normal((c, f // groups, *k)).astype(np.float32)
+    b = rng.standard_normal(f).astype(np.float32) if with_bias else None
+    want = scatter_oracle(x, w, b, (stride,) * nd, ((0, 0),) * nd, (0,) * nd, groups,
+                          (1,) * nd)
+    seen = []
+    real = OpenCLBackend.plan
+
+    def spy(self, choice, spec, layout, limits):
+        seen.append(layout.filter_phases)
+        return real(self, choice, spec, layout, limits)
+
+    monkeypatch.setattr(OpenCLBackend, "plan", spy)
+    got = FUNCS[nd](x, w, b, stride=stride, groups=groups, backend=cl_backend)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert max(seen) == phases
+
+
+# Half inputs are widened by the pad pre-pass, so their phases (like their group
+# table) are not read in place and run one by one.
+@pytest.mark.parametrize("dtype, phases", [("float16", 1), ("float64", 2)])
+def test_interleaved_phases_in_other_dtypes(cl_backend, monkeypatch, dtype, phases):
+    """Filter phases of doubles (blocks of 8 filters) agree with the oracle, and so
+    do half inputs, which run without them."""
+    from clconv.backends.opencl.backend import OpenCLBackend
+
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((1, 32, 20, 24)).astype(dtype)
+    w = rng.standard_normal((32, 16, 2, 2)).astype(dtype)
+    b = rng.standard_normal(16).astype(dtype)
+    want = scatter_oracle(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                          (2, 2), ((0, 0),) * 2, (0, 0), 1, (1, 1))
+    seen = []
+    real = OpenCLBackend.plan
+
+    def spy(self, choice, spec, layout, limits):
+        seen.append(layout.filter_phases)
+        return real(self, choice, spec, layout, limits)
+
+    monkeypatch.setattr(OpenCLBackend, "plan", spy)
+    got = clconv.conv_transpose2d(x, w, b, stride=2, backend=cl_backend)
+    assert got.dtype == np.dtype(dtype) and max(seen) == phases
+    assert_close(got, want, dtype=dtype, reduction=32)
 
 
 def test_group_table_uploaded_once(cl_backend, monkeypatch):

@@ -335,9 +335,12 @@ class OpenCLBackend:
         element strides ``x_strides`` and writes such a view of ``y`` (from
         :meth:`empty_result`). Parts with one spec and the same strides that the
         gemm path runs in place become the groups of one launch (its group
-        table). Returns False, having run nothing, where a part would need
-        tiling (the caller then runs the parts one by one); what no part writes
-        is left undefined.
+        table). Before that, parts that read one window and whose outputs
+        interleave along the last axis (the phases of a kernel as long as its
+        stride there) become one convolution with interleaved filters (the
+        gemm path's filter phases). Returns False, having run nothing, where a
+        part would need tiling (the caller then runs the parts one by one);
+        what no part writes is left undefined.
         """
         if not parts:
             return True
@@ -345,13 +348,13 @@ class OpenCLBackend:
         limits, queue = self.dctx.limits(), self.queue
         allocate = self.dctx.allocator(queue)
         similar: dict[Any, list[tuple[Any, ...]]] = {}
-        for part in parts:
-            similar.setdefault((part[0], part[2], part[6]), []).append(part)
+        for part in self._interleaved(parts, x.dtype, limits):
+            similar.setdefault((part[0], part[2], part[6], part[7]), []).append(part)
         with driver_errors(parts[0][0], self.dctx.info.name):
             jobs = []  # (choice, packed, spec, layout, x offset, y offset)
-            for (spec, x_strides, y_strides), same in similar.items():
+            for (spec, x_strides, y_strides, phases), same in similar.items():
                 self._checked(spec)
-                layout = Layout(x.dtype, x_strides, y_strides)
+                layout = Layout(x.dtype, x_strides, y_strides, filter_phases=phases)
                 first = self.choices(spec, limits)[0]
                 if (len(same) > 1 and isinstance(first.path, GemmPath)
                         and reads_in_place(spec, layout)):
@@ -366,7 +369,7 @@ class OpenCLBackend:
                     todo = [(first, packed, spec, layout, 0, 0)]
                 else:
                     todo = []
-                    for _, x_at, _, weight, bias, y_at, _ in same:
+                    for _, x_at, _, weight, bias, y_at, _, _ in same:
                         choice, packed = self._pack(spec, limits, queue, np.asarray(weight),
                                                     None if bias is None else np.asarray(bias),
                                                     allocate, True)
@@ -384,6 +387,47 @@ class OpenCLBackend:
                     {**packed, "x": xv, "y": yv}, allocate)
             read_back(queue, y_op.buffer, y)
         return True
+
+    def _interleaved(self, parts: list[tuple[Any, ...]], x_dtype: np.dtype,
+                     limits: Limits) -> list[tuple[Any, ...]]:
+        """``parts`` with a filter-phase count appended (1: as given). Runs of ``p``
+        parts of one spec and input window whose outputs start at consecutive
+        elements and step ``p`` along the last axis become one part of ``p``
+        times the filters, filter ``f * p + c`` being run member ``c``'s filter
+        ``f``, where the gemm path runs that spec in place with filter blocks
+        that hold whole phases."""
+        out: list[tuple[Any, ...]] = []
+        runs: dict[Any, dict[int, tuple[Any, ...]]] = {}
+        for part in parts:
+            spec, x_at, x_strides, _, _, y_at, y_strides = part
+            if spec.channels_last or not 2 <= y_strides[-1] <= 16 or spec.out_size[-1] < 1:
+                out.append((*part, 1))
+            else:
+                runs.setdefault((spec, x_at, x_strides, y_strides), {})[y_at] = part
+        for (spec, _, x_strides, y_strides), by_start in runs.items():
+            count = y_strides[-1]
+            wide = dataclasses.replace(spec, out_channels=spec.out_channels * count)
+            layout = Layout(x_dtype, x_strides, y_strides, filter_phases=count)
+            first = self.choices(wide, limits)[0]
+            fits = (isinstance(first.path, GemmPath) and first.config.fb % count == 0
+                    and reads_in_place(wide, layout))
+            for start in sorted(by_start):
+                if start not in by_start:
+                    continue  # claimed by an earlier run
+                members = [by_start.get(start + c) for c in range(count)]
+                if not fits or any(m is None for m in members):
+                    out.append((*by_start.pop(start), 1))
+                    continue
+                for c in range(count):
+                    del by_start[start + c]
+                # One copy of the weights, interleaved (the packing reads it once more).
+                weight = np.stack([np.asarray(m[3]) for m in members], axis=1).reshape(
+                    -1, *np.shape(members[0][3])[1:])
+                bias = members[0][4]
+                bias = None if bias is None else np.repeat(np.asarray(bias), count)
+                out.append((wide, members[0][1], x_strides, weight, bias, start, y_strides,
+                            count))
+        return out
 
     # ------------------------------------------------------------ backward
 
@@ -516,7 +560,8 @@ def _merged(spec: ConvSpec, layout: Layout, at: tuple[tuple[int, int], ...],
     Layout.group_offsets)."""
     g, count = spec.groups, len(at)
     xs_c, ys_c = layout.x_strides[1], layout.y_strides[1]
-    table = tuple((x_at + i * spec.in_per_group * xs_c, y_at + i * spec.out_per_group * ys_c)
+    channels = spec.out_per_group // layout.filter_phases  # output channels of a group
+    table = tuple((x_at + i * spec.in_per_group * xs_c, y_at + i * channels * ys_c)
                   for x_at, y_at in at for i in range(g))
     merged = dataclasses.replace(spec, groups=g * count, in_channels=spec.in_channels * count,
                                  out_channels=spec.out_channels * count)

@@ -121,13 +121,17 @@ class Layout:
     the operands' starts at which its input and its output channels begin,
     for groups that do not lie ``in_per_group`` / ``out_per_group`` channel
     strides apart (the gemm path's table mode; see
-    ``OpenCLBackend.conv_forward_into``).
+    ``OpenCLBackend.conv_forward_into``). ``filter_phases`` > 1: the filters
+    of each group are that many interleaved phases, filter ``o`` stored at
+    ``(o // filter_phases) * y_strides[1] + o % filter_phases`` (the gemm
+    path's ``FPH``).
     """
 
     x_dtype: np.dtype
     x_strides: tuple[int, ...]
     y_strides: tuple[int, ...]
     group_offsets: tuple[tuple[int, int], ...] = ()
+    filter_phases: int = 1
     # An integer dtype the result is stored in, rounded and saturated (the rows
     # kernels' OUT_SAT); None: the spec's dtype.
     y_dtype: np.dtype | None = None

@@ -122,8 +122,9 @@ def gemm_plan(dctx: DeviceContext, spec: ConvSpec, cfg: GemmConfig, layout: Layo
     packed weights when the pad scratch does not fit."""
     src = border_free(dctx, spec, layout, 1, limits)
     table = layout.group_offsets
-    if table and (src is None or src.source != "x"):
-        raise ValueError("the gemm path's group table needs an input that it reads in place")
+    if (table or layout.filter_phases > 1) and (src is None or src.source != "x"):
+        raise ValueError("the gemm path's group table and filter phases need an input that "
+                         "it reads in place")
     if src is None:
         return direct_plan(dctx, spec, direct_config(spec, limits, cfg.fb), layout, limits)
     out_d, out_h, out_w = spatial3(spec.out_size, 1)
@@ -133,6 +134,8 @@ def gemm_plan(dctx: DeviceContext, spec: ConvSpec, cfg: GemmConfig, layout: Layo
                    VSTORE=cfg.vs)
     if table:
         defines["GTAB"] = 1
+    if layout.filter_phases > 1:
+        defines.update(FPH=layout.filter_phases, OB_FPH=cfg.ob * layout.filter_phases)
     prg, wg_x, wg_y = fitted_program(dctx, "conv_gemm.cl", "conv_gemm", defines, cfg.wg_x,
                                      cfg.wg_y, limits.max_work_group)
     nfb = ceil_div(spec.out_per_group, cfg.fb)

@@ -239,15 +239,19 @@ def test_transpose_hypothesis(backend, nd, n, groups, cg, fg, data):
     assert_close(got, want, dtype=np.float32, reduction=cg * math.prod(k))
 
 
-@settings(max_examples=15)
+@settings(max_examples=20)
 @given(nd=st.integers(1, 3), groups=st.integers(1, 2), data=st.data())
 def test_interleaved_phases_hypothesis(cl_backend, nd, groups, data):
-    """Gemm-sized transposed convolutions whose kernel is as long as the stride
-    along the last axis (interleaved filter phases), other axes and tails random."""
+    """Gemm-sized transposed convolutions whose kernel is as long as the stride, or
+    one longer, along the last axis (interleaved filter phases, some with a zero
+    tap), with padding and output padding there; other axes and tails random."""
     s_last = data.draw(st.integers(2, 4))
     stride = (*data.draw(st.lists(st.integers(1, 3), min_size=nd - 1, max_size=nd - 1)),
               s_last)
-    k = (*(data.draw(st.integers(1, 3)) for _ in range(nd - 1)), s_last)
+    k = (*(data.draw(st.integers(1, 3)) for _ in range(nd - 1)),
+         s_last + data.draw(st.integers(0, 1)))
+    pad = (*(0,) * (nd - 1), data.draw(st.integers(0, (k[-1] - 1) // 2)))
+    out_pad = (*(0,) * (nd - 1), data.draw(st.integers(0, s_last - 1)))
     size = tuple(data.draw(st.lists(st.integers(3, 40 if nd == 1 else 9), min_size=nd,
                                     max_size=nd)))
     cg, fg = data.draw(st.integers(4, 24)), data.draw(st.integers(4, 24))
@@ -256,8 +260,10 @@ def test_interleaved_phases_hypothesis(cl_backend, nd, groups, data):
     x = rng.standard_normal((n, cg * groups, *size)).astype(np.float32)
     w = rng.standard_normal((cg * groups, fg, *k)).astype(np.float32)
     b = rng.standard_normal(fg * groups).astype(np.float32) if with_bias else None
-    want = scatter_oracle(x, w, b, stride, ((0, 0),) * nd, (0,) * nd, groups, (1,) * nd)
-    got = FUNCS[nd](x, w, b, stride=stride, groups=groups, backend=cl_backend)
+    want = scatter_oracle(x, w, b, stride, tuple((p, p) for p in pad), out_pad, groups,
+                          (1,) * nd)
+    got = FUNCS[nd](x, w, b, stride=stride, padding=pad, output_padding=out_pad,
+                    groups=groups, backend=cl_backend)
     assert_close(got, want, dtype=np.float32, reduction=cg * math.prod(k))
 
 
@@ -415,27 +421,33 @@ def test_equal_phases_share_one_launch(cl_backend, monkeypatch, case, data_forma
 
 
 @pytest.mark.parametrize("case", [
-    # (nd, N, C, F, size, k, stride, groups, bias, phases along the last axis)
-    (3, 1, 32, 16, (6, 7, 9), (2, 2, 2), 2, 1, True, 2),   # U-Net 3-D upsampling
-    (2, 2, 16, 16, (9, 13), (2, 2), 2, 1, False, 2),       # row tails of 13 columns
-    (2, 1, 16, 32, (12, 16), (2, 2), 2, 2, True, 2),       # two groups
-    (1, 2, 16, 16, (301,), (4,), 4, 1, True, 4),           # four phases per run
-    (2, 1, 16, 16, (7, 9), (3, 2), 2, 1, True, 2),         # rows of 2 and 1 taps
-    (2, 1, 16, 16, (7, 9), (3, 3), 3, 1, True, 1),         # 3 phases: blocks of 16 split them
+    # (nd, N, C, F, size, k, stride, padding, output_padding, groups, bias,
+    #  phases along the last axis)
+    (3, 1, 32, 16, (6, 7, 9), (2, 2, 2), 2, 0, 0, 1, True, 2),  # U-Net 3-D upsampling
+    (2, 2, 16, 16, (9, 13), (2, 2), 2, 0, 0, 1, False, 2),      # row tails of 13 columns
+    (2, 1, 16, 32, (12, 16), (2, 2), 2, 0, 0, 2, True, 2),      # two groups
+    (1, 2, 16, 16, (301,), (4,), 4, 0, 0, 1, True, 4),          # four phases per run
+    (2, 1, 16, 16, (7, 9), (3, 2), 2, 0, 0, 1, True, 2),        # rows of 2 and 1 taps
+    (2, 1, 16, 16, (7, 9), (3, 3), 3, 0, 0, 1, True, 1),        # 3 phases: blocks of 16 split
+    # 1 and 2 taps along W (k=3, s=2), the 1-tap phase padded with a zero tap
+    (2, 1, 16, 16, (12, 20), (3, 3), 2, 1, 1, 1, True, 2),
+    # 2 taps each, windows one apart (k=4, s=2, p=1): a third of the products would
+    # be zeros, so the phases stay apart
+    (2, 1, 16, 16, (12, 20), (4, 4), 2, 1, 0, 1, True, 1),
 ])
 def test_interleaved_phases_store_whole_runs(cl_backend, monkeypatch, case):
-    """Where the kernel is as long as the stride along the last axis, the phases
-    there read one window: they run as one convolution whose filters interleave
-    the phases (the gemm path's filter phases), and give the oracle's numbers."""
+    """Where the phases along the last axis read (nearly) one window, they run as one
+    convolution whose filters interleave the phases (the gemm path's filter phases)
+    over the union of their windows, and give the oracle's numbers."""
     from clconv.backends.opencl.backend import OpenCLBackend
 
-    nd, n, c, f, size, k, stride, groups, with_bias, phases = case
+    nd, n, c, f, size, k, stride, pad, out_pad, groups, with_bias, phases = case
     rng = np.random.default_rng(14)
     x = rng.standard_normal((n, c, *size)).astype(np.float32)
     w = rng.standard_normal((c, f // groups, *k)).astype(np.float32)
     b = rng.standard_normal(f).astype(np.float32) if with_bias else None
-    want = scatter_oracle(x, w, b, (stride,) * nd, ((0, 0),) * nd, (0,) * nd, groups,
-                          (1,) * nd)
+    want = scatter_oracle(x, w, b, (stride,) * nd, ((pad, pad),) * nd, (out_pad,) * nd,
+                          groups, (1,) * nd)
     seen = []
     real = OpenCLBackend.plan
 
@@ -444,7 +456,8 @@ def test_interleaved_phases_store_whole_runs(cl_backend, monkeypatch, case):
         return real(self, choice, spec, layout, limits)
 
     monkeypatch.setattr(OpenCLBackend, "plan", spy)
-    got = FUNCS[nd](x, w, b, stride=stride, groups=groups, backend=cl_backend)
+    got = FUNCS[nd](x, w, b, stride=stride, padding=pad, output_padding=out_pad,
+                    groups=groups, backend=cl_backend)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     assert max(seen) == phases
 

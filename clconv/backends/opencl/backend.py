@@ -390,44 +390,89 @@ class OpenCLBackend:
 
     def _interleaved(self, parts: list[tuple[Any, ...]], x_dtype: np.dtype,
                      limits: Limits) -> list[tuple[Any, ...]]:
-        """``parts`` with a filter-phase count appended (1: as given). Runs of ``p``
-        parts of one spec and input window whose outputs start at consecutive
-        elements and step ``p`` along the last axis become one part of ``p``
-        times the filters, filter ``f * p + c`` being run member ``c``'s filter
-        ``f``, where the gemm path runs that spec in place with filter blocks
-        that hold whole phases."""
+        """``parts`` with a filter-phase count appended (1: as given).
+
+        A run of ``p`` parts whose outputs start at consecutive elements and
+        step ``p`` along the last axis, alike but for their taps along it and
+        where their windows start, becomes one part of ``p`` times the filters
+        over the union of the windows: filter ``f * p + c`` is member ``c``'s
+        filter ``f``, zero where its own window has no tap (see
+        :meth:`_phase_run` for when that pays).
+        """
         out: list[tuple[Any, ...]] = []
         runs: dict[Any, dict[int, tuple[Any, ...]]] = {}
         for part in parts:
-            spec, x_at, x_strides, _, _, y_at, y_strides = part
-            if spec.channels_last or not 2 <= y_strides[-1] <= 16 or spec.out_size[-1] < 1:
+            spec, _, x_strides, _, _, y_at, y_strides = part
+            if spec.channels_last or not 2 <= y_strides[-1] <= 16:
                 out.append((*part, 1))
             else:
-                runs.setdefault((spec, x_at, x_strides, y_strides), {})[y_at] = part
-        for (spec, _, x_strides, y_strides), by_start in runs.items():
+                runs.setdefault((x_strides, y_strides), {})[y_at] = part
+        for (x_strides, y_strides), by_start in runs.items():
             count = y_strides[-1]
-            wide = dataclasses.replace(spec, out_channels=spec.out_channels * count)
-            layout = Layout(x_dtype, x_strides, y_strides, filter_phases=count)
-            first = self.choices(wide, limits)[0]
-            fits = (isinstance(first.path, GemmPath) and first.config.fb % count == 0
-                    and reads_in_place(wide, layout))
             for start in sorted(by_start):
                 if start not in by_start:
                     continue  # claimed by an earlier run
                 members = [by_start.get(start + c) for c in range(count)]
-                if not fits or any(m is None for m in members):
+                run = None
+                if all(m is not None for m in members):
+                    lo = min(m[1] for m in members)
+                    shape = tuple((m[0], m[1] - lo) for m in members)
+                    key = (shape, x_strides, y_strides, x_dtype, limits)
+                    run = self.dctx.memo(("phase run", *key),
+                                         functools.partial(self._phase_run, *key))
+                if run is None:
                     out.append((*by_start.pop(start), 1))
                     continue
                 for c in range(count):
                     del by_start[start + c]
-                # One copy of the weights, interleaved (the packing reads it once more).
-                weight = np.stack([np.asarray(m[3]) for m in members], axis=1).reshape(
-                    -1, *np.shape(members[0][3])[1:])
+                wide = run
+                # One copy of the weights, interleaved and placed in the union window
+                # (the packing reads it once more).
+                first = np.asarray(members[0][3])
+                weight = np.zeros((len(first), count, *first.shape[1:-1],
+                                   wide.kernel_size[-1]), first.dtype)
+                for c, (m, (_, off)) in enumerate(zip(members, shape)):
+                    weight[:, c, ..., off:off + m[0].kernel_size[-1]] = m[3]
                 bias = members[0][4]
                 bias = None if bias is None else np.repeat(np.asarray(bias), count)
-                out.append((wide, members[0][1], x_strides, weight, bias, start, y_strides,
-                            count))
+                out.append((wide, lo, x_strides, weight.reshape(-1, *weight.shape[2:]), bias,
+                            start, y_strides, count))
         return out
+
+    def _phase_run(self, shape: tuple[tuple[ConvSpec, int], ...], x_strides: tuple[int, ...],
+                   y_strides: tuple[int, ...], x_dtype: np.dtype, limits: Limits,
+                   ) -> ConvSpec | None:
+        """The spec of one run of interleaved parts (``shape``: each one's spec and where
+        its window starts, in elements after the first), or None where the run stays
+        apart: specs that differ in more than their taps along the last axis, zero
+        taps that would cost more than the whole row stores save (over a quarter of
+        the products, or 128 or more per output), or a spec that the gemm path
+        would not run in place with whole phases per filter block."""
+        base = shape[0][0]
+        count = len(shape)
+        taps = [spec.kernel_size[-1] for spec, _ in shape]
+        span = max(off + k for (_, off), k in zip(shape, taps))
+
+        def core(spec: ConvSpec) -> ConvSpec:
+            return dataclasses.replace(spec, kernel_size=spec.kernel_size[:-1],
+                                       in_size=spec.in_size[:-1])
+
+        if any(core(spec) != core(base) for spec, _ in shape[1:]):
+            return None
+        if span * count > sum(taps):  # zero taps: only where the stores dominate
+            reduction = base.in_per_group * math.prod(base.kernel_size[:-1]) * span
+            if span * count * 3 > sum(taps) * 4 or reduction >= 128:
+                return None
+        wide = dataclasses.replace(
+            base, out_channels=base.out_channels * count,
+            kernel_size=(*base.kernel_size[:-1], span),
+            in_size=(*base.in_size[:-1], base.out_size[-1] + span - 1))
+        first = self.choices(wide, limits)[0]
+        layout = Layout(x_dtype, x_strides, y_strides, filter_phases=count)
+        if (isinstance(first.path, GemmPath) and first.config.fb % count == 0
+                and reads_in_place(wide, layout)):
+            return wide
+        return None
 
     # ------------------------------------------------------------ backward
 

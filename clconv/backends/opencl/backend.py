@@ -397,47 +397,65 @@ class OpenCLBackend:
         where their windows start, becomes one part of ``p`` times the filters
         over the union of the windows: filter ``f * p + c`` is member ``c``'s
         filter ``f``, zero where its own window has no tap (see
-        :meth:`_phase_run` for when that pays).
+        :meth:`_phase_run` for when that pays). Which parts join is memoised
+        per call shape (everything but the weights).
         """
+        shape = tuple((p[0], p[1], p[2], p[5], p[6]) for p in parts)
+        recipe = self.dctx.memo(("interleave", shape, x_dtype, limits),
+                                functools.partial(self._interleave_recipe, shape, x_dtype,
+                                                  limits))
         out: list[tuple[Any, ...]] = []
-        runs: dict[Any, dict[int, tuple[Any, ...]]] = {}
-        for part in parts:
-            spec, _, x_strides, _, _, y_at, y_strides = part
+        for entry in recipe:
+            if isinstance(entry, int):
+                out.append((*parts[entry], 1))
+                continue
+            members, wide, offsets = entry
+            count = len(members)
+            # One copy of the weights, interleaved and placed in the union window
+            # (the packing reads it once more).
+            first = np.asarray(parts[members[0]][3])
+            weight = np.zeros((len(first), count, *first.shape[1:-1], wide.kernel_size[-1]),
+                              first.dtype)
+            for c, (i, off) in enumerate(zip(members, offsets)):
+                weight[:, c, ..., off:off + parts[i][0].kernel_size[-1]] = parts[i][3]
+            bias = parts[members[0]][4]
+            bias = None if bias is None else np.repeat(np.asarray(bias), count)
+            lead = parts[members[0]]
+            out.append((wide, lead[1] - offsets[0], lead[2], weight.reshape(
+                -1, *weight.shape[2:]), bias, lead[5], lead[6], count))
+        return out
+
+    def _interleave_recipe(self, shape: tuple[tuple[Any, ...], ...], x_dtype: np.dtype,
+                           limits: Limits) -> tuple[Any, ...]:
+        """For :meth:`_interleaved`: per output part, the index of a part kept as it
+        is, or ``(member indices, joined spec, window offsets)`` of a run."""
+        recipe: list[Any] = []
+        runs: dict[Any, dict[int, int]] = {}
+        for i, (spec, _, x_strides, y_at, y_strides) in enumerate(shape):
             if spec.channels_last or not 2 <= y_strides[-1] <= 16:
-                out.append((*part, 1))
+                recipe.append(i)
             else:
-                runs.setdefault((x_strides, y_strides), {})[y_at] = part
+                runs.setdefault((x_strides, y_strides), {})[y_at] = i
         for (x_strides, y_strides), by_start in runs.items():
             count = y_strides[-1]
             for start in sorted(by_start):
                 if start not in by_start:
                     continue  # claimed by an earlier run
                 members = [by_start.get(start + c) for c in range(count)]
-                run = None
+                wide = None
                 if all(m is not None for m in members):
-                    lo = min(m[1] for m in members)
-                    shape = tuple((m[0], m[1] - lo) for m in members)
-                    key = (shape, x_strides, y_strides, x_dtype, limits)
-                    run = self.dctx.memo(("phase run", *key),
-                                         functools.partial(self._phase_run, *key))
-                if run is None:
-                    out.append((*by_start.pop(start), 1))
+                    lo = min(shape[m][1] for m in members)
+                    offsets = tuple(shape[m][1] - lo for m in members)
+                    wide = self._phase_run(tuple((shape[m][0], off) for m, off in
+                                                 zip(members, offsets)),
+                                           x_strides, y_strides, x_dtype, limits)
+                if wide is None:
+                    recipe.append(by_start.pop(start))
                     continue
                 for c in range(count):
                     del by_start[start + c]
-                wide = run
-                # One copy of the weights, interleaved and placed in the union window
-                # (the packing reads it once more).
-                first = np.asarray(members[0][3])
-                weight = np.zeros((len(first), count, *first.shape[1:-1],
-                                   wide.kernel_size[-1]), first.dtype)
-                for c, (m, (_, off)) in enumerate(zip(members, shape)):
-                    weight[:, c, ..., off:off + m[0].kernel_size[-1]] = m[3]
-                bias = members[0][4]
-                bias = None if bias is None else np.repeat(np.asarray(bias), count)
-                out.append((wide, lo, x_strides, weight.reshape(-1, *weight.shape[2:]), bias,
-                            start, y_strides, count))
-        return out
+                recipe.append((tuple(members), wide, offsets))
+        return tuple(recipe)
 
     def _phase_run(self, shape: tuple[tuple[ConvSpec, int], ...], x_strides: tuple[int, ...],
                    y_strides: tuple[int, ...], x_dtype: np.dtype, limits: Limits,

@@ -462,6 +462,27 @@ def test_interleaved_phases_store_whole_runs(cl_backend, monkeypatch, case):
     assert max(seen) == phases
 
 
+@pytest.mark.parametrize("how", ["override", "env"])
+def test_interleaved_phases_follow_a_forced_path(cl_backend, monkeypatch, how):
+    """A forced path (``override`` or ``CLCONV_OPENCL_PATH``) that cannot interleave
+    the phases after a call that did: the phases run apart, with the oracle's numbers."""
+    from clconv.backends.opencl.paths import override
+
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal((1, 32, 6, 7, 9)).astype(np.float32)
+    w = rng.standard_normal((32, 16, 2, 2, 2)).astype(np.float32)
+    want = scatter_oracle(x, w, None, (2,) * 3, ((0, 0),) * 3, (0,) * 3, 1, (1,) * 3)
+    np.testing.assert_allclose(clconv.conv_transpose3d(x, w, stride=2, backend=cl_backend),
+                               want, rtol=1e-4, atol=1e-4)
+    if how == "env":
+        monkeypatch.setenv("CLCONV_OPENCL_PATH", "direct")
+        got = clconv.conv_transpose3d(x, w, stride=2, backend=cl_backend)
+    else:
+        with override("direct"):
+            got = clconv.conv_transpose3d(x, w, stride=2, backend=cl_backend)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
 # Half inputs are widened by the pad pre-pass, so their phases (like their group
 # table) are not read in place and run one by one.
 @pytest.mark.parametrize("dtype, phases", [("float16", 1), ("float64", 2)])

@@ -255,6 +255,10 @@ class OpenCLBackend:
 
     def plan(self, choice: Choice, spec: ConvSpec, layout: Layout, limits: Limits) -> Plan:
         """The plan of ``choice`` for one piece of ``spec`` (memoised)."""
+        if (layout.filter_phases > 1 or layout.group_offsets) and not isinstance(
+                choice.path, GemmPath):
+            raise AssertionError(f"the {choice.path.name} path has no group table or "
+                                 "filter phases")
         return self.dctx.memo(("plan", choice, spec, layout, limits),
                               lambda: choice.path.plan(self.dctx, spec, choice.config, layout,
                                                        limits))
@@ -401,7 +405,9 @@ class OpenCLBackend:
         per call shape (everything but the weights).
         """
         shape = tuple((p[0], p[1], p[2], p[5], p[6]) for p in parts)
-        recipe = self.dctx.memo(("interleave", shape, x_dtype, limits),
+        # Keyed like the choices it rests on (a forced path may not interleave).
+        recipe = self.dctx.memo(("interleave", shape, x_dtype, limits, _env_path(),
+                                 current_override(), self.dctx.tune_generation),
                                 functools.partial(self._interleave_recipe, shape, x_dtype,
                                                   limits))
         out: list[tuple[Any, ...]] = []

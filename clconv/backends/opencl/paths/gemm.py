@@ -199,6 +199,10 @@ class GemmPath(ForwardPath):
     def plan(self, dctx: DeviceContext, spec: ConvSpec, config: GemmConfig, layout: Layout,
              limits: Limits) -> Plan:
         width = self.width(spec)
+        if layout.filter_phases > 1 and config.vs:
+            # A block stores runs of OB * FPH elements: as wide as the vector
+            # the configuration chose for plain blocks, and as many registers.
+            config = dataclasses.replace(config, ob=max(config.ob // layout.filter_phases, 1))
         if width and config.ob > width and not config.flat:
             config = dataclasses.replace(config, ob=max(width, 1))
         return gemm_plan(dctx, spec, config, layout, limits)

@@ -35,7 +35,7 @@
  * o is stored at (o / FPH) * ys_c + o % FPH, so the FPH phases of one
  * output channel fill consecutive elements of a row whose columns lie
  * ys_w = FPH apart (the phases along the last axis of a transposed
- * convolution whose kernel size equals its stride). One work-item then
+ * convolution, over the union of their windows). One work-item then
  * writes whole runs of the row instead of every FPH-th element of lines
  * that FPH work-items share.
  * No barriers; out-of-range work-items return at once. */

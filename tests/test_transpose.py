@@ -420,6 +420,21 @@ def test_equal_phases_share_one_launch(cl_backend, monkeypatch, case, data_forma
     assert (xin == (np.moveaxis(x, 1, -1) if last else x)).all()  # the input is untouched
 
 
+def _filter_phases_seen(monkeypatch) -> list[int]:
+    """The filter-phase count of every OpenCL plan made from now on, in order."""
+    from clconv.backends.opencl.backend import OpenCLBackend
+
+    seen: list[int] = []
+    real = OpenCLBackend.plan
+
+    def spy(self, choice, spec, layout, limits):
+        seen.append(layout.filter_phases)
+        return real(self, choice, spec, layout, limits)
+
+    monkeypatch.setattr(OpenCLBackend, "plan", spy)
+    return seen
+
+
 @pytest.mark.parametrize("case", [
     # (nd, N, C, F, size, k, stride, padding, output_padding, groups, bias,
     #  phases along the last axis)
@@ -439,8 +454,6 @@ def test_interleaved_phases_store_whole_runs(cl_backend, monkeypatch, case):
     """Where the phases along the last axis read (nearly) one window, they run as one
     convolution whose filters interleave the phases (the gemm path's filter phases)
     over the union of their windows, and give the oracle's numbers."""
-    from clconv.backends.opencl.backend import OpenCLBackend
-
     nd, n, c, f, size, k, stride, pad, out_pad, groups, with_bias, phases = case
     rng = np.random.default_rng(14)
     x = rng.standard_normal((n, c, *size)).astype(np.float32)
@@ -448,14 +461,7 @@ def test_interleaved_phases_store_whole_runs(cl_backend, monkeypatch, case):
     b = rng.standard_normal(f).astype(np.float32) if with_bias else None
     want = scatter_oracle(x, w, b, (stride,) * nd, ((pad, pad),) * nd, (out_pad,) * nd,
                           groups, (1,) * nd)
-    seen = []
-    real = OpenCLBackend.plan
-
-    def spy(self, choice, spec, layout, limits):
-        seen.append(layout.filter_phases)
-        return real(self, choice, spec, layout, limits)
-
-    monkeypatch.setattr(OpenCLBackend, "plan", spy)
+    seen = _filter_phases_seen(monkeypatch)
     got = FUNCS[nd](x, w, b, stride=stride, padding=pad, output_padding=out_pad,
                     groups=groups, backend=cl_backend)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
@@ -489,22 +495,13 @@ def test_interleaved_phases_follow_a_forced_path(cl_backend, monkeypatch, how):
 def test_interleaved_phases_in_other_dtypes(cl_backend, monkeypatch, dtype, phases):
     """Filter phases of doubles (blocks of 8 filters) agree with the oracle, and so
     do half inputs, which run without them."""
-    from clconv.backends.opencl.backend import OpenCLBackend
-
     rng = np.random.default_rng(15)
     x = rng.standard_normal((1, 32, 20, 24)).astype(dtype)
     w = rng.standard_normal((32, 16, 2, 2)).astype(dtype)
     b = rng.standard_normal(16).astype(dtype)
     want = scatter_oracle(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
                           (2, 2), ((0, 0),) * 2, (0, 0), 1, (1, 1))
-    seen = []
-    real = OpenCLBackend.plan
-
-    def spy(self, choice, spec, layout, limits):
-        seen.append(layout.filter_phases)
-        return real(self, choice, spec, layout, limits)
-
-    monkeypatch.setattr(OpenCLBackend, "plan", spy)
+    seen = _filter_phases_seen(monkeypatch)
     got = clconv.conv_transpose2d(x, w, b, stride=2, backend=cl_backend)
     assert got.dtype == np.dtype(dtype) and max(seen) == phases
     assert_close(got, want, dtype=dtype, reduction=32)

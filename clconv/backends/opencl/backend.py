@@ -16,7 +16,6 @@ import contextlib
 import dataclasses
 import functools
 import math
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -44,7 +43,8 @@ from .execute import (
     run,
     upload,
 )
-from .paths import PATH_ENV, Choice, choices, current_override
+from .joined import interleaved, merged
+from .paths import Choice, choice_state, choices
 from .paths.backward import BackwardLayout, backward_plan, transposed_block
 from .paths.common import CL_TYPES, acc_dtype, ceil_div, round_up
 from .paths.gemm import GemmPath
@@ -234,8 +234,7 @@ class OpenCLBackend:
         """The path choices for ``spec`` in order (memoised per problem, limits,
         forced path, override and tune cache state)."""
         dctx = self.dctx
-        override = current_override()
-        key = ("choices", spec, limits, _env_path(), override, dctx.tune_generation)
+        key = ("choices", spec, limits, choice_state(), dctx.tune_generation)
         info, vendor = dctx.info, dctx.device.vendor
         return dctx.memo(key, lambda: choices(
             spec, limits, lambda name: tuning.device_defaults(name, info, vendor),
@@ -352,7 +351,7 @@ class OpenCLBackend:
         limits, queue = self.dctx.limits(), self.queue
         allocate = self.dctx.allocator(queue)
         similar: dict[Any, list[tuple[Any, ...]]] = {}
-        for part in self._interleaved(parts, x.dtype, limits):
+        for part in interleaved(self, parts, x.dtype, limits):
             similar.setdefault((part[0], part[2], part[6], part[7]), []).append(part)
         with driver_errors(parts[0][0], self.dctx.info.name):
             jobs = []  # (choice, packed, spec, layout, x offset, y offset)
@@ -364,7 +363,7 @@ class OpenCLBackend:
                         and reads_in_place(spec, layout)):
                     at = tuple((p[1], p[5]) for p in same)
                     spec, layout = self.dctx.memo(("merged", spec, layout, at),
-                                                  functools.partial(_merged, spec, layout, at))
+                                                  functools.partial(merged, spec, layout, at))
                     weight = [np.asarray(p[3]) for p in same]  # packed where they lie
                     bias = None if not spec.has_bias else np.concatenate(
                         [np.asarray(p[4]) for p in same])
@@ -391,112 +390,6 @@ class OpenCLBackend:
                     {**packed, "x": xv, "y": yv}, allocate)
             read_back(queue, y_op.buffer, y)
         return True
-
-    def _interleaved(self, parts: list[tuple[Any, ...]], x_dtype: np.dtype,
-                     limits: Limits) -> list[tuple[Any, ...]]:
-        """``parts`` with a filter-phase count appended (1: as given).
-
-        A run of ``p`` parts whose outputs start at consecutive elements and
-        step ``p`` along the last axis, alike but for their taps along it and
-        where their windows start, becomes one part of ``p`` times the filters
-        over the union of the windows: filter ``f * p + c`` is member ``c``'s
-        filter ``f``, zero where its own window has no tap (see
-        :meth:`_phase_run` for when that pays). Which parts join is memoised
-        per call shape (everything but the weights).
-        """
-        shape = tuple((p[0], p[1], p[2], p[5], p[6]) for p in parts)
-        # Keyed like the choices it rests on (a forced path may not interleave).
-        recipe = self.dctx.memo(("interleave", shape, x_dtype, limits, _env_path(),
-                                 current_override(), self.dctx.tune_generation),
-                                functools.partial(self._interleave_recipe, shape, x_dtype,
-                                                  limits))
-        out: list[tuple[Any, ...]] = []
-        for entry in recipe:
-            if isinstance(entry, int):
-                out.append((*parts[entry], 1))
-                continue
-            members, wide, offsets = entry
-            count = len(members)
-            # One copy of the weights, interleaved and placed in the union window
-            # (the packing reads it once more).
-            first = np.asarray(parts[members[0]][3])
-            weight = np.zeros((len(first), count, *first.shape[1:-1], wide.kernel_size[-1]),
-                              first.dtype)
-            for c, (i, off) in enumerate(zip(members, offsets)):
-                weight[:, c, ..., off:off + parts[i][0].kernel_size[-1]] = parts[i][3]
-            bias = parts[members[0]][4]
-            bias = None if bias is None else np.repeat(np.asarray(bias), count)
-            lead = parts[members[0]]
-            out.append((wide, lead[1] - offsets[0], lead[2], weight.reshape(
-                -1, *weight.shape[2:]), bias, lead[5], lead[6], count))
-        return out
-
-    def _interleave_recipe(self, shape: tuple[tuple[Any, ...], ...], x_dtype: np.dtype,
-                           limits: Limits) -> tuple[Any, ...]:
-        """For :meth:`_interleaved`: per output part, the index of a part kept as it
-        is, or ``(member indices, joined spec, window offsets)`` of a run."""
-        recipe: list[Any] = []
-        runs: dict[Any, dict[int, int]] = {}
-        for i, (spec, _, x_strides, y_at, y_strides) in enumerate(shape):
-            if spec.channels_last or not 2 <= y_strides[-1] <= 16:
-                recipe.append(i)
-            else:
-                runs.setdefault((x_strides, y_strides), {})[y_at] = i
-        for (x_strides, y_strides), by_start in runs.items():
-            count = y_strides[-1]
-            for start in sorted(by_start):
-                if start not in by_start:
-                    continue  # claimed by an earlier run
-                members = [by_start.get(start + c) for c in range(count)]
-                wide = None
-                if all(m is not None for m in members):
-                    lo = min(shape[m][1] for m in members)
-                    offsets = tuple(shape[m][1] - lo for m in members)
-                    wide = self._phase_run(tuple((shape[m][0], off) for m, off in
-                                                 zip(members, offsets)),
-                                           x_strides, y_strides, x_dtype, limits)
-                if wide is None:
-                    recipe.append(by_start.pop(start))
-                    continue
-                for c in range(count):
-                    del by_start[start + c]
-                recipe.append((tuple(members), wide, offsets))
-        return tuple(recipe)
-
-    def _phase_run(self, shape: tuple[tuple[ConvSpec, int], ...], x_strides: tuple[int, ...],
-                   y_strides: tuple[int, ...], x_dtype: np.dtype, limits: Limits,
-                   ) -> ConvSpec | None:
-        """The spec of one run of interleaved parts (``shape``: each one's spec and where
-        its window starts, in elements after the first), or None where the run stays
-        apart: specs that differ in more than their taps along the last axis, zero
-        taps that would cost more than the whole row stores save (over a quarter of
-        the products, or 128 or more per output), or a spec that the gemm path
-        would not run in place with whole phases per filter block."""
-        base = shape[0][0]
-        count = len(shape)
-        taps = [spec.kernel_size[-1] for spec, _ in shape]
-        span = max(off + k for (_, off), k in zip(shape, taps))
-
-        def core(spec: ConvSpec) -> ConvSpec:
-            return dataclasses.replace(spec, kernel_size=spec.kernel_size[:-1],
-                                       in_size=spec.in_size[:-1])
-
-        if any(core(spec) != core(base) for spec, _ in shape[1:]):
-            return None
-        if span * count > sum(taps):  # zero taps: only where the stores dominate
-            reduction = base.in_per_group * math.prod(base.kernel_size[:-1]) * span
-            if span * count * 3 > sum(taps) * 4 or reduction >= 128:
-                return None
-        wide = dataclasses.replace(
-            base, out_channels=base.out_channels * count,
-            kernel_size=(*base.kernel_size[:-1], span),
-            in_size=(*base.in_size[:-1], base.out_size[-1] + span - 1))
-        first = self.choices(wide, limits)[0]
-        layout = Layout(x_dtype, x_strides, y_strides, filter_phases=count)
-        if (isinstance(first.path, GemmPath) and first.config.fb % count == 0
-                and reads_in_place(wide, layout)):
-            return wide
-        return None
 
     # ------------------------------------------------------------ backward
 
@@ -600,10 +493,6 @@ class OpenCLBackend:
         return out
 
 
-def _env_path() -> str:
-    return os.environ.get(PATH_ENV, "")
-
-
 def _contiguous(spec: ConvSpec) -> Layout:
     """The layout of a host piece: both operands C-contiguous, input of the spec's dtype."""
     return Layout(np.dtype(spec.dtype), contiguous_strides(spec.input_shape),
@@ -620,18 +509,3 @@ def _bias_buffer(queue: Any, bias: Any, spec: ConvSpec, allocate: Any) -> Any:
     host = bias.get() if is_array(bias) else np.asarray(bias)
     return cla.to_device(queue, np.ascontiguousarray(host, dtype=acc), allocator=allocate,
                          async_=True).data
-
-
-def _merged(spec: ConvSpec, layout: Layout, at: tuple[tuple[int, int], ...],
-            ) -> tuple[ConvSpec, Layout]:
-    """Convolutions of one ``spec`` whose inputs and outputs start at the element
-    offsets ``at`` as one convolution: their groups, placed by a group table (see
-    Layout.group_offsets)."""
-    g, count = spec.groups, len(at)
-    xs_c, ys_c = layout.x_strides[1], layout.y_strides[1]
-    channels = spec.out_per_group // layout.filter_phases  # output channels of a group
-    table = tuple((x_at + i * spec.in_per_group * xs_c, y_at + i * channels * ys_c)
-                  for x_at, y_at in at for i in range(g))
-    merged = dataclasses.replace(spec, groups=g * count, in_channels=spec.in_channels * count,
-                                 out_channels=spec.out_channels * count)
-    return merged, dataclasses.replace(layout, group_offsets=table)

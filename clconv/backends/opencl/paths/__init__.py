@@ -119,6 +119,13 @@ def current_override() -> tuple[str, tuple[tuple[str, int], ...]] | None:
     return _override.get()
 
 
+def choice_state() -> tuple[str, tuple[str, tuple[tuple[str, int], ...]] | None]:
+    """What decides the choices besides the problem, the limits and the tune cache:
+    the path ``CLCONV_OPENCL_PATH`` names and this thread's :func:`override` (part
+    of every memo key that rests on the choices)."""
+    return os.environ.get(PATH_ENV, "").strip(), _override.get()
+
+
 def configured(path: ForwardPath, spec: ConvSpec, limits: Limits, defaults: dict[str, int],
                params: dict[str, int] | tuple[tuple[str, int], ...] = ()) -> Choice:
     """``path`` with its built-in configuration, the per-device ``defaults`` and ``params``."""

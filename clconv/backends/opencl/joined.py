@@ -1,0 +1,147 @@
+"""Forward convolutions written into one result, joined where the gemm path can:
+the stride phases of a transposed convolution (``OpenCLBackend.conv_forward_into``).
+
+A *part* is ``(spec, x_at, x_strides, weight, bias, y_at, y_strides)``: one
+convolution reading a view of the input at element offset ``x_at`` and writing
+a view of the result. Parts whose outputs interleave along the last axis
+become one part with interleaved filters (:func:`interleaved`, the kernel's
+``FPH``); parts of one spec become the groups of one launch (:func:`merged`,
+the kernel's group table ``GTAB``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any
+
+import numpy as np
+
+from ..._spec import ConvSpec
+from .context import Limits
+from .paths import choice_state
+from .paths.gemm import GemmPath
+from .paths.pad import reads_in_place
+from .plan import Layout
+
+
+def interleaved(backend: Any, parts: list[tuple[Any, ...]], x_dtype: np.dtype,
+                 limits: Limits) -> list[tuple[Any, ...]]:
+    """``parts`` with a filter-phase count appended (1: as given).
+
+    A run of ``p`` parts whose outputs start at consecutive elements and
+    step ``p`` along the last axis, alike but for their taps along it and
+    where their windows start, becomes one part of ``p`` times the filters
+    over the union of the windows: filter ``f * p + c`` is member ``c``'s
+    filter ``f``, zero where its own window has no tap (see
+    :func:`_phase_run` for when that pays). Which parts join is memoised
+    per call shape (everything but the weights).
+    """
+    shape = tuple((p[0], p[1], p[2], p[5], p[6]) for p in parts)
+    # Keyed like the choices it rests on (a forced path may not interleave).
+    key = ("interleave", shape, x_dtype, limits, choice_state(), backend.dctx.tune_generation)
+    recipe = backend.dctx.memo(key, functools.partial(_recipe, backend, shape, x_dtype, limits))
+    out: list[tuple[Any, ...]] = []
+    for entry in recipe:
+        if isinstance(entry, int):
+            out.append((*parts[entry], 1))
+            continue
+        members, wide, offsets = entry
+        count = len(members)
+        # One copy of the weights, interleaved and placed in the union window
+        # (the packing reads it once more).
+        first = np.asarray(parts[members[0]][3])
+        weight = np.zeros((len(first), count, *first.shape[1:-1], wide.kernel_size[-1]),
+                          first.dtype)
+        for c, (i, off) in enumerate(zip(members, offsets)):
+            weight[:, c, ..., off:off + parts[i][0].kernel_size[-1]] = parts[i][3]
+        bias = parts[members[0]][4]
+        bias = None if bias is None else np.repeat(np.asarray(bias), count)
+        lead = parts[members[0]]
+        out.append((wide, lead[1] - offsets[0], lead[2], weight.reshape(
+            -1, *weight.shape[2:]), bias, lead[5], lead[6], count))
+    return out
+
+
+def _recipe(backend: Any, shape: tuple[tuple[Any, ...], ...], x_dtype: np.dtype,
+            limits: Limits) -> tuple[Any, ...]:
+    """For :func:`interleaved`: per output part, the index of a part kept as it
+    is, or ``(member indices, joined spec, window offsets)`` of a run."""
+    recipe: list[Any] = []
+    runs: dict[Any, dict[int, int]] = {}
+    for i, (spec, _, x_strides, y_at, y_strides) in enumerate(shape):
+        if spec.channels_last or not 2 <= y_strides[-1] <= 16:
+            recipe.append(i)
+        else:
+            runs.setdefault((x_strides, y_strides), {})[y_at] = i
+    for (x_strides, y_strides), by_start in runs.items():
+        count = y_strides[-1]
+        for start in sorted(by_start):
+            if start not in by_start:
+                continue  # claimed by an earlier run
+            members = [by_start.get(start + c) for c in range(count)]
+            wide = None
+            if all(m is not None for m in members):
+                lo = min(shape[m][1] for m in members)
+                offsets = tuple(shape[m][1] - lo for m in members)
+                run = tuple((shape[m][0], off) for m, off in zip(members, offsets))
+                wide = _phase_run(backend, run, x_strides, y_strides, x_dtype, limits)
+            if wide is None:
+                recipe.append(by_start.pop(start))
+                continue
+            for c in range(count):
+                del by_start[start + c]
+            recipe.append((tuple(members), wide, offsets))
+    return tuple(recipe)
+
+
+def _phase_run(backend: Any, shape: tuple[tuple[ConvSpec, int], ...],
+               x_strides: tuple[int, ...], y_strides: tuple[int, ...], x_dtype: np.dtype,
+               limits: Limits) -> ConvSpec | None:
+    """The spec of one run of interleaved parts (``shape``: each one's spec and where
+    its window starts, in elements after the first), or None where the run stays
+    apart: specs that differ in more than their taps along the last axis, zero
+    taps that would cost more than the whole row stores save (over a quarter of
+    the products, or 128 or more per output), or a spec that the gemm path
+    would not run in place with whole phases per filter block."""
+    base = shape[0][0]
+    count = len(shape)
+    taps = [spec.kernel_size[-1] for spec, _ in shape]
+    span = max(off + k for (_, off), k in zip(shape, taps))
+
+    def core(spec: ConvSpec) -> ConvSpec:
+        return dataclasses.replace(spec, kernel_size=spec.kernel_size[:-1],
+                                   in_size=spec.in_size[:-1])
+
+    if any(core(spec) != core(base) for spec, _ in shape[1:]):
+        return None
+    if span * count > sum(taps):  # zero taps: only where the stores dominate
+        reduction = base.in_per_group * math.prod(base.kernel_size[:-1]) * span
+        if span * count * 3 > sum(taps) * 4 or reduction >= 128:
+            return None
+    wide = dataclasses.replace(
+        base, out_channels=base.out_channels * count,
+        kernel_size=(*base.kernel_size[:-1], span),
+        in_size=(*base.in_size[:-1], base.out_size[-1] + span - 1))
+    first = backend.choices(wide, limits)[0]
+    layout = Layout(x_dtype, x_strides, y_strides, filter_phases=count)
+    if (isinstance(first.path, GemmPath) and first.config.fb % count == 0
+            and reads_in_place(wide, layout)):
+        return wide
+    return None
+
+
+def merged(spec: ConvSpec, layout: Layout, at: tuple[tuple[int, int], ...],
+           ) -> tuple[ConvSpec, Layout]:
+    """Convolutions of one ``spec`` whose inputs and outputs start at the element
+    offsets ``at`` as one convolution: their groups, placed by a group table (see
+    Layout.group_offsets)."""
+    g, count = spec.groups, len(at)
+    xs_c, ys_c = layout.x_strides[1], layout.y_strides[1]
+    channels = spec.out_per_group // layout.filter_phases  # output channels of a group
+    table = tuple((x_at + i * spec.in_per_group * xs_c, y_at + i * channels * ys_c)
+                  for x_at, y_at in at for i in range(g))
+    joined = dataclasses.replace(spec, groups=g * count, in_channels=spec.in_channels * count,
+                                 out_channels=spec.out_channels * count)
+    return joined, dataclasses.replace(layout, group_offsets=table)

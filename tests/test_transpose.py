@@ -537,14 +537,22 @@ def test_group_table_uploaded_once(cl_backend, monkeypatch):
     assert not np.array_equal(tables[0], tables[counts[2]])
 
 
-def test_host_inputs_larger_than_the_device_buffer_are_tiled(cl_backend, monkeypatch):
+@pytest.mark.parametrize("c, f, k", [(8, 6, 4), (32, 16, 2)])  # 2: interleaved phases
+def test_host_inputs_larger_than_the_device_buffer_are_tiled(cl_backend, monkeypatch, c, f, k):
     """Host inputs run as one forward convolution of the stride phases, which the
     forward path splits into pieces that fit the device (lowered here to 64 KiB)."""
     rng = np.random.default_rng(10)
-    x = rng.standard_normal((2, 8, 40, 50)).astype(np.float32)
-    w = rng.standard_normal((8, 6, 4, 4)).astype(np.float32)
-    want = clconv.conv_transpose2d(x, w, stride=2, padding=1, backend="numpy")
+    x = rng.standard_normal((2, c, 40, 50)).astype(np.float32)
+    w = rng.standard_normal((c, f, k, k)).astype(np.float32)
+    pad = (k - 2) // 2
+    want = clconv.conv_transpose2d(x, w, stride=2, padding=pad, backend="numpy")
+    # The interleaved case joins its phases while everything fits.
+    seen = _filter_phases_seen(monkeypatch)
+    np.testing.assert_allclose(clconv.conv_transpose2d(x, w, stride=2, padding=pad,
+                                                       backend=cl_backend),
+                               want, rtol=1e-4, atol=1e-4)
+    assert max(seen) == (2 if k == 2 else 1)
     monkeypatch.setenv("CLCONV_MAX_ALLOC", str(64 * 1024))
-    got = clconv.conv_transpose2d(x, w, stride=2, padding=1, backend=cl_backend)
+    got = clconv.conv_transpose2d(x, w, stride=2, padding=pad, backend=cl_backend)
     assert got.nbytes > 4 * 64 * 1024
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

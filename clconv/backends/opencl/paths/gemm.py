@@ -203,6 +203,12 @@ class GemmPath(ForwardPath):
             # A block stores runs of OB * FPH elements: as wide as the vector
             # the configuration chose for plain blocks, and as many registers.
             config = dataclasses.replace(config, ob=max(config.ob // layout.filter_phases, 1))
+        elif layout.filter_phases > 1 and not config.flat:
+            # Stored element by element: blocks of equal width, so that no short
+            # last block computes columns it never stores and leaves runs that
+            # end inside lines its neighbour writes (16 columns: 8 + 8, not 12 + 4).
+            row = spatial3(spec.out_size, 1)[2]
+            config = dataclasses.replace(config, ob=ceil_div(row, ceil_div(row, config.ob)))
         if width and config.ob > width and not config.flat:
             config = dataclasses.replace(config, ob=max(width, 1))
         return gemm_plan(dctx, spec, config, layout, limits)

@@ -338,12 +338,11 @@ class OpenCLBackend:
         element strides ``x_strides`` and writes such a view of ``y`` (from
         :meth:`empty_result`). Parts with one spec and the same strides that the
         gemm path runs in place become the groups of one launch (its group
-        table). Before that, parts that read one window and whose outputs
-        interleave along the last axis (the phases of a kernel as long as its
-        stride there) become one convolution with interleaved filters (the
-        gemm path's filter phases). Returns False, having run nothing, where a
-        part would need tiling (the caller then runs the parts one by one);
-        what no part writes is left undefined.
+        table). Before that, parts whose windows (nearly) coincide and whose
+        outputs interleave along the last axis become one convolution with
+        interleaved filters (:func:`.joined.interleaved`). Returns False,
+        having run nothing, where a part would need tiling (the caller then
+        runs the parts one by one); what no part writes is left undefined.
         """
         if not parts:
             return True

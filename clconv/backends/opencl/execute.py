@@ -110,10 +110,7 @@ def constant_buffer(dctx: DeviceContext, table: np.ndarray) -> Any:
         return table, cl.Buffer(dctx.context, cl.mem_flags.READ_ONLY
                                 | cl.mem_flags.COPY_HOST_PTR, hostbuf=data)
 
-    held, buffer = dctx.memo(("constant", id(table)), build)
-    if held is not table:  # cannot happen while the entry pins the table; stay safe
-        held, buffer = build()
-    return buffer
+    return dctx.memo(("constant", id(table)), build)[1]
 
 
 def host_buffer(dctx: DeviceContext, queue: Any, array: np.ndarray, allocate: Any,

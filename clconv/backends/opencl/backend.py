@@ -43,13 +43,12 @@ from .execute import (
     run,
     upload,
 )
-from .joined import interleaved, merged
+from .joined import call_shape, joined_parts, joining
 from .paths import Choice, choice_state, choices
 from .paths.backward import BackwardLayout, backward_plan, transposed_block
 from .paths.common import CL_TYPES, acc_dtype, ceil_div, round_up
 from .paths.gemm import GemmPath
 from .paths.pack import pack_host
-from .paths.pad import reads_in_place
 from .plan import Layout, Piece, Plan, Ref, Step, plan_pieces, take_piece
 
 WG_CAST = 64
@@ -336,59 +335,61 @@ class OpenCLBackend:
         Each part ``(spec, x_at, x_strides, weight, bias, y_at, y_strides)`` reads the
         view of the C-contiguous host array ``x`` at element offset ``x_at`` with
         element strides ``x_strides`` and writes such a view of ``y`` (from
-        :meth:`empty_result`). Parts with one spec and the same strides that the
-        gemm path runs in place become the groups of one launch (its group
-        table). Before that, parts whose windows (nearly) coincide and whose
-        outputs interleave along the last axis become one convolution with
-        interleaved filters (:func:`.joined.interleaved`). Returns False,
-        having run nothing, where a part would need tiling (the caller then
-        runs the parts one by one); what no part writes is left undefined.
+        :meth:`empty_result`). Parts whose outputs interleave along the last axis
+        join, and parts of one spec become the groups of one launch, where the
+        gemm path can (:func:`.joined.joining`, memoised per call shape: a
+        repeated call only packs its weights and enqueues). Returns False,
+        having run nothing, where a part would need tiling (the caller then runs
+        the parts one by one); what no part writes is left undefined.
         """
         if not parts:
             return True
-        check_not_forked()
+        self._checked(parts[0][0])  # the parts share their dtype
         limits, queue = self.dctx.limits(), self.queue
+        shape = call_shape(parts)
+        # Keyed like the choices it rests on (a forced path may not join).
+        key = ("into", shape, x.dtype, limits, choice_state(), self.dctx.tune_generation)
+        plan = self.dctx.memo(key, functools.partial(joining, self, shape, x.dtype, limits))
+        if plan is None:
+            return False
         allocate = self.dctx.allocator(queue)
-        similar: dict[Any, list[tuple[Any, ...]]] = {}
-        for part in interleaved(self, parts, x.dtype, limits):
-            similar.setdefault((part[0], part[2], part[6], part[7]), []).append(part)
         with driver_errors(parts[0][0], self.dctx.info.name):
-            jobs = []  # (choice, packed, spec, layout, x offset, y offset)
-            for (spec, x_strides, y_strides, phases), same in similar.items():
-                self._checked(spec)
-                layout = Layout(x.dtype, x_strides, y_strides, filter_phases=phases)
-                first = self.choices(spec, limits)[0]
-                if (len(same) > 1 and isinstance(first.path, GemmPath)
-                        and reads_in_place(spec, layout)):
-                    at = tuple((p[1], p[5]) for p in same)
-                    spec, layout = self.dctx.memo(("merged", spec, layout, at),
-                                                  functools.partial(merged, spec, layout, at))
-                    weight = [np.asarray(p[3]) for p in same]  # packed where they lie
-                    bias = None if not spec.has_bias else np.concatenate(
-                        [np.asarray(p[4]) for p in same])
-                    packed = first.path.pack(self.dctx, queue, weight, bias, spec,
-                                             first.config, allocate, in_place=True)
-                    todo = [(first, packed, spec, layout, 0, 0)]
+            todo = []  # (plan, packed, launch): the packings stay referenced until the wait
+            joined = joined_parts(plan.recipe, parts)
+            for launch in plan.launches:
+                members = [joined[i] for i in launch.members]
+                if len(members) > 1:  # the groups of one launch, packed where they lie
+                    weight: Any = [np.asarray(p[3]) for p in members]
+                    bias = None if not launch.spec.has_bias else np.concatenate(
+                        [np.asarray(p[4]) for p in members])
                 else:
-                    todo = []
-                    for _, x_at, _, weight, bias, y_at, _, _ in same:
-                        choice, packed = self._pack(spec, limits, queue, np.asarray(weight),
-                                                    None if bias is None else np.asarray(bias),
-                                                    allocate, True)
-                        todo.append((choice, packed, spec, layout, x_at, y_at))
-                if any(len(self._route(job[0], job[2], limits)) > 1 for job in todo):
-                    return False
-                jobs += todo
+                    weight = np.asarray(members[0][3])
+                    bias = None if members[0][4] is None else np.asarray(members[0][4])
+                choice, one = launch.choice, launch.plan
+                packed = choice.path.pack(self.dctx, queue, weight, bias, launch.spec,
+                                          choice.config, allocate, in_place=True)
+                if packed is None:  # a path that declines these weights
+                    choice, packed = self._pack(launch.spec, limits, queue, weight, bias,
+                                                allocate, True)
+                    if self.needs_tiling(choice, launch.spec, limits):
+                        return False
+                    one = self.plan(choice, launch.spec, launch.layout, limits)
+                todo.append((one, packed, launch))
             # Both stay referenced, with every packing, until read_back has waited.
             x_op = host_operand(self.dctx, queue, x, allocate, in_place=True)
             y_op = host_operand(self.dctx, queue, y, allocate, writable=True, in_place=True)
-            for choice, packed, spec, layout, x_at, y_at in jobs:
-                xv = Operand(x_op.buffer, x_op.offset + x_at, layout.x_strides, (), x.dtype)
-                yv = Operand(y_op.buffer, y_op.offset + y_at, layout.y_strides, (), y.dtype)
-                run(self.dctx, queue, self.plan(choice, spec, layout, limits),
-                    {**packed, "x": xv, "y": yv}, allocate)
+            for one, packed, launch in todo:
+                xv = Operand(x_op.buffer, x_op.offset + launch.x_at, launch.layout.x_strides,
+                             (), x.dtype)
+                yv = Operand(y_op.buffer, y_op.offset + launch.y_at, launch.layout.y_strides,
+                             (), y.dtype)
+                run(self.dctx, queue, one, {**packed, "x": xv, "y": yv}, allocate)
             read_back(queue, y_op.buffer, y)
         return True
+
+    def needs_tiling(self, choice: Choice, spec: ConvSpec, limits: Limits) -> bool:
+        """Whether a host call of ``spec`` by ``choice`` runs in more than one piece."""
+        return len(self._route(choice, spec, limits)) > 1
 
     # ------------------------------------------------------------ backward
 

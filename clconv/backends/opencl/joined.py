@@ -4,44 +4,117 @@ the stride phases of a transposed convolution (``OpenCLBackend.conv_forward_into
 A *part* is ``(spec, x_at, x_strides, weight, bias, y_at, y_strides)``: one
 convolution reading a view of the input at element offset ``x_at`` and writing
 a view of the result. Parts whose outputs interleave along the last axis
-become one part with interleaved filters (:func:`interleaved`, the kernel's
+become one part with interleaved filters (:func:`joined_parts`, the kernel's
 ``FPH``); parts of one spec become the groups of one launch (:func:`merged`,
-the kernel's group table ``GTAB``).
+the kernel's group table ``GTAB``). :func:`joining` plans both per call shape.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..._spec import ConvSpec
 from .context import Limits
-from .paths import choice_state
+from .paths import Choice
 from .paths.gemm import GemmPath
 from .paths.pad import reads_in_place
-from .plan import Layout
+from .plan import Layout, Plan
 
 
-def interleaved(backend: Any, parts: list[tuple[Any, ...]], x_dtype: np.dtype,
-                 limits: Limits) -> list[tuple[Any, ...]]:
-    """``parts`` with a filter-phase count appended (1: as given).
+@dataclass(frozen=True)
+class Launch:
+    """One kernel launch of a call: the joined parts it runs (``members``, indices
+    into :func:`joined_parts`' list; more than one: the groups of one launch by
+    a group table), its spec and layout, and the first choice with its plan.
+    ``x_at`` / ``y_at``: where it reads and writes (0 with a group table)."""
 
-    A run of ``p`` parts whose outputs start at consecutive elements and
-    step ``p`` along the last axis, alike but for their taps along it and
-    where their windows start, becomes one part of ``p`` times the filters
-    over the union of the windows: filter ``f * p + c`` is member ``c``'s
-    filter ``f``, zero where its own window has no tap (see
-    :func:`_phase_run` for when that pays). Which parts join is memoised
-    per call shape (everything but the weights).
+    members: tuple[int, ...]
+    spec: ConvSpec
+    layout: Layout
+    choice: Choice
+    plan: Plan
+    x_at: int
+    y_at: int
+
+
+@dataclass(frozen=True)
+class Joining:
+    """What a call of one shape runs: which parts join (:func:`_recipe`) and the
+    launches of the joined parts."""
+
+    recipe: tuple[Any, ...]
+    launches: tuple[Launch, ...]
+
+
+def call_shape(parts: list[tuple[Any, ...]]) -> tuple[tuple[Any, ...], ...]:
+    """Everything of ``parts`` but their weights and biases (a memo key)."""
+    return tuple((p[0], p[1], p[2], p[5], p[6]) for p in parts)
+
+
+def joining(backend: Any, shape: tuple[tuple[Any, ...], ...], x_dtype: np.dtype,
+            limits: Limits) -> Joining | None:
+    """The launches of a call of ``shape`` (see :func:`call_shape`), or None where
+    one would need tiling (the caller then runs the parts one by one).
+
+    Runs of parts whose outputs interleave along the last axis join first
+    (:func:`joined_parts`); then joined parts of one spec and layout that the
+    gemm path reads in place become the groups of one launch (:func:`merged`).
+    A pure function of its arguments and the choice state: the backend memoises
+    it per call shape.
     """
-    shape = tuple((p[0], p[1], p[2], p[5], p[6]) for p in parts)
-    # Keyed like the choices it rests on (a forced path may not interleave).
-    key = ("interleave", shape, x_dtype, limits, choice_state(), backend.dctx.tune_generation)
-    recipe = backend.dctx.memo(key, functools.partial(_recipe, backend, shape, x_dtype, limits))
+    recipe = _recipe(backend, shape, x_dtype, limits)
+    similar: dict[Any, list[tuple[int, int, int]]] = {}
+    for i, (spec, x_at, x_strides, y_at, y_strides, phases) in enumerate(
+            _joined_shape(recipe, shape)):
+        similar.setdefault((spec, x_strides, y_strides, phases), []).append((i, x_at, y_at))
+    launches = []
+    for (spec, x_strides, y_strides, phases), same in similar.items():
+        layout = Layout(x_dtype, x_strides, y_strides, filter_phases=phases)
+        first = backend.choices(spec, limits)[0]
+        if len(same) > 1 and isinstance(first.path, GemmPath) and reads_in_place(spec, layout):
+            wide, wide_layout = merged(spec, layout, tuple((x_at, y_at) for _, x_at, y_at in same))
+            launches.append(Launch(tuple(i for i, _, _ in same), wide, wide_layout, first,
+                                   backend.plan(first, wide, wide_layout, limits), 0, 0))
+        else:
+            plan = backend.plan(first, spec, layout, limits)
+            launches += [Launch((i,), spec, layout, first, plan, x_at, y_at)
+                         for i, x_at, y_at in same]
+    if any(backend.needs_tiling(one.choice, one.spec, limits) for one in launches):
+        return None
+    return Joining(recipe, tuple(launches))
+
+
+def _joined_shape(recipe: tuple[Any, ...], shape: tuple[tuple[Any, ...], ...],
+                  ) -> list[tuple[Any, ...]]:
+    """:func:`call_shape` of :func:`joined_parts`, with the filter-phase count."""
+    out = []
+    for entry in recipe:
+        if isinstance(entry, int):
+            out.append((*shape[entry], 1))
+        else:
+            members, wide, offsets = entry
+            lead = shape[members[0]]
+            out.append((wide, lead[1] - offsets[0], lead[2], lead[3], lead[4], len(members)))
+    return out
+
+
+def joined_parts(recipe: tuple[Any, ...], parts: list[tuple[Any, ...]],
+                 ) -> list[tuple[Any, ...]]:
+    """``parts`` as :func:`_recipe` joins them, each with a filter-phase count
+    appended (1: as given).
+
+    A run of ``p`` parts whose outputs start at consecutive elements and step
+    ``p`` along the last axis, alike but for their taps along it and where
+    their windows start, becomes one part of ``p`` times the filters over the
+    union of the windows: filter ``f * p + c`` is member ``c``'s filter ``f``,
+    zero where its own window has no tap (see :func:`_phase_run` for when that
+    pays).
+    """
     out: list[tuple[Any, ...]] = []
     for entry in recipe:
         if isinstance(entry, int):
@@ -66,7 +139,7 @@ def interleaved(backend: Any, parts: list[tuple[Any, ...]], x_dtype: np.dtype,
 
 def _recipe(backend: Any, shape: tuple[tuple[Any, ...], ...], x_dtype: np.dtype,
             limits: Limits) -> tuple[Any, ...]:
-    """For :func:`interleaved`: per output part, the index of a part kept as it
+    """For :func:`joining`: per joined part, the index of a part kept as it
     is, or ``(member indices, joined spec, window offsets)`` of a run."""
     recipe: list[Any] = []
     runs: dict[Any, dict[int, int]] = {}

@@ -556,3 +556,24 @@ def test_host_inputs_larger_than_the_device_buffer_are_tiled(cl_backend, monkeyp
     got = clconv.conv_transpose2d(x, w, stride=2, padding=pad, backend=cl_backend)
     assert got.nbytes > 4 * 64 * 1024
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_concurrent_calls_of_one_shape(backend):
+    """Threads running transposed convolutions of one shape at once (one memoised
+    plan, one kernel object) each get their own, right result."""
+    import concurrent.futures
+
+    rng = np.random.default_rng(22)
+    w = rng.standard_normal((4, 3, 4, 4)).astype(np.float32)
+    xs = [rng.standard_normal((2, 4, 9, 11)).astype(np.float32) for _ in range(8)]
+    wants = [scatter_oracle(x, w, None, (2, 2), ((1, 1),) * 2, (0, 0), 1, (1, 1)) for x in xs]
+
+    def one(x):
+        return [clconv.conv_transpose2d(x, w, stride=2, padding=1, backend=backend)
+                for _ in range(5)]
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(one, xs))
+    for got, want in zip(results, wants):
+        for y in got:
+            np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)

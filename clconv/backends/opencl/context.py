@@ -33,6 +33,7 @@ from ..._normalize import env_bytes
 from .._base import DeviceInfo
 from .build import BuiltProgram, ProgramCache, ProgramRef
 from .device import Found
+from .host_memory import keep_freed_memory
 
 _T = TypeVar("_T")
 
@@ -106,6 +107,8 @@ class DeviceContext:
         # Unified-memory CPU devices use host arrays in place (see execute.host_buffer).
         self.host_unified = bool(self.device.type & cl.device_type.CPU) and bool(
             getattr(self.device, "host_unified_memory", False))
+        if self.host_unified:  # its kernels write fresh host results in place
+            keep_freed_memory()
         # The alignment a host array needs to be used in place: Intel's CPU runtime
         # works on an unaligned USE_HOST_PTR array through a slow internal copy
         # (benchmarks/README.md), PoCL uses any array in place.

@@ -4,6 +4,8 @@ call instead of coming back as fresh pages, page-faulted by the kernels."""
 
 from __future__ import annotations
 
+import functools
+import os
 import platform
 import subprocess
 import sys
@@ -44,6 +46,25 @@ def test_the_users_choice_wins(environ):
     assert libc.calls == []
 
 
+@pytest.mark.skipif(not GLIBC, reason="glibc's malloc only")
+def test_a_setting_made_after_start_is_not_the_users(monkeypatch):
+    """A MALLOC_ variable put into os.environ after the process started (as dask
+    does) changes nothing in this process's malloc, so it does not count as the
+    user's choice; one present at start does."""
+    env = {**os.environ, "CLCONV_MALLOC": ""}
+    env.pop("MALLOC_TRIM_THRESHOLD_", None)
+    late = textwrap.dedent("""
+        import os
+        from clconv.backends.opencl import host_memory
+        os.environ["MALLOC_TRIM_THRESHOLD_"] = "65536"
+        print(host_memory.keep_freed_memory())
+    """)
+    run = functools.partial(subprocess.run, [sys.executable, "-c", late], capture_output=True,
+                            text=True, timeout=120)
+    assert run(env=env).stdout.split() == ["True"]
+    assert run(env={**env, "MALLOC_TRIM_THRESHOLD_": "65536"}).stdout.split() == ["False"]
+
+
 def test_a_refused_setting_is_reported():
     assert not host_memory.set_thresholds({"GLIBC_TUNABLES": "glibc.pthread.x=1"},
                                           FakeLibc(result=0))
@@ -69,11 +90,13 @@ _LOOP = textwrap.dedent("""
 
 
 def _faults_per_call(setup: str, **env: str) -> float:
-    import os
-
+    # A child of its own malloc settings only (dask, for one, puts
+    # MALLOC_TRIM_THRESHOLD_ into this process's environment).
+    inherited = {k: v for k, v in os.environ.items()
+                 if k not in host_memory.USER_SETTINGS and k != "GLIBC_TUNABLES"}
     out = subprocess.run([sys.executable, "-c", _LOOP.format(setup=setup)],
-                         capture_output=True, text=True, check=True,
-                         env={**os.environ, **env}, timeout=120)
+                         capture_output=True, text=True, env={**inherited, **env}, timeout=120)
+    assert out.returncode == 0, out.stderr
     return float(out.stdout.split()[-1])
 
 

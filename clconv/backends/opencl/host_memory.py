@@ -44,7 +44,22 @@ def keep_freed_memory() -> bool:
         _done = True
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return False
-    return set_thresholds(os.environ, ctypes.CDLL(None))
+    # glibc reads its variables when the process starts: what a library put in
+    # os.environ since (dask sets MALLOC_TRIM_THRESHOLD_ for its workers) is
+    # not the process's setting.
+    environ = {**_startup_environ(), ENV: os.environ.get(ENV, "")}
+    return set_thresholds(environ, ctypes.CDLL(None))
+
+
+def _startup_environ() -> dict[str, str]:
+    """The environment this process started with (Linux), else the current one."""
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return dict(os.environ)
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
 
 
 def set_thresholds(environ: Mapping[str, str], libc: Any) -> bool:

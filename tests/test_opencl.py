@@ -1142,3 +1142,33 @@ def test_device_style_rules_pick_the_kernel_style():
 
     assert first("vector") == "gemm"
     assert first("lanes") == "lanes"
+
+
+def test_gemm_groups_neighbouring_column_blocks_on_intels_cpu_runtime():
+    """On Intel's CPU runtime (one task per work-group) the gemm path puts up to four
+    neighbouring work-items of a row (its column blocks, and the filter blocks of
+    each) in a work-group, fewer where a row has fewer; other CPU
+    runtimes keep one work-item per group, GPUs their GPU-shaped groups."""
+    from clconv.backends._base import DeviceInfo
+    from clconv.backends.opencl.context import compute_limits
+    from clconv.backends.opencl.paths.gemm import gemm_config
+
+    def limits(platform, kind="cpu"):
+        return compute_limits(DeviceInfo("opencl:9:9", platform, "Some CPU", kind, 2, 2**30,
+                                         2**28, True, True, max_work_group_size=8192,
+                                         local_mem=32768))
+
+    def spec(width, filters=64):
+        return normalize_conv(2, np.zeros((1, 16, 20, width), np.float32),
+                              np.zeros((filters, 16, 3, 3), np.float32), None, 1, 1, 1, 1,
+                              "zeros", "channels_first", False).spec
+
+    intel, pocl = limits("Intel(R) OpenCL"), limits("Portable Computing Language")
+    assert (intel.cpu_group_x, pocl.cpu_group_x) == (4, 1)
+    assert gemm_config(spec(56), intel, 56).wg_x == 4
+    assert gemm_config(spec(56), pocl, 56).wg_x == 1
+    # 16 filters, 8 columns: one filter block and at most two column blocks a row
+    narrow = gemm_config(spec(8, filters=16), intel, 8, rows=False)
+    assert 1 <= narrow.wg_x <= 2 and narrow.wg_y == 1
+    gpu = limits("Intel(R) OpenCL Graphics", "gpu")
+    assert gpu.cpu_group_x == 1 and gemm_config(spec(56), gpu, 56).wg_x > 4

@@ -66,6 +66,11 @@ class Limits:
     # (the gemm path's VSTORE): Intel's CPU compiler turns the lane-by-lane
     # stores into a slow gather of scalars; PoCL's does not gain from it.
     vector_stores: bool = False
+    # Work-items per work-group along the gemm path's dimension 0 (the column
+    # and filter blocks of one row) on a CPU whose runtime runs each
+    # work-group as one task on one thread (Intel's): neighbouring blocks then
+    # run back to back over the same input lines. PoCL's gain nothing from it.
+    cpu_group_x: int = 1
 
 
 def strict_mode() -> bool:
@@ -86,10 +91,11 @@ def compute_limits(info: DeviceInfo) -> Limits:
         wg = min(wg, STRICT_WORK_GROUP)
         local = min(local, STRICT_LOCAL_MEM)
     group_items = min(GPU_GROUP_ITEMS, wg) if strict or info.type != "cpu" else 1
+    intel_cpu = info.type == "cpu" and "intel" in info.platform.lower()
     return Limits(max_alloc=max_alloc, memory_budget=int(info.global_mem * MEMORY_FRACTION),
                   max_work_group=wg, local_mem=local, strict=strict, group_items=group_items,
-                  vector_width=info.native_float_width,
-                  vector_stores=info.type == "cpu" and "intel" in info.platform.lower())
+                  vector_width=info.native_float_width, vector_stores=intel_cpu,
+                  cpu_group_x=4 if intel_cpu else 1)
 
 
 class DeviceContext:

@@ -100,12 +100,15 @@ def gemm_config(spec: ConvSpec, limits: Limits, width: int, gpu_wide: int = 16,
     # for blocks of 4 columns stored by vector, which run faster without
     # (1x256x28x28 -> 512: 0.70 -> 0.59 ms on Intel's runtime).
     cu = 4 if math.prod(spec.kernel_size) == 1 and not (vs and ob == 4) else 1
+    x_items = ceil_div(max(width * (height if flat else 1), 1), ob) * ceil_div(
+        ceil_div(fg, fb), nv)
     if limits.group_items > 1:
-        x_items = (ceil_div(max(width * (height if flat else 1), 1), ob)
-                   * ceil_div(ceil_div(fg, fb), nv))
         return GemmConfig(fb, ob, *gpu_group(limits, x_items, gpu_wide), cu=cu, flat=flat,
                           nv=nv, vs=vs)
-    return GemmConfig(fb, ob, 1, 1, cu=cu, flat=flat, nv=nv, vs=vs)
+    wg_x = min(limits.cpu_group_x, limits.max_work_group)
+    while wg_x > 1 and wg_x > x_items:
+        wg_x //= 2
+    return GemmConfig(fb, ob, wg_x, 1, cu=cu, flat=flat, nv=nv, vs=vs)
 
 
 def _crosses_rows(spec: ConvSpec, width: int, ob: int, rows: bool) -> bool:

@@ -66,11 +66,11 @@ class Limits:
     # (the gemm path's VSTORE): Intel's CPU compiler turns the lane-by-lane
     # stores into a slow gather of scalars; PoCL's does not gain from it.
     vector_stores: bool = False
-    # Work-items per work-group along the gemm path's dimension 0 (the column
-    # and filter blocks of one row) on a CPU whose runtime runs each
-    # work-group as one task on one thread (Intel's): neighbouring blocks then
-    # run back to back over the same input lines. PoCL's gain nothing from it.
-    cpu_group_x: int = 1
+    # Whether the CPU runtime runs each work-group as one task on one thread
+    # (Intel's): a task per work-item costs more than most paths' work-items
+    # do, so the paths put neighbouring work-items (which read the same input
+    # lines) in one group. PoCL's work-groups gain less from that.
+    group_tasks: bool = False
 
 
 def strict_mode() -> bool:
@@ -95,7 +95,7 @@ def compute_limits(info: DeviceInfo) -> Limits:
     return Limits(max_alloc=max_alloc, memory_budget=int(info.global_mem * MEMORY_FRACTION),
                   max_work_group=wg, local_mem=local, strict=strict, group_items=group_items,
                   vector_width=info.native_float_width, vector_stores=intel_cpu,
-                  cpu_group_x=4 if intel_cpu else 1)
+                  group_tasks=intel_cpu)
 
 
 class DeviceContext:

@@ -105,7 +105,9 @@ def gemm_config(spec: ConvSpec, limits: Limits, width: int, gpu_wide: int = 16,
     if limits.group_items > 1:
         return GemmConfig(fb, ob, *gpu_group(limits, x_items, gpu_wide), cu=cu, flat=flat,
                           nv=nv, vs=vs)
-    wg_x = min(limits.cpu_group_x, limits.max_work_group)
+    # Where the runtime runs a task per work-group, four neighbouring work-items
+    # (fewer where the row has fewer) to one group.
+    wg_x = min(4 if limits.group_tasks else 1, limits.max_work_group)
     while wg_x > 1 and wg_x > x_items:
         wg_x //= 2
     return GemmConfig(fb, ob, wg_x, 1, cu=cu, flat=flat, nv=nv, vs=vs)

@@ -9,6 +9,7 @@ numbers and the adjoint identity; every backend is checked against it.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 
@@ -577,3 +578,33 @@ def test_concurrent_calls_of_one_shape(backend):
     for got, want in zip(results, wants):
         for y in got:
             np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
+
+
+def test_launches_are_planned_once_per_call_shape(cl_backend, monkeypatch):
+    """conv_forward_into plans which phases join and how they launch once per call
+    shape: repeats reuse it (with new weights, results still right), another shape
+    or a forced path plans afresh."""
+    from clconv.backends.opencl import backend as backend_module
+    from clconv.backends.opencl import paths
+
+    planned = []
+    real = backend_module.joining
+
+    def spy(*args, **kwargs):
+        planned.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(backend_module, "joining", spy)
+    rng = np.random.default_rng(23)
+    clconv.get_backend(cl_backend).dctx.forget()  # plans of earlier tests
+    counts = []
+    for size, forced in [((9, 10), False), ((9, 10), False), ((9, 10), False),
+                         ((11, 7), False), ((9, 10), True)]:
+        x = rng.standard_normal((1, 6, *size)).astype(np.float32)
+        w = rng.standard_normal((6, 5, 4, 4)).astype(np.float32)
+        with paths.override("gemm", ob=4) if forced else contextlib.nullcontext():
+            got = clconv.conv_transpose2d(x, w, stride=2, padding=1, backend=cl_backend)
+        want = scatter_oracle(x, w, None, (2, 2), ((1, 1),) * 2, (0, 0), 1, (1, 1))
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+        counts.append(len(planned))
+    assert counts == [1, 1, 1, 2, 3]

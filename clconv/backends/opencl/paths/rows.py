@@ -112,11 +112,11 @@ class RowsPath(ForwardPath):
             return RowsConfig(nv, rows, kw_unroll, *gpu_group(limits, col_blocks, 16))
         # Small kernels: little work per item, so many items per work-group
         # (a CPU runtime's per-group cost dominates otherwise); the same for
-        # every kernel on one row (1-D: thousands of items) and on a runtime
-        # that runs a task per work-group.
+        # every kernel on one row (1-D: thousands of items). A runtime that
+        # runs a task per work-group gains from larger groups still.
         taps = kd * kh * kw * spec.in_per_group
         one_row = out_d == 1 and out_h == 1
-        wanted = 16 if taps <= 32 or one_row or limits.group_tasks else 1
+        wanted = 64 if limits.group_tasks else 16 if taps <= 32 or one_row else 1
         wg_x = work_group(col_blocks, limits.max_work_group, wanted)
         if wg_x < col_blocks < wanted and round_up(col_blocks, 2 * wg_x) * 4 <= col_blocks * 5:
             wg_x *= 2  # one group across the row, a few idle items (7 blocks: 8)

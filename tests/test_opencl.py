@@ -1144,7 +1144,7 @@ def test_device_style_rules_pick_the_kernel_style():
     assert first("lanes") == "lanes"
 
 
-def test_gemm_groups_neighbouring_column_blocks_on_intels_cpu_runtime():
+def test_gemm_groups_neighbouring_column_blocks_on_intels_cpu_runtime(monkeypatch):
     """On Intel's CPU runtime (one task per work-group) the gemm path puts up to four
     neighbouring work-items of a row (its column blocks, and the filter blocks of
     each) in a work-group, fewer where a row has fewer; other CPU
@@ -1152,6 +1152,8 @@ def test_gemm_groups_neighbouring_column_blocks_on_intels_cpu_runtime():
     from clconv.backends._base import DeviceInfo
     from clconv.backends.opencl.context import compute_limits
     from clconv.backends.opencl.paths.gemm import gemm_config
+
+    monkeypatch.delenv("CLCONV_STRICT_LIMITS", raising=False)  # CPU shapes, not GPU ones
 
     def limits(platform, kind="cpu"):
         return compute_limits(DeviceInfo("opencl:9:9", platform, "Some CPU", kind, 2, 2**30,

@@ -114,9 +114,12 @@ def test_freed_blocks_serve_the_next_call():
 
 @pytest.mark.skipif(not GLIBC, reason="glibc's malloc only")
 def test_opening_a_cpu_device_sets_them(cl_backend):
+    """Opening a CPU device that works on host memory sets them; a device with
+    memory of its own (a GPU) leaves malloc as it is."""
     import clconv
 
-    if not clconv.get_backend(cl_backend).dctx.host_unified:
-        pytest.skip(f"{cl_backend} is not a CPU device working on host memory")
     setup = f"import clconv\nclconv.get_backend({cl_backend!r})"
-    assert _faults_per_call(setup) < 5
+    if clconv.get_backend(cl_backend).dctx.host_unified:
+        assert _faults_per_call(setup) < 5
+    else:
+        assert _faults_per_call(setup) > 50

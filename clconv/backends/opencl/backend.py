@@ -365,15 +365,17 @@ class OpenCLBackend:
                 else:
                     weight = np.asarray(members[0][3])
                     bias = None if members[0][4] is None else np.asarray(members[0][4])
-                choice, one = launch.choice, launch.plan
-                packed = choice.path.pack(self.dctx, queue, weight, bias, launch.spec,
-                                          choice.config, allocate, in_place=True)
-                if packed is None:  # a path that declines these weights
+                one = launch.plan
+                if one is None:  # the first choice may decline these weights
                     choice, packed = self._pack(launch.spec, limits, queue, weight, bias,
                                                 allocate, True)
                     if self.needs_tiling(choice, launch.spec, limits):
                         return False
                     one = self.plan(choice, launch.spec, launch.layout, limits)
+                else:
+                    choice = launch.choice
+                    packed = choice.path.pack(self.dctx, queue, weight, bias, launch.spec,
+                                              choice.config, allocate, in_place=True)
                 todo.append((one, packed, launch))
             # Both stay referenced, with every packing, until read_back has waited.
             x_op = host_operand(self.dctx, queue, x, allocate, in_place=True)

@@ -30,14 +30,15 @@ from .plan import Layout, Plan
 class Launch:
     """One kernel launch of a call: the joined parts it runs (``members``, indices
     into :func:`joined_parts`' list; more than one: the groups of one launch by
-    a group table), its spec and layout, and the first choice with its plan.
+    a group table), its spec and layout, and the first choice with its plan
+    (None where that choice depends on the weights: planned once it takes them).
     ``x_at`` / ``y_at``: where it reads and writes (0 with a group table)."""
 
     members: tuple[int, ...]
     spec: ConvSpec
     layout: Layout
     choice: Choice
-    plan: Plan
+    plan: Plan | None
     x_at: int
     y_at: int
 
@@ -81,10 +82,14 @@ def joining(backend: Any, shape: tuple[tuple[Any, ...], ...], x_dtype: np.dtype,
             launches.append(Launch(tuple(i for i, _, _ in same), wide, wide_layout, first,
                                    backend.plan(first, wide, wide_layout, limits), 0, 0))
         else:
-            plan = backend.plan(first, spec, layout, limits)
+            # A path that may decline the weights is planned (and its kernels
+            # built) only once it has taken them.
+            plan = None if first.path.weight_dependent else backend.plan(
+                first, spec, layout, limits)
             launches += [Launch((i,), spec, layout, first, plan, x_at, y_at)
                          for i, x_at, y_at in same]
-    if any(backend.needs_tiling(one.choice, one.spec, limits) for one in launches):
+    if any(backend.needs_tiling(one.choice, one.spec, limits) for one in launches
+           if one.plan is not None):  # the others are checked with the choice they get
         return None
     return Joining(recipe, tuple(launches))
 

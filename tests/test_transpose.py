@@ -608,3 +608,23 @@ def test_launches_are_planned_once_per_call_shape(cl_backend, monkeypatch):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
         counts.append(len(planned))
     assert counts == [1, 1, 1, 2, 3]
+
+
+@pytest.mark.parametrize("rank1", [True, False])
+def test_phases_on_a_path_that_may_decline_the_weights(cl_backend, rank1):
+    """A forced weight-dependent path (separable) runs the phases of a depthwise
+    transposed convolution: rank-1 phase kernels take it, others fall back; the
+    forced path not supporting the joined phases is no error."""
+    from clconv.backends.opencl import paths
+
+    rng = np.random.default_rng(24)
+    x = rng.standard_normal((1, 4, 40, 44)).astype(np.float32)
+    if rank1:
+        w = (rng.standard_normal((4, 1, 6, 1)) * rng.standard_normal((4, 1, 1, 6)))
+    else:
+        w = rng.standard_normal((4, 1, 6, 6))
+    w = w.astype(np.float32)
+    with paths.override("separable"):
+        got = clconv.conv_transpose2d(x, w, stride=2, padding=2, groups=4, backend=cl_backend)
+    want = scatter_oracle(x, w, None, (2, 2), ((2, 2),) * 2, (0, 0), 4, (1, 1))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..._spec import ConvSpec
+from ...errors import ArgumentError
 from .context import Limits
 from .paths import Choice
 from .paths.gemm import GemmPath
@@ -202,7 +203,10 @@ def _phase_run(backend: Any, shape: tuple[tuple[ConvSpec, int], ...],
         base, out_channels=base.out_channels * count,
         kernel_size=(*base.kernel_size[:-1], span),
         in_size=(*base.in_size[:-1], base.out_size[-1] + span - 1))
-    first = backend.choices(wide, limits)[0]
+    try:
+        first = backend.choices(wide, limits)[0]
+    except ArgumentError:  # a forced path that takes the phases but not their join
+        return None
     layout = Layout(x_dtype, x_strides, y_strides, filter_phases=count)
     if (isinstance(first.path, GemmPath) and first.config.fb % count == 0
             and reads_in_place(wide, layout)):

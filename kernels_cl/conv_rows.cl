@@ -85,8 +85,8 @@
 
 #define V8 CLCONV_CAT(ACC_T, 8)
 #if defined(OUT_SAT) && ELEM_KIND != 2
-#define STORE8(p, v) do { const CLCONV_CAT(OUT_SAT, 8) v_ = \
-    CLCONV_CAT(CLCONV_PASTE(convert_, OUT_SAT), 8_sat_rte)(v); CLCONV_VSTORE(8, v_, p); } while (0)
+#define STORE8(p, v) do { const CLCONV_CAT(OUT_SAT, 8) v_ = CLCONV_SAT8(v); \
+    CLCONV_VSTORE(8, v_, p); } while (0)
 #elif ELEM_KIND == 2
 #define STORE8(p, v) do { V8 v_ = (v); const ACC_T *l_ = (const ACC_T *)&v_; \
     for (int j_ = 0; j_ < 8; ++j_) STORE_OUT((p), j_, l_[j_]); } while (0)

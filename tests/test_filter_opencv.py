@@ -35,6 +35,22 @@ def test_saturation_rounding_and_nan(backend):
     np.testing.assert_array_equal(got, [[0, 2, 2, -3, 300, 0, -32768, 32767]])
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16])
+def test_saturation_of_each_narrow_type_in_whole_vectors_and_tails(backend, dtype):
+    """Ties, both bounds +-0.5, infinities and NaN, in full 8-wide stores and a tail."""
+    lo, hi = np.iinfo(dtype).min, np.iinfo(dtype).max
+    edges = [lo - 0.5, lo + 0.5, hi - 0.5, hi + 0.5, -0.5, 0.5, 1.5, 2.5, -2.5, -3.5,
+             np.nan, -np.inf, np.inf, 1e30, -1e30, 0.49999997, -1.5000001]
+    row = np.array(edges * 3, np.float32)[:45]
+    # An RGB image: its rows of 45 interleaved values are stored by the saturating
+    # kernel itself as 5 vectors of 8 and a tail of 5.
+    img = np.stack([row, row[::-1], np.roll(row, 3)]).reshape(3, 15, 3)
+    got = clconv.filter2d(img, np.ones((1, 1), np.float32), dtype=dtype, backend=backend)
+    want = np.clip(np.rint(np.where(np.isnan(img), 0, img)), lo, hi).astype(dtype)
+    assert got.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("dtype", [np.uint16, np.float32, np.int16])
 def test_16_bit_and_float_images_equal_cv2(backend, dtype):
     rng = np.random.default_rng(1)

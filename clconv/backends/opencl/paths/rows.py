@@ -200,7 +200,11 @@ class RowsPath(ForwardPath):
         if interleave > 1:
             defines["CI"] = interleave
         if layout.y_dtype is not None:
-            defines["OUT_SAT"] = CL_TYPES[np.dtype(layout.y_dtype).name]
+            out = np.dtype(layout.y_dtype)
+            defines["OUT_SAT"] = CL_TYPES[out.name]
+            if out.kind in "iu" and out.itemsize <= 2:
+                # Its range: float results saturate by compares (common.h).
+                defines.update(OUT_SAT_LO=int(np.iinfo(out).min), OUT_SAT_HI=int(np.iinfo(out).max))
         if interleave > 1 or not self.pads(spec, cfg, layout):
             # The input in place, borders applied in the kernel (one launch).
             prep, source = Plan(()), "x"

@@ -203,6 +203,16 @@ inline void fill_row(ACC_T *rb, __global const IN_T *xr, const bool row_ok, cons
     ACC_T rb[ROW_LEN];                                                               \
     fill_row(rb, xr, row_ok, iw0, IW, fill)
 #define LOAD_BUFFERED(dst, kw, v) ((dst) = LOAD8_RB(rb + (kw) * DW + (v) * 8 * SW))
+/* PREFILL=1: a column border block gathers all IN_ROWS rows of a (channel,
+ * depth) slice into one private array before its first multiply-add, instead
+ * of each row just before its loads. A vector load that spans several scalar
+ * stores still in flight waits for them to retire (no store-to-load
+ * forwarding); gathered first, the rows are long written when they are read.
+ * The host sets it on CPUs for arrays of at most a few hundred elements. */
+#ifndef PREFILL
+#define PREFILL 0
+#endif
+#define ROW_PREFILLED(i) const ACC_T *rb = rows_buf[i]
 /* Blocks whose columns all lie inside the input (top / bottom rows of the
  * image): rows mapped by the border rule, columns read as plain vectors. */
 #define LOAD_ROWS_ONLY(dst, kw, v) \
@@ -268,7 +278,16 @@ UNROLL(NV)
             } else {
                 const long idm = map_border((long)id0 + kd * DD, ID);
                 __global const IN_T *xd = xg + c * xs_c;
+#if PREFILL
+                ACC_T rows_buf[IN_ROWS][ROW_LEN];
+                for (int i = 0; i < IN_ROWS; ++i) {
+                    ROW_BORDER(i);
+                    fill_row(rows_buf[i], xr, row_ok, iw0, IW, fill);
+                }
+                ACCUMULATE(ROW_PREFILLED, LOAD_BUFFERED)
+#else
                 ACCUMULATE(ROW_BUFFERED, LOAD_BUFFERED)
+#endif
             }
         }
     }

@@ -76,6 +76,10 @@ class RowsPath(ForwardPath):
     # Input-row loops of at most this many multiply-add steps (IN_ROWS *
     # KW_UNROLL) are unrolled (passed to conv_rows.cl).
     ROWS_UNROLL_MAX = 96
+    # Column border blocks on CPUs gather all their input rows before the first
+    # multiply-add (conv_rows.cl's PREFILL) when these are at most this many
+    # elements in all: private memory a GPU would have to spill.
+    PREFILL_MAX = 256
 
     def supports(self, spec: ConvSpec, limits: Limits) -> bool:
         kh, kw = spatial3(spec.kernel_size, 1)[1:]
@@ -210,7 +214,10 @@ class RowsPath(ForwardPath):
             prep, source = Plan(()), "x"
             in_dtype, strides = layout.x_dtype, layout_strides(layout.x_strides, spec)[:4]
             sizes, pads = spatial3(spec.in_size, 1), spatial3(spec.pad_before, 0)
-            defines.update(BORDER_FREE=0, ROW_LEN=self.row_buffer(spec, cfg))
+            row_len = self.row_buffer(spec, cfg)
+            in_rows = (cfg.rows - 1) * sh + (kh - 1) * dh + 1
+            prefill = limits.group_items == 1 and in_rows * row_len <= self.PREFILL_MAX
+            defines.update(BORDER_FREE=0, ROW_LEN=row_len, PREFILL=int(prefill))
         else:
             # A padded copy large enough that every block reads inside it.
             pitch = (round_up(out_w, cols) - 1) * sw + (kw - 1) * dw + 1

@@ -577,6 +577,31 @@ def test_float64_without_fp64_is_backend_unavailable(be):
 
 # ------------------------------------------------------------ threads and dtypes
 
+def test_problems_sharing_a_kernel_object_keep_their_own_arguments(cl_backend, rng,
+                                                                    monkeypatch):
+    """A kernel object keeps the last launch's arguments set, and a repeated launch
+    sets only its buffers: problems of one build alternating, and a large input
+    whose offset from its page boundary changes on every call, still get their
+    own sizes, strides and offsets (that they share a kernel object is checked).
+    The large input is used in place at 5 offsets from its page boundary in turn."""
+    launched = []
+    real = cl.enqueue_nd_range_kernel
+
+    def spy(queue, kernel, *args, **kwargs):
+        launched.append(kernel)
+        return real(queue, kernel, *args, **kwargs)
+
+    monkeypatch.setattr(cl, "enqueue_nd_range_kernel", spy)
+    w = rng.standard_normal((3, 1, 3, 3)).astype(np.float32)
+    raw = rng.standard_normal(3 * 200 * 300 + 8).astype(np.float32)
+    small = [rng.standard_normal((1, 3, h, 300)).astype(np.float32) for h in (20, 33)]
+    bigs = [raw[i:i + 3 * 200 * 300].reshape(1, 3, 200, 300) for i in range(5)]
+    for x in [*bigs, *bigs[:2], *small, *small, bigs[3], small[0], bigs[4], bigs[4]]:
+        y = clconv.conv2d(x, w, padding=1, groups=3, backend=cl_backend)
+        assert_close(y, reference(clconv.conv2d, x, w, padding=1, groups=3), np.float32, 9)
+    assert len({id(k) for k in launched}) < 3, "the three problems built apart"
+
+
 def test_eight_threads_at_once(cl_backend, rng):
     xs = [rng.standard_normal((2, 4, 17, 15)).astype(np.float32) for _ in range(8)]
     w = rng.standard_normal((8, 4, 3, 3)).astype(np.float32)

@@ -82,15 +82,16 @@ def run(dctx: DeviceContext, queue: Any, plan: Plan, bound: dict[str, Any],
         for name, table in plan.constants:
             bound[name] = constant_buffer(dctx, table)
     for step in plan.steps:
-        args = list(step.args)
+        buffers, offsets = [], []
         for i, offset, name in step.slots:
             value = bound[name]
-            if isinstance(value, Operand):
-                args[i] = np.int64(value.offset) if offset else value.buffer
+            operand = isinstance(value, Operand)
+            if offset:
+                offsets.append((i, value.offset if operand else 0))
             else:
-                args[i] = np.int64(0) if offset else value
+                buffers.append((i, value.buffer if operand else value))
         dctx.program(step.program).kernel(step.kernel).enqueue(
-            queue, step.global_size, step.local_size, tuple(args))
+            queue, step, tuple(buffers), tuple(offsets))
 
 
 def constant_buffer(dctx: DeviceContext, table: np.ndarray) -> Any:

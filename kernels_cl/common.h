@@ -73,9 +73,9 @@
  * clamped by compares, NaN to 0, then adding 1.5 * 2^23 rounds to an integer
  * held in the low mantissa bits (ties to even: the rounding of every float
  * add). Intel's CPU compiler expands convert_<T>8_sat_rte into a longer
- * sequence (a uint8 3x3 image filter's kernel: 13 % slower). Compares, not the
- * clamp/select builtins (out-of-line calls on PoCL 3.0). With a lower bound
- * of 0, the first compare already sends NaN there. */
+ * sequence than this, which shows in the kernels that store 8-bit images.
+ * Compares, not the clamp/select builtins (out-of-line calls on PoCL 3.0).
+ * With a lower bound of 0, the first compare already sends NaN there. */
 #define CLCONV_SAT_MAGIC 12582912.0f
 #define CLCONV_SAT_BITS 0x4B400000
 #if OUT_SAT_LO == 0

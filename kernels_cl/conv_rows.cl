@@ -218,6 +218,82 @@ inline void fill_row(ACC_T *rb, __global const IN_T *xr, const bool row_ok, cons
 #define LOAD_ROWS_ONLY(dst, kw, v) \
     ((dst) = row_ok ? LOAD8_IN(xr + iw0 + (kw) * DW + (v) * 8 * SW) : (V8)(fill))
 
+/* EDGE=1: the first and the last column block of a row, the ones that read
+ * the left and the right border, build their vectors lane by lane from
+ * positions fixed at build time (PWB: padding elements before the row,
+ * ROVER: elements past its end the last block reads, DW_CONST: the element
+ * step of the kernel columns), so that the border rule folds away and the
+ * in-row lanes are plain loads LLVM merges: no gathered private row. The last
+ * block of a row is aligned to the row's end (it computes the columns before
+ * it again and stores only its own), which makes its overhang ROVER whatever
+ * the row's length. The host sets EDGE when every kernel column is unrolled
+ * and the row is at least twice ROW_LEN long (one reflection maps every
+ * border read); narrower rows keep the gathered rows below. */
+#ifndef EDGE
+#define EDGE 0
+#endif
+#if EDGE
+#if !defined(PWB) || !defined(DW_CONST)
+#error "EDGE needs PWB and DW_CONST"
+#endif
+/* The element position i (relative to the row start, < 0 inside the left
+ * border) reads; -1: the fill. CI interleaved channels map by pixel. */
+inline long edge_left(const int i, const int IW)
+{
+    if (i >= 0)
+        return i;
+#if BORDER == BORDER_CONSTANT
+    return -1;
+#elif BORDER == BORDER_WRAP
+    return (long)IW + i;
+#else
+    const int px = -((CI - 1 - i) / CI);  /* the pixel, rounded down */
+    const int ch = i - px * CI;
+#if BORDER == BORDER_EDGE
+    return ch;
+#elif BORDER == BORDER_REFLECT
+    return (long)(-px) * CI + ch;
+#else
+    return (long)(-px - 1) * CI + ch;
+#endif
+#endif
+}
+/* The element position q of the last block (relative to its first read
+ * iw0) reads, as an index from the row start; -1: the fill. */
+inline long edge_right(const int q, const int iw0, const int IW)
+{
+#ifdef ROVER
+    const int last = ROW_LEN - 1 - ROVER;  /* q of the row's last element */
+#else
+    const int last = ROW_LEN - 1;
+#endif
+    if (q <= last)
+        return (long)iw0 + q;
+    const int d = q - last - 1;  /* elements past the row's end */
+#if BORDER == BORDER_CONSTANT
+    return -1;
+#elif BORDER == BORDER_WRAP
+    return d;
+#else
+    const int pd = d / CI, ch = d - pd * CI;
+#if BORDER == BORDER_EDGE
+    return (long)IW - CI + ch;
+#elif BORDER == BORDER_REFLECT
+    return (long)IW - 2 * CI - pd * CI + ch;
+#else
+    return (long)IW - CI - pd * CI + ch;
+#endif
+#endif
+}
+#define EDGE_VALUE(e) ((e) >= 0 ? LOAD_IN(xr, (e)) : fill)
+#define LEFT_LANE(p, o) EDGE_VALUE(edge_left((p) + (o) - PWB, IW))
+#define RIGHT_LANE(p, o) EDGE_VALUE(edge_right((p) + (o), iw0, IW))
+#define LOAD_EDGE_LEFT(dst, kw, v) ((dst) = row_ok \
+    ? CLCONV_LANES(8, V8, LEFT_LANE, (kw) * DW_CONST + (v) * 8 * SW, SW) : (V8)(fill))
+#define LOAD_EDGE_RIGHT(dst, kw, v) ((dst) = row_ok \
+    ? CLCONV_LANES(8, V8, RIGHT_LANE, (kw) * DW_CONST + (v) * 8 * SW, SW) : (V8)(fill))
+#endif
+
 __kernel CLCONV_VECTOR_STYLE __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
 void conv_rows(__global const IN_T *restrict x, const long x_off,
                const long xs_n, const long xs_c, const long xs_d, const long xs_h,
@@ -237,7 +313,13 @@ void conv_rows(__global const IN_T *restrict x, const long x_off,
     const int oh0 = (rb % nrb) * OR;
     const int g = ng % G;
     const long n = ng / G;
-    const int ow0 = wb * 8 * NV;
+    /* the first column this item stores, and the first it computes */
+    const int ow_store = wb * 8 * NV;
+#if EDGE
+    const int ow0 = wb > 0 && wb == (OW - 1) / (8 * NV) ? OW - 8 * NV : ow_store;
+#else
+    const int ow0 = ow_store;
+#endif
     /* first input depth / row / column of the block (may lie in the padding) */
     const int id0 = od * SD - PD;
     const int ih0 = oh0 * SH - PH;
@@ -253,6 +335,15 @@ void conv_rows(__global const IN_T *restrict x, const long x_off,
     const bool cols_inside = iw0 >= 0 && iw0 + (8 * NV - 1) * SW + (KW - 1) * DW < IW;
     const bool inside = cols_inside && id0 >= 0 && id0 + (KD - 1) * DD < ID
         && ih0 >= 0 && ih0 + IN_ROWS - 1 < IH;
+#endif
+#if EDGE
+    const bool wide = IW >= 2 * ROW_LEN;
+    const bool edge_l = wide && wb == 0 && iw0 == -PWB;
+#ifdef ROVER
+    const bool edge_r = wide && wb > 0 && iw0 >= 0 && iw0 + ROW_LEN - 1 - ROVER == IW - 1;
+#else
+    const bool edge_r = false;
+#endif
 #endif
 
     __global const IN_T *xg = x + x_off + n * xs_n + (long)g * CG * xs_c;
@@ -275,7 +366,19 @@ UNROLL(NV)
                 const long idm = map_border((long)id0 + kd * DD, ID);
                 __global const IN_T *xd = xg + c * xs_c;
                 ACCUMULATE(ROW_BORDER, LOAD_ROWS_ONLY)
-            } else {
+            }
+#if EDGE
+            else if (edge_l) {
+                const long idm = map_border((long)id0 + kd * DD, ID);
+                __global const IN_T *xd = xg + c * xs_c;
+                ACCUMULATE(ROW_BORDER, LOAD_EDGE_LEFT)
+            } else if (edge_r) {
+                const long idm = map_border((long)id0 + kd * DD, ID);
+                __global const IN_T *xd = xg + c * xs_c;
+                ACCUMULATE(ROW_BORDER, LOAD_EDGE_RIGHT)
+            }
+#endif
+            else {
                 const long idm = map_border((long)id0 + kd * DD, ID);
                 __global const IN_T *xd = xg + c * xs_c;
 #if PREFILL
@@ -299,7 +402,8 @@ UNROLL(NV)
     /* Full blocks of a W-contiguous output: eight plain consecutive stores
      * per vector, which LLVM merges into one (vstore8 is an out-of-line call
      * on PoCL). Tail blocks and strided outputs store element by element. */
-    const bool full = ys_w == 1 && ow0 + 8 * NV <= OW;
+    const int skip = ow_store - ow0;  /* columns the block before stores */
+    const bool full = ys_w == 1 && skip == 0 && ow0 + 8 * NV <= OW;
 UNROLL(OR)
     for (int r = 0; r < OR; ++r) {
         const int oh = oh0 + r;
@@ -315,7 +419,8 @@ UNROLL(NV)
             for (int v = 0; v < NV; ++v) {
                 *(V8 *)lanes = acc[r][v] + bv;
                 for (int j = 0; j < 8 && ow0 + v * 8 + j < OW; ++j)
-                    STORE_OUT(yr, (v * 8 + j) * ys_w, lanes[j]);
+                    if (v * 8 + j >= skip)
+                        STORE_OUT(yr, (v * 8 + j) * ys_w, lanes[j]);
             }
         }
     }

@@ -828,6 +828,50 @@ def test_rows_path_with_stride_two_along_w(cl_backend, monkeypatch, case, inplac
     assert chosen == ["rows"]
 
 
+ROWS_EDGE_CASES = [
+    dataclasses.replace(GRID[0], ndim=nd, size=size, kernel=kernel, batch=2, channels=2,
+                        filters=2, groups=2, stride=stride, padding=padding,
+                        dilation=dilation, padding_mode=mode, channels_last=last, dtype=dtype)
+    for nd, size, kernel, stride, padding, dilation, mode, last, dtype in [
+        # widths whose last block reads 0, 1 and 2 elements past the row
+        (2, (9, 40), (3, 3), 1, 1, 1, "zeros", False, "float32"),
+        (2, (9, 41), (3, 3), 1, (1, 2), 1, "reflect", False, "float32"),
+        (2, (7, 45), (3, 5), 1, (1, 2), 1, "symmetric", False, "float32"),
+        (2, (6, 38), (3, 3), 1, 1, (1, 2), "circular", False, "float64"),
+        (2, (5, 90), (3, 3), (1, 2), 1, 1, "replicate", False, "float32"),
+        (2, (5, 101), (2, 3), (2, 2), (1, 2), 1, "reflect", False, "float16"),
+        (1, (70,), (7,), 1, 3, 1, "symmetric", False, "float32"),
+        (3, (3, 4, 44), (2, 2, 3), 1, (0, 1, 1), 1, "replicate", False, "float32"),
+    ]]
+
+
+def spy_defines(monkeypatch, module) -> list[dict]:
+    """Record the defines of every program ``module`` fits from now on."""
+    defines = []
+    real = module.fitted_program
+
+    def spy(dctx, name, kernel, params, *args):
+        defines.append(params)
+        return real(dctx, name, kernel, params, *args)
+
+    monkeypatch.setattr(module, "fitted_program", spy)
+    return defines
+
+
+@pytest.mark.parametrize("case", ROWS_EDGE_CASES, ids=lambda c: c.ident())
+def test_rows_edge_blocks_fold_the_border_rule(cl_backend, monkeypatch, case):
+    """Rows at least twice a block's reads long build their first and last column
+    blocks lane by lane from build-time positions (EDGE), the last block aligned to
+    the row's end: every border mode, overhangs of 0 to 2 elements, strides,
+    dilation, 1-D to 3-D and dtypes (interleaved rows: test_opencl_interleaved.py)."""
+    from clconv.backends.opencl.paths import rows as rows_module
+
+    defines = spy_defines(monkeypatch, rows_module)
+    with paths.override("rows", pad_pass=0):
+        check_against_oracle(case, cl_backend)
+    assert [d.get("EDGE") for d in defines] == [1], defines
+
+
 @pytest.mark.parametrize("inplace", [False, True])
 def test_rows_path_long_dilated_rows_take_the_padded_copy(cl_backend, monkeypatch, inplace):
     """A row too long for the kernel's private row buffer (k=9, dilation 40:

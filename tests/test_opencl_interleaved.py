@@ -84,6 +84,35 @@ def test_interleaved_path_equals_oracle(cl_backend, monkeypatch, rng, shape, ker
     assert (x == before).all()
 
 
+@pytest.mark.parametrize(("width", "c", "mode"), [
+    (30, 3, "zeros"), (29, 3, "reflect"), (31, 4, "symmetric"), (27, 3, "circular"),
+    (33, 3, "replicate"), (35, 2, "reflect")])
+def test_edge_blocks_map_borders_by_pixel(cl_backend, monkeypatch, rng, width, c, mode):
+    """Rows long enough for the edge blocks (EDGE: border positions fixed at build
+    time, the last block aligned to the row's end) map every border read by pixel
+    and keep its channel, in every mode, with overhangs of 0 to 2 pixels."""
+    from clconv.backends.opencl.paths import rows as rows_module
+
+    steps = _spy(monkeypatch)
+    defines = []
+    real = rows_module.fitted_program
+
+    def spy(dctx, name, kernel, params, *args):
+        defines.append(params)
+        return real(dctx, name, kernel, params, *args)
+
+    monkeypatch.setattr(rows_module, "fitted_program", spy)
+    x = (rng.standard_normal((2, 6, width, c)) * 3).astype(np.float32)
+    w = _shared(rng, c, (3, 3))
+    kw = dict(groups=c, padding=1, padding_mode=mode, data_format="channels_last")
+    with paths.override("interleaved"):
+        y = clconv.conv2d(x, w, backend=cl_backend, **kw)
+    assert steps == [("conv_rows", c)] and [d.get("EDGE") for d in defines] == [1]
+    ref = testing.oracle(clconv.conv2d, x, w, None, **kw)
+    scale = 1 + np.abs(ref).max()
+    assert_close(y / scale, ref / scale, np.dtype(np.float32), 9)
+
+
 def test_filter2d_on_rgb_takes_it_by_default(cl_backend, monkeypatch, rng):
     """filter2d on an RGB photo (uint8 in, saturated uint8 out): one conv_rows launch
     with CI = 3 that reads the uint8 image and stores the uint8 result (OUT_SAT), no

@@ -80,6 +80,7 @@ class RowsPath(ForwardPath):
     # multiply-add (conv_rows.cl's PREFILL) when these are at most this many
     # elements in all: private memory a GPU would have to spill.
     PREFILL_MAX = 256
+    EDGE = True
 
     def supports(self, spec: ConvSpec, limits: Limits) -> bool:
         kh, kw = spatial3(spec.kernel_size, 1)[1:]
@@ -218,6 +219,14 @@ class RowsPath(ForwardPath):
             in_rows = (cfg.rows - 1) * sh + (kh - 1) * dh + 1
             prefill = limits.group_items == 1 and in_rows * row_len <= self.PREFILL_MAX
             defines.update(BORDER_FREE=0, ROW_LEN=row_len, PREFILL=int(prefill))
+            pw, in_w = spec.pad_before[-1], spec.in_size[-1]
+            if (self.EDGE and cfg.kw_unroll == kw and out_w > cols and in_w >= 2 * row_len
+                    and pw < row_len):
+                # The edge blocks' border reads fixed at build time (conv_rows.cl).
+                rover = (out_w - 1) * sw - pw + (kw - 1) * dw - (in_w - 1)
+                defines.update(EDGE=1, PWB=pw, DW_CONST=dw)
+                if 0 < rover < row_len:
+                    defines["ROVER"] = rover
         else:
             # A padded copy large enough that every block reads inside it.
             pitch = (round_up(out_w, cols) - 1) * sw + (kw - 1) * dw + 1

@@ -54,7 +54,9 @@
 __kernel __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
 void conv_lanes(CLCONV_BORDER_FREE_PARAMS(sw_unused))
 {
-    const int ox = get_global_id(0);
+    /* 64-bit: with a 32-bit column index, Intel's CPU compiler cannot prove the
+     * lanes' addresses consecutive and gathers and scatters each one. */
+    const long ox = get_global_id(0);
     const int row = get_global_id(1);
     const int z = get_global_id(2);
     if (row >= OD * OH)

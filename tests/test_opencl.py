@@ -1213,6 +1213,42 @@ def test_device_style_rules_pick_the_kernel_style():
     assert first("lanes") == "lanes"
 
 
+def test_lanes_path_leads_on_intels_cpu_runtime_where_it_is_faster(monkeypatch):
+    """Intel's CPU runtime (vector style, but its compiler vectorises across
+    work-items too) takes the lanes path ahead of gemm for float32 channels-first
+    layers, stride 1 along W, >= 8 filters per group and >= 9 taps per plane, whose
+    rows fill 16-lane vectors or whose groups have at most 16 filters; gemm and the
+    other paths keep everything else, and PoCL (which does not vectorise across
+    work-items) never takes it."""
+    from clconv.backends._base import DeviceInfo
+    from clconv.backends.opencl.context import compute_limits
+
+    monkeypatch.delenv("CLCONV_STRICT_LIMITS", raising=False)
+
+    def first(platform, x_shape, w_shape, stride=1, groups=1, dtype=np.float32,
+              data_format="channels_first"):
+        info = DeviceInfo("opencl:9:9", platform, "AMD EPYC", "cpu", 2, 2**34, 2**32, True,
+                          True, max_work_group_size=8192, local_mem=262144)
+        spec = normalize_conv(len(x_shape) - 2, np.zeros(x_shape, dtype),
+                              np.zeros(w_shape, dtype), None, stride, 1, 1, groups, "zeros",
+                              data_format, False).spec
+        return paths.choices(spec, compute_limits(info), lambda name: {}, lambda s: None,
+                             "vector")[0].path.name
+
+    intel, pocl = "Intel(R) OpenCL", "Portable Computing Language"
+    batch8 = ((8, 32, 64, 64), (64, 32, 3, 3))
+    assert first(intel, *batch8) == "lanes" and first(pocl, *batch8) == "gemm"
+    assert first(intel, (1, 64, 56, 56), (64, 16, 3, 3), groups=4) == "lanes"  # 16 per group
+    assert first(intel, (1, 8, 32, 32, 32), (16, 8, 3, 3, 3)) == "lanes"  # 3-D
+    assert first(intel, (1, 64, 56, 56), (64, 64, 3, 3)) == "gemm"  # 56 wide, 64 filters
+    assert first(intel, (8, 32, 64, 64), (64, 32, 3, 3), stride=2) == "gemm"
+    assert first(intel, (8, 32, 64, 64), (64, 32, 1, 1)) == "gemm"  # one tap
+    assert first(intel, *batch8, dtype=np.float64) == "gemm"
+    assert first(intel, (8, 64, 64, 32), (64, 32, 3, 3), data_format="channels_last") == "gemm"
+    assert first(intel, (1, 4, 16, 16), (8, 4, 3, 3)) != "lanes"  # too small to pay
+    assert first(intel, (1, 16, 64, 64), (16, 1, 3, 3), groups=16) == "rows"  # depthwise
+
+
 def test_gemm_groups_neighbouring_column_blocks_on_intels_cpu_runtime(monkeypatch):
     """On Intel's CPU runtime (one task per work-group) the gemm path puts up to four
     neighbouring work-items of a row (its column blocks, and the filter blocks of

@@ -71,6 +71,9 @@ class Limits:
     # do, so the paths put neighbouring work-items (which read the same input
     # lines) in one group. PoCL's work-groups gain less from that.
     group_tasks: bool = False
+    # Whether the compiler also vectorises kernels of one output per work-item
+    # across work-items on a device of the "vector" style (Intel's CPU runtime).
+    lanes_vectorised: bool = False
 
 
 def strict_mode() -> bool:
@@ -95,7 +98,7 @@ def compute_limits(info: DeviceInfo) -> Limits:
     return Limits(max_alloc=max_alloc, memory_budget=int(info.global_mem * MEMORY_FRACTION),
                   max_work_group=wg, local_mem=local, strict=strict, group_items=group_items,
                   vector_width=info.native_float_width, vector_stores=intel_cpu,
-                  group_tasks=intel_cpu)
+                  group_tasks=intel_cpu, lanes_vectorised=intel_cpu)
 
 
 class DeviceContext:

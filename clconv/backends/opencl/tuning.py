@@ -58,9 +58,11 @@ DEVICE_DEFAULTS: dict[str, dict[tuple[str, str], dict[str, int]]] = {}
 
 # The kernel style a device's compiler vectorises: "vector" (explicit vectors
 # per work-item: PoCL) or "lanes" (one output per work-item, vectorised
-# across work-items: Intel's CPU runtime and GPUs). The heuristic picks only
-# paths of the device's style (or of none); benchmarks/README.md has the
-# measurements behind these rules.
+# across work-items: GPUs). The heuristic picks only paths of the device's
+# style (or of none), except where a path of the other style says it leads
+# (``preferred_across_styles``: the lanes path on Intel's CPU runtime, whose
+# compiler vectorises both styles); benchmarks/README.md has the measurements
+# behind these rules.
 STYLE_DEFAULTS: dict[tuple[str, str], str] = {
     ("type", "gpu"): "lanes",
     ("type", "accelerator"): "lanes",

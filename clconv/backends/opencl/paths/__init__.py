@@ -18,7 +18,10 @@ of kernels and how to plan them (:class:`.base.ForwardPath`). The order of
                on RGB): conv_rows.cl over each row's pixels x channels, read in place
                (declines other weights)
 ``rows``       one filter per group, W stride 1 or 2: row-blocked float8 kernel
-``lanes``      one output pixel per work-item, pad pre-pass (the "lanes" style)
+``lanes``      one output pixel per work-item, pad pre-pass (the "lanes" style); on
+               Intel's CPU runtime also ahead of every path above for the dense
+               float32 layers whose rows fill 16-lane vectors or whose groups
+               have at most 16 filters (``preferred_across_styles``)
 ``direct``     everything else (strided one-filter groups, few filters per group, ...)
 =============  ==============================================================
 
@@ -177,6 +180,10 @@ def _heuristic(spec: ConvSpec, limits: Limits, defaults: Any, tuned: Any, style:
         path = PATHS.get(stored[0])
         if path is not None and not path.weight_dependent and path.supports(spec, limits):
             return (*found, configured(path, spec, limits, defaults(path.name), stored[1]))
+    for path in FORWARD_PATHS:
+        if (not path.weight_dependent and path.style not in (None, style)
+                and path.supports(spec, limits) and path.preferred_across_styles(spec, limits)):
+            return (*found, configured(path, spec, limits, defaults(path.name)))
     for path in FORWARD_PATHS:
         if (not path.weight_dependent and path.style in (None, style)
                 and path.supports(spec, limits) and path.preferred(spec, limits)):

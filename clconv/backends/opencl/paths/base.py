@@ -35,6 +35,11 @@ class ForwardPath:
         """Whether the heuristic picks this path for ``spec`` (which it supports)."""
         return True
 
+    def preferred_across_styles(self, spec: ConvSpec, limits: Limits) -> bool:
+        """Whether the heuristic picks this path for ``spec`` (which it supports) ahead
+        of every path of the device's own style, on a device of the other style."""
+        return False
+
     def config(self, spec: ConvSpec, limits: Limits) -> Any:
         raise NotImplementedError
 

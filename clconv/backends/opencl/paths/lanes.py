@@ -3,6 +3,7 @@ style that compilers vectorising across work-items want (Intel's CPU runtime, GP
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +54,25 @@ class LanesPath(ForwardPath):
     def supports(self, spec: ConvSpec, limits: Limits) -> bool:
         kh, kw = spatial3(spec.kernel_size, 1)[1:]
         return kh * kw <= self.MAX_TAPS
+
+    # The smallest problem (multiply-adds) the heuristic gives it on a CPU of the
+    # vector style: below, the pad pass and the launch weigh more than the kernel.
+    MIN_CPU_MACS = 1 << 22
+
+    def preferred_across_styles(self, spec: ConvSpec, limits: Limits) -> bool:
+        """On a CPU whose compiler vectorises across work-items too (Intel's), ahead
+        of the gemm path for float32 channels-first layers with stride 1 along W, at
+        least 8 filters per group and 9 taps per plane, whose output rows fill
+        whole 16-lane vectors or whose groups have at most 16 filters (one gemm
+        filter block): there one weight broadcast per filter feeds a vector of
+        16 columns, and the gemm path's blocks are short or few
+        (benchmarks/README.md)."""
+        kh, kw = spatial3(spec.kernel_size, 1)[1:]
+        fg = spec.out_per_group
+        macs = math.prod(spec.output_shape) * spec.in_per_group * math.prod(spec.kernel_size)
+        return (limits.lanes_vectorised and spec.dtype == "float32" and not spec.channels_last
+                and spec.stride[-1] == 1 and fg >= 8 and kh * kw >= 9
+                and (spec.out_size[-1] % 16 == 0 or fg <= 16) and macs >= self.MIN_CPU_MACS)
 
     def config(self, spec: ConvSpec, limits: Limits) -> LanesConfig:
         fg = spec.out_per_group

@@ -228,7 +228,8 @@ inline void fill_row(ACC_T *rb, __global const IN_T *xr, const bool row_ok, cons
  * it again and stores only its own), which makes its overhang ROVER whatever
  * the row's length. The host sets EDGE when every kernel column is unrolled
  * and the row is at least twice ROW_LEN long (one reflection maps every
- * border read); narrower rows keep the gathered rows below. */
+ * border read), and PREFILL is off (rows gathered first are as fast);
+ * other blocks keep the gathered rows below. */
 #ifndef EDGE
 #define EDGE 0
 #endif

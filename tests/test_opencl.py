@@ -867,6 +867,8 @@ def test_rows_edge_blocks_fold_the_border_rule(cl_backend, monkeypatch, case):
     from clconv.backends.opencl.paths import rows as rows_module
 
     defines = spy_defines(monkeypatch, rows_module)
+    # Edge blocks are built where the rows are not gathered first (PREFILL).
+    monkeypatch.setattr(rows_module.RowsPath, "PREFILL_MAX", 0)
     with paths.override("rows", pad_pass=0):
         check_against_oracle(case, cl_backend)
     assert [d.get("EDGE") for d in defines] == [1], defines

@@ -50,14 +50,13 @@ class LanesPath(ForwardPath):
     # Work-items per group the built-in configuration aims for: a few SIMD
     # widths, so that a CPU thread's share of a group is long enough.
     GROUP_ITEMS = 64
+    # The smallest problem (multiply-adds) the heuristic gives it on a CPU of the
+    # vector style: below, the pad pass and the launch weigh more than the kernel.
+    MIN_CPU_MACS = 1 << 22
 
     def supports(self, spec: ConvSpec, limits: Limits) -> bool:
         kh, kw = spatial3(spec.kernel_size, 1)[1:]
         return kh * kw <= self.MAX_TAPS
-
-    # The smallest problem (multiply-adds) the heuristic gives it on a CPU of the
-    # vector style: below, the pad pass and the launch weigh more than the kernel.
-    MIN_CPU_MACS = 1 << 22
 
     def preferred_across_styles(self, spec: ConvSpec, limits: Limits) -> bool:
         """On a CPU whose compiler vectorises across work-items too (Intel's), ahead

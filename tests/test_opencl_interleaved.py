@@ -91,17 +91,12 @@ def test_edge_blocks_map_borders_by_pixel(cl_backend, monkeypatch, rng, width, c
     """Rows long enough for the edge blocks (EDGE: border positions fixed at build
     time, the last block aligned to the row's end) map every border read by pixel
     and keep its channel, in every mode, with overhangs of 0 to 2 pixels."""
+    from test_opencl import spy_defines
+
     from clconv.backends.opencl.paths import rows as rows_module
 
     steps = _spy(monkeypatch)
-    defines = []
-    real = rows_module.fitted_program
-
-    def spy(dctx, name, kernel, params, *args):
-        defines.append(params)
-        return real(dctx, name, kernel, params, *args)
-
-    monkeypatch.setattr(rows_module, "fitted_program", spy)
+    defines = spy_defines(monkeypatch, rows_module)
     # Edge blocks are built where the rows are not gathered first (PREFILL).
     monkeypatch.setattr(rows_module.RowsPath, "PREFILL_MAX", 0)
     x = (rng.standard_normal((2, 6, width, c)) * 3).astype(np.float32)

@@ -289,10 +289,10 @@ inline long edge_right(const int q, const int iw0, const int IW)
 #define EDGE_VALUE(e) ((e) >= 0 ? LOAD_IN(xr, (e)) : fill)
 #define LEFT_LANE(p, o) EDGE_VALUE(edge_left((p) + (o) - PWB, IW))
 #define RIGHT_LANE(p, o) EDGE_VALUE(edge_right((p) + (o), iw0, IW))
-#define LOAD_EDGE_LEFT(dst, kw, v) ((dst) = row_ok \
-    ? CLCONV_LANES(8, V8, LEFT_LANE, (kw) * DW_CONST + (v) * 8 * SW, SW) : (V8)(fill))
-#define LOAD_EDGE_RIGHT(dst, kw, v) ((dst) = row_ok \
-    ? CLCONV_LANES(8, V8, RIGHT_LANE, (kw) * DW_CONST + (v) * 8 * SW, SW) : (V8)(fill))
+#define LOAD_EDGE(LANE, dst, kw, v) ((dst) = row_ok \
+    ? CLCONV_LANES(8, V8, LANE, (kw) * DW_CONST + (v) * 8 * SW, SW) : (V8)(fill))
+#define LOAD_EDGE_LEFT(dst, kw, v) LOAD_EDGE(LEFT_LANE, dst, kw, v)
+#define LOAD_EDGE_RIGHT(dst, kw, v) LOAD_EDGE(RIGHT_LANE, dst, kw, v)
 #endif
 
 __kernel CLCONV_VECTOR_STYLE __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))

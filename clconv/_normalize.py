@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ._env import setting
 from ._spec import ConvSpec
 from .backends import is_device_array, to_host
 from .errors import AllocationError, ArgumentError, DTypeError, ShapeError
@@ -241,7 +242,7 @@ def env_bytes(name: str) -> int | None:
     """A byte count from environment variable ``name``: None when unset, empty or
     infinite (``inf``, ``1e400``: no limit); ArgumentError for anything but a positive
     number."""
-    raw = os.environ.get(name, "").strip()
+    raw = (setting(name) or "").strip()
     if not raw:
         return None
     try:
@@ -455,12 +456,14 @@ def normalize_conv(ndim: int, input: Any, weight: Any, bias: Any, stride: Any, p
     """
     key = _call_key(ndim, (input, weight, bias), (
         stride, padding, dilation, groups, padding_mode, data_format, flip, fill_value,
-        check_memory and os.environ.get(HOST_MEMORY_ENV)))  # the memory check's limit
+        check_memory and setting(HOST_MEMORY_ENV)))  # the memory check's limit
     hit = None if key is None else _CALLS.get(key)
     if hit is not None:
-        spec, unbatched = hit
-        dtype = np.dtype(spec.dtype)
+        spec, unbatched, ready = hit
         x = input.reshape((1, *input.shape)) if unbatched else input
+        if ready:  # the key pins the operands' dtypes: nothing to convert
+            return ConvCall(spec, x, weight, bias, unbatched)
+        dtype = np.dtype(spec.dtype)
         return ConvCall(spec, cast_host(as_operand(x, "input"), dtype),
                         cast_host(as_operand(weight, "weight"), dtype),
                         None if bias is None else cast_host(as_operand(bias, "bias"), dtype),
@@ -470,7 +473,11 @@ def normalize_conv(ndim: int, input: Any, weight: Any, bias: Any, stride: Any, p
     if key is not None:
         if len(_CALLS) >= MAX_CALLS:
             _CALLS.pop(next(iter(_CALLS), None), None)
-        _CALLS[key] = (call.spec, call.unbatched)
+        # Ready: every operand already is the spec's native dtype, so that a hit
+        # passes the caller's arrays on as they are.
+        ready = all(op is None or op.dtype == call.spec.dtype and op.dtype.isnative
+                    for op in (input, weight, bias))
+        _CALLS[key] = (call.spec, call.unbatched, ready)
     return call
 
 
@@ -537,7 +544,7 @@ def normalize_conv_transpose(ndim: int, input: Any, weight: Any, bias: Any, stri
     """
     key = _call_key(ndim, (input, weight, bias), (
         "transpose", stride, padding, output_padding, groups, dilation, data_format,
-        os.environ.get(HOST_MEMORY_ENV)))
+        setting(HOST_MEMORY_ENV)))
     hit = None if key is None else _CALLS.get(key)
     if hit is not None:
         spec, unbatched, in_size = hit

@@ -47,6 +47,27 @@ def test_unbatched_and_cast_operands_on_a_hit(rng):
     assert y.shape == (2, 7, 6)
 
 
+def test_a_hit_passes_ready_operands_on_and_converts_the_others(rng):
+    x = rng.standard_normal((1, 3, 7, 6)).astype(np.float32)
+    w = rng.standard_normal((2, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(2).astype(np.float32)
+    for _ in range(2):  # the spec's native dtype already: the caller's arrays, as they are
+        call = _call(x, w, b)
+        assert call.x is x and call.weight is w and call.bias is b
+    w64, xbig = w.astype(np.float64), x.astype(">f4")
+    for _ in range(2):  # a float64 weight is cast to the spec's float32, on every hit
+        call = _call(x, w64, b)
+        assert call.spec.dtype == "float32" and call.weight.dtype == np.float32
+        assert np.array_equal(call.weight, w64.astype(np.float32))
+    for _ in range(2):  # big-endian input: converted to native order on every hit
+        call = _call(xbig, w, b)
+        assert call.x.dtype == np.float32 and call.x.dtype.isnative
+        assert np.array_equal(call.x, x)
+    ref = clconv.conv2d(x, w, b, padding=1, backend="numpy")
+    for _ in range(2):
+        np.testing.assert_array_equal(clconv.conv2d(xbig, w, b, padding=1, backend="numpy"), ref)
+
+
 @pytest.mark.parametrize("bad, match", [
     ({"flip": 1}, "flip=1"),            # equal to True, but not a bool
     ({"groups": True}, "groups"),       # equal to 1, but not an int

@@ -27,7 +27,6 @@ import contextlib
 import contextvars
 import importlib
 import logging
-import os
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -35,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from .._env import setting
 from ..errors import ArgumentError, BackendUnavailable
 from ._base import Backend
 
@@ -196,7 +196,7 @@ def _implicit_default() -> Any:
 
 def default_backend_name() -> str | None:
     """The explicitly chosen default (scope, process, env), or None for implicit."""
-    return _scoped.get() or _process_default or os.environ.get(ENV_VAR) or None
+    return _scoped.get() or _process_default or setting(ENV_VAR) or None
 
 
 def get_backend(name: str | None = None) -> Any:

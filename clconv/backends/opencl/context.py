@@ -29,6 +29,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from ..._env import setting
 from ..._normalize import env_bytes
 from .._base import DeviceInfo
 from .build import BuiltProgram, ProgramCache, ProgramRef
@@ -180,8 +181,7 @@ class DeviceContext:
 
     def limits(self) -> Limits:
         """This device's limits under the current environment (see the module doc)."""
-        env = os.environ
-        key = (env.get("CLCONV_MAX_ALLOC"), env.get("CLCONV_STRICT_LIMITS"))
+        key = (setting("CLCONV_MAX_ALLOC"), setting("CLCONV_STRICT_LIMITS"))
         hit = self._limits
         if hit is None or hit[0] != key:
             hit = self._limits = (key, compute_limits(self.info))

@@ -43,6 +43,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ...._env import setting
 from ...._spec import ConvSpec
 from ....errors import ArgumentError
 from ..context import Limits
@@ -126,7 +127,7 @@ def choice_state() -> tuple[str, tuple[str, tuple[tuple[str, int], ...]] | None]
     """What decides the choices besides the problem, the limits and the tune cache:
     the path ``CLCONV_OPENCL_PATH`` names and this thread's :func:`override` (part
     of every memo key that rests on the choices)."""
-    return os.environ.get(PATH_ENV, "").strip(), _override.get()
+    return (setting(PATH_ENV) or "").strip(), _override.get()
 
 
 def configured(path: ForwardPath, spec: ConvSpec, limits: Limits, defaults: dict[str, int],

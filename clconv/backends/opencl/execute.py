@@ -158,10 +158,12 @@ def page_view(dctx: DeviceContext, array: np.ndarray) -> tuple[Any, int] | None:
     The view keeps ``array`` alive as long as the buffer made from it.
     """
     align = dctx.zero_copy_align
+    # The size first: reading the address (``ctypes``) costs most of a small call's check.
+    if not dctx.host_unified or array.nbytes < IN_PLACE_MIN or align > mmap.PAGESIZE:
+        return None
     start = array.ctypes.data
     skip = start % align
-    if (not dctx.host_unified or array.nbytes < IN_PLACE_MIN or align > mmap.PAGESIZE
-            or skip % array.dtype.itemsize):
+    if skip % array.dtype.itemsize:
         return None
     view = (ctypes.c_uint8 * (skip + array.nbytes)).from_address(start - skip)
     view.owner = array

@@ -1107,6 +1107,29 @@ def test_large_host_inputs_at_any_alignment(cl_backend, rng, offset, writeable):
     assert y.ctypes.data % be.dctx.zero_copy_align == 0
 
 
+def test_results_are_mapped_exactly_where_they_use_host_memory(cl_backend):
+    """A result buffer over the host array itself says so (read back by mapping, no
+    copy); any other is read back by a copy, and a small result's buffer is never
+    queried for its flags."""
+    import pyopencl as cl
+
+    from clconv.backends.opencl.execute import ZERO_COPY_MIN, aligned_empty, host_operand
+
+    be = clconv.get_backend(cl_backend)
+    dctx, queue = be.dctx, be.queue
+    allocate = dctx.allocator(queue)
+    large = be.empty_result((ZERO_COPY_MIN // 4,), np.float32)
+    small = aligned_empty((64,), np.float32, 4096)
+    unaligned = aligned_empty((ZERO_COPY_MIN // 4 + 1,), np.float32, 4096)[1:]
+    for array, in_place in [(large, True), (large, False), (small, True), (unaligned, True)]:
+        op = host_operand(dctx, queue, array, allocate, writable=True, in_place=in_place)
+        uses_host = bool(op.buffer.flags & cl.mem_flags.USE_HOST_PTR)
+        assert op.mapped == uses_host, (array.nbytes, in_place)
+        expected = (in_place and array.nbytes >= ZERO_COPY_MIN and dctx.host_unified
+                    and array.ctypes.data % dctx.zero_copy_align == 0)
+        assert uses_host == expected
+
+
 @pytest.mark.parametrize("path", ["gemm", "pixels", "direct"])
 def test_device_calls_never_read_host_operands_after_returning(cl_backend, rng, path):
     """A call on device arrays returns before its kernels run, so host weights must

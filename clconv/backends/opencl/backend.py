@@ -319,7 +319,7 @@ class OpenCLBackend:
             y_op = host_operand(self.dctx, queue, target, allocate, writable=True,
                                 in_place=True)
             run(self.dctx, queue, plan, {**packed, "x": x_op, "y": y_op}, allocate)
-            read_back(queue, y_op.buffer, target)
+            read_back(queue, y_op, target)
             if target is not y_piece:
                 y_piece[...] = target
         return y
@@ -386,7 +386,7 @@ class OpenCLBackend:
                 yv = Operand(y_op.buffer, y_op.offset + launch.y_at, launch.layout.y_strides,
                              (), y.dtype)
                 run(self.dctx, queue, one, {**packed, "x": xv, "y": yv}, allocate)
-            read_back(queue, y_op.buffer, y)
+            read_back(queue, y_op, y)
         return True
 
     def needs_tiling(self, choice: Choice, spec: ConvSpec, limits: Limits) -> bool:

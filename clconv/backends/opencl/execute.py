@@ -14,8 +14,7 @@ from __future__ import annotations
 import ctypes
 import math
 import mmap
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -34,15 +33,21 @@ ZERO_COPY_MIN = 256 * 1024
 IN_PLACE_MIN = 16 * 1024
 
 
-@dataclass(frozen=True)
-class Operand:
-    """A device buffer seen as an array: element offset and element strides per axis."""
+class Operand(NamedTuple):
+    """A device buffer seen as an array: element offset and element strides per axis.
+
+    ``mapped``: the buffer uses a host array's memory in place (``USE_HOST_PTR``),
+    so the host sees the device's writes by mapping it (:func:`read_back`).
+    A named tuple: a small call builds several, and a frozen dataclass costs
+    three times as much to create.
+    """
 
     buffer: Any
     offset: int
     strides: tuple[int, ...]
     shape: tuple[int, ...]
     dtype: np.dtype
+    mapped: bool = False
 
     @classmethod
     def of(cls, array: Any) -> Operand:
@@ -132,9 +137,7 @@ def host_buffer(dctx: DeviceContext, queue: Any, array: np.ndarray, allocate: An
     """
     import pyopencl as cl
 
-    minimum = ZERO_COPY_MIN if writable else IN_PLACE_MIN
-    if (in_place and dctx.host_unified and array.nbytes >= minimum and array.flags.writeable
-            and array.ctypes.data % dctx.zero_copy_align == 0):
+    if in_place and uses_host_memory(dctx, array, writable):
         flags = cl.mem_flags.USE_HOST_PTR | (
             cl.mem_flags.READ_WRITE if writable else cl.mem_flags.READ_ONLY)
         return cl.Buffer(dctx.context, flags, hostbuf=array)
@@ -145,6 +148,13 @@ def host_buffer(dctx: DeviceContext, queue: Any, array: np.ndarray, allocate: An
     if array.nbytes and not writable:
         cl.enqueue_copy(queue, buf, array, is_blocking=False)
     return buf
+
+
+def uses_host_memory(dctx: DeviceContext, array: np.ndarray, writable: bool) -> bool:
+    """Whether :func:`host_buffer` places ``array`` in place (given ``in_place``)."""
+    minimum = ZERO_COPY_MIN if writable else IN_PLACE_MIN
+    return (dctx.host_unified and array.nbytes >= minimum and array.flags.writeable
+            and array.ctypes.data % dctx.zero_copy_align == 0)
 
 
 def page_view(dctx: DeviceContext, array: np.ndarray) -> tuple[Any, int] | None:
@@ -183,9 +193,10 @@ def host_operand(dctx: DeviceContext, queue: Any, array: np.ndarray, allocate: A
     if page is not None:
         flags = cl.mem_flags.USE_HOST_PTR | cl.mem_flags.READ_ONLY
         return Operand(cl.Buffer(dctx.context, flags, hostbuf=page[0]), page[1], strides,
-                       tuple(array.shape), array.dtype)
+                       array.shape, array.dtype, True)
     return Operand(host_buffer(dctx, queue, array, allocate, writable, in_place), 0, strides,
-                   tuple(array.shape), array.dtype)
+                   array.shape, array.dtype,
+                   writable and in_place and uses_host_memory(dctx, array, True))
 
 
 def upload(queue: Any, array: Any, allocate: Any) -> Any:
@@ -199,26 +210,27 @@ def upload(queue: Any, array: Any, allocate: Any) -> Any:
     return array
 
 
-def read_back(queue: Any, buffer: Any, out: np.ndarray) -> None:
-    """Make the device's writes to ``buffer`` visible in the host array ``out``.
+def read_back(queue: Any, operand: Operand, out: np.ndarray) -> None:
+    """Make the device's writes to ``operand`` (from :func:`host_operand` for
+    ``out``) visible in the host array ``out``.
 
-    A ``USE_HOST_PTR`` buffer of ``out`` itself is mapped and unmapped (no copy
-    on unified memory); any other buffer is copied into ``out``.
+    A buffer over ``out`` itself (``operand.mapped``) is mapped and unmapped
+    (no copy on unified memory); any other buffer is copied into ``out``.
     """
     import pyopencl as cl
 
     if not out.nbytes:
         return
-    if buffer.flags & cl.mem_flags.USE_HOST_PTR:
-        mapped, _ = cl.enqueue_map_buffer(queue, buffer, cl.map_flags.READ, 0, out.shape,
-                                          out.dtype, is_blocking=True)
+    if operand.mapped:
+        mapped, _ = cl.enqueue_map_buffer(queue, operand.buffer, cl.map_flags.READ, 0,
+                                          out.shape, out.dtype, is_blocking=True)
         if mapped.ctypes.data != out.ctypes.data:  # a driver that mapped a copy
             out[...] = mapped
         # The unmap is only enqueued: a read map writes nothing back, and
         # waiting for it would cost a second synchronisation.
         mapped.base.release(queue)
     else:
-        cl.enqueue_copy(queue, out, buffer, is_blocking=True)
+        cl.enqueue_copy(queue, out, operand.buffer, is_blocking=True)
 
 
 def read_all(queue: Any, arrays: tuple[Any, ...]) -> tuple[np.ndarray, ...]:

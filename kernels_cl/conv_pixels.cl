@@ -36,6 +36,17 @@
 #if FBK < 1 || FBK > 16
 #error "FBK (filters per work-item) must be in 1..16"
 #endif
+/* VSTORE=1: a block of contiguous output pixels is stored by vstoreN (Intel's
+ * CPU compiler scatters lane-by-lane stores; PoCL calls vstoreN out of line
+ * and merges the lanes itself). */
+#ifndef VSTORE
+#define VSTORE 0
+#endif
+#if VSTORE
+#define STORE_PVEC(v, p) CLCONV_CAT(vstore, PVW)(v, 0, p)
+#else
+#define STORE_PVEC(v, p) CLCONV_VSTORE(PVW, v, p)
+#endif
 #ifndef CU
 #define CU 1
 #endif
@@ -90,29 +101,51 @@ void im2col_pixels(__global const ACC_T *restrict x, const long x_off,
         o[p] = (ACC_T)(0);
 }
 
-/* y[n][g * FG + f][p] = bias + sum_k w[g * FG + f][k] * col[ng][k][p].
+/* y[n][g * FG + f][p] = bias + sum_k w[g * FG + f][k] * col[n][g][k][p], where
+ * col[n][g][k] starts at col + col_off + n * col_sn + g * col_sg + k * col_sk.
+ * With COLS_DIRECT=0 that is im2col_pixels' matrix (PP pixels per row, zeros
+ * past P, aligned rows); with COLS_DIRECT=1 it is the input itself (a 1x1
+ * kernel of stride 1 reads pixel p of channel k: the host passes the input's
+ * offset and strides), whose rows need not be aligned and end at P, so the
+ * last block is moved back to end at pixel P (P >= PBLK) and stores only the
+ * pixels no other block stores.
  *   global id 0: block of PBLK pixels (padded to a multiple of WG_X)
  *   global id 1: block of FBK filters of the group (padded to WG_Y)
  *   global id 2: n * G + g */
+#ifndef COLS_DIRECT
+#define COLS_DIRECT 0
+#endif
+#if COLS_DIRECT
+#define LOAD_COL(p) CLCONV_VLOAD(PVW, PVEC, p)
+#else
+#define LOAD_COL(p) (*(__global const PVEC *)(p))
+#endif
 __kernel CLCONV_VECTOR_STYLE __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
-void conv_pixels(__global const ACC_T *restrict col,
+void conv_pixels(__global const ACC_T *restrict col, const long col_off, const long col_sn,
+                 const long col_sg, const long col_sk,
                  __global const ACC_T *restrict w, const long w_off,
                  __global const ACC_T *restrict bias, const int has_bias,
                  __global OUT_T *restrict y, const long y_off,
                  const long ys_n, const long ys_c, const long ys_d, const long ys_h,
                  const long ys_w,
-                 const int OH, const int OW, const int P, const int PP,
+                 const int OH, const int OW, const int P,
                  const int G, const int FG, const int K)
 {
-    const int p0 = get_global_id(0) * PBLK;
+    const int first = get_global_id(0) * PBLK;  /* the first pixel this item stores */
     const int f0 = get_global_id(1) * FBK;
     const int ng = get_global_id(2);
-    if (p0 >= P || f0 >= FG)
+    if (first >= P || f0 >= FG)
         return;
+#if COLS_DIRECT
+    const int p0 = CLCONV_MIN(first, P - PBLK);
+#else
+    const int p0 = first;
+#endif
     const int g = ng % G;
     const long n = ng / G;
-    /* PP is a whole number of blocks and col starts aligned: aligned loads. */
-    __global const ACC_T *cb = col + (long)ng * K * PP + p0;
+    /* From im2col_pixels, PP is a whole number of blocks and col starts
+     * aligned: aligned loads. */
+    __global const ACC_T *cb = col + col_off + n * col_sn + g * col_sg + p0;
     __global const ACC_T *wf = w + w_off + (long)(g * FG + f0) * K;
     /* Filters past the group's last read its last row again; never stored. */
     int wrow[FBK];
@@ -129,11 +162,11 @@ void conv_pixels(__global const ACC_T *restrict col,
     }
 CLCONV_UNROLL(CU)
     for (int k = 0; k < K; ++k) {
-        __global const ACC_T *ck = cb + (long)k * PP;
+        __global const ACC_T *ck = cb + k * col_sk;
         PVEC xv[PV];
 #pragma unroll
         for (int v = 0; v < PV; ++v)
-            xv[v] = *(__global const PVEC *)(ck + v * PVW);
+            xv[v] = LOAD_COL(ck + v * PVW);
 #pragma unroll
         for (int j = 0; j < FBK; ++j) {
             const PVEC wv = (PVEC)(wf[wrow[j] + k]);
@@ -143,10 +176,26 @@ CLCONV_UNROLL(CU)
         }
     }
 
-    /* Spill each filter's pixels through an aligned private array, then store
-     * them pixel by pixel (any output strides). */
     const int nf = CLCONV_MIN(FBK, FG - f0);
     const int np = CLCONV_MIN(PBLK, P - p0);
+    /* Whether the output's pixels lie in one run per filter, as p counts them. */
+    const bool linear = ys_w == 1 && ys_h == OW && (P == OH * OW || ys_d == (long)OH * OW);
+#if !CLCONV_OUT_HALF && !defined(OUT_SAT)
+    /* A whole block of such pixels: vector stores. */
+    if (linear && np == PBLK && first == p0) {
+        for (int j = 0; j < nf; ++j) {
+            const int f = g * FG + f0 + j;
+            const ACC_T b = has_bias ? bias[f] : (ACC_T)(0);
+            __global OUT_T *yf = y + y_off + n * ys_n + (long)f * ys_c + p0;
+#pragma unroll
+            for (int v = 0; v < PV; ++v)
+                STORE_PVEC(acc[j][v] + (PVEC)(b), yf + v * PVW);
+        }
+        return;
+    }
+#endif
+    /* Otherwise each filter's pixels go through an aligned private array, then
+     * pixel by pixel (any output strides). */
     const int ohw = OH * OW;
     ACC_T lanes[PBLK] __attribute__((aligned(PVW * sizeof(ACC_T))));
     for (int j = 0; j < nf; ++j) {
@@ -156,13 +205,11 @@ CLCONV_UNROLL(CU)
         for (int v = 0; v < PV; ++v)
             *(PVEC *)(lanes + v * PVW) = acc[j][v];
         __global OUT_T *yf = y + y_off + n * ys_n + (long)f * ys_c;
-        for (int i = 0; i < np; ++i) {
+        for (int i = first - p0; i < np; ++i) {
             const int p = p0 + i;
-            const int od = p / ohw;
-            const int oh = (p % ohw) / OW;
-            const int ow = p % OW;
-            STORE_OUT(yf, od * ys_d + oh * ys_h + ow * ys_w,
-                      has_bias ? lanes[i] + b : lanes[i]);
+            const long at = linear ? p : (p / ohw) * ys_d + ((p % ohw) / OW) * ys_h
+                                         + (p % OW) * ys_w;
+            STORE_OUT(yf, at, has_bias ? lanes[i] + b : lanes[i]);
         }
     }
 }

@@ -998,6 +998,63 @@ def test_pixels_path_weights_in_place_or_packed(cl_backend, rng, weights):
     assert_close(y, ref, np.float32, w[0].size + 1)
 
 
+# (input shape, filters, groups, conv keywords, pv, whether the input is its own
+# column matrix); a block is pv vectors of 4 to 16 pixels (the device's width).
+PIXELS_1X1_CASES = [
+    ((1, 24, 8, 12), 20, 1, {}, 3, True),            # 96 pixels: two whole blocks
+    ((2, 12, 7, 7), 9, 1, {"bias": True}, 3, True),   # 49: the last block moved back
+    ((1, 8, 5, 13), 16, 1, {}, 4, True),              # 65: one block plus one pixel
+    ((3, 16, 6, 11), 12, 4, {"bias": True}, 2, True),  # groups, batch
+    ((1, 6, 3, 4, 9), 7, 1, {}, 3, True),             # 3-D, 108 pixels
+    ((1, 10, 9, 9), 8, 1, {"padding": 1}, 3, True),   # padded copy: rows of 11
+    ((1, 10, 1, 7), 8, 1, {}, 4, False),              # 7 pixels, less than a block: im2col
+    ((1, 10, 12, 12), 8, 1, {"stride": 2}, 2, False),  # strided: im2col
+    ((1, 10, 8, 8), 8, 1, {"dilation": 2}, 2, True),  # dilation means nothing at 1x1
+]
+
+
+@pytest.mark.parametrize("view", ["contiguous", "offset", "channels_last", "int16", "float64"])
+@pytest.mark.parametrize("case", PIXELS_1X1_CASES, ids=lambda c: f"{c[0]}-f{c[1]}-g{c[2]}-pv{c[4]}")
+def test_pixels_path_reads_a_1x1_input_as_its_columns(cl_backend, monkeypatch, rng, case, view):
+    """A 1x1 kernel of stride 1 whose pixels lie in one run per channel: the pixels
+    kernel reads the input (or its padded copy) as its column matrix, moves the
+    last block back to end at the last pixel and stores each pixel once; other
+    problems build the matrix first. Every layout, offset and dtype gives the
+    oracle's numbers."""
+    shape, filters, groups, kw, pv, direct = case
+    kw = dict(kw)
+    ndim = len(shape) - 2
+    conv = clconv.conv3d if ndim == 3 else clconv.conv2d
+    bias = rng.standard_normal(filters) if kw.pop("bias", False) else None
+    dtype = np.float64 if view == "float64" else np.float32
+    if dtype == np.float64 and not clconv.get_backend(cl_backend).dctx.info.fp64:
+        pytest.skip("the device has no float64")
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal((filters, shape[1] // groups) + (1,) * ndim).astype(dtype)
+    if view == "int16":
+        x = rng.integers(-3, 4, shape).astype(np.int16)
+    if view == "offset":
+        raw = np.zeros(x.size + 5, dtype)
+        raw[5:] = x.ravel()
+        x = raw[5:].reshape(shape)
+    if view == "channels_last":
+        x = np.moveaxis(x, 1, -1).copy()
+        kw["data_format"] = "channels_last"
+    before = x.copy()
+    ref = reference(conv, x, w, bias, groups=groups, **kw)
+    launched = spy_launches(monkeypatch)
+    with paths.override("pixels", pv=pv, fbk=4):
+        y = conv(x, w, None if bias is None else bias.astype(dtype), groups=groups,
+                 backend=cl_backend, **kw)
+    np.testing.assert_array_equal(x, before)
+    names = [name for name, _ in launched]
+    assert "conv_pixels" in names
+    # Channels-last and int16 inputs pass through the pad pass first, whose copy
+    # lays each channel's pixels out in one run.
+    assert ("im2col_pixels" not in names) == direct, names
+    assert_close(y, ref, dtype, shape[1] // groups + 1)
+
+
 DEVICE_PACK_CASES = GRID[::4]
 
 

@@ -39,6 +39,10 @@ WG_IM2COL = 8  # taps per work-group of im2col_pixels
 # path's per-call packing then costs about as much as the convolution.
 PREFER_PIXELS = 256
 PREFER_WEIGHTS = 1 << 17
+# Filters per work-item for PV pixel vectors: 20-24 accumulators, but fewer
+# weight rows per step as the vectors grow (12 filters of 2 vectors, as many
+# accumulators as 8 of 3, ran 1.4x slower on Intel's CPU runtime).
+FILTERS_FOR_VECTORS = {1: 12, 2: 10, 3: 8, 4: 6}
 
 
 @dataclass(frozen=True)
@@ -61,14 +65,28 @@ def pixels_config(spec: ConvSpec, limits: Limits) -> PixelsConfig:
     if spec.dtype == "float64":
         width //= 2
     pvw = 16 if width >= 16 else 8 if width >= 8 else 4
-    nvec = ceil_div(math.prod(spec.out_size), pvw)
-    if nvec <= 4:
+    pixels = math.prod(spec.out_size)
+    nvec = ceil_div(pixels, pvw)
+    if is_pointwise(spec) and nvec >= 3:
+        # The input is the column matrix: the last block moves back to end at
+        # the last pixel, so a block size wastes the pixels computed twice.
+        def computed(b: int) -> int:
+            return ceil_div(pixels, b * pvw) * b * pvw if pixels >= b * pvw else 1 << 62
+
+        pv = 3 if computed(3) <= pixels * 1.1 else min((3, 2, 1), key=computed)
+    elif nvec <= 4:
         pv = nvec
     else:  # the least padded block count; ties go to the larger block
         pv = min((4, 3, 2), key=lambda b: (ceil_div(nvec, b) * b, -b))
-    registers = 32 if limits.vector_width >= 16 else 16
-    fbk = max(1, min(16, (registers * 3 // 4) // pv, spec.out_per_group))
-    return PixelsConfig(pvw, pv, fbk)
+    fbk = FILTERS_FOR_VECTORS[pv]
+    if limits.vector_width < 16:  # 16 vector registers
+        fbk //= 2
+    return PixelsConfig(pvw, pv, max(1, min(fbk, spec.out_per_group)))
+
+
+def is_pointwise(spec: ConvSpec) -> bool:
+    """A 1x1 kernel of stride 1: the input (border-free) is its own column matrix."""
+    return all(k == 1 for k in spec.kernel_size) and all(s == 1 for s in spec.stride)
 
 
 def _column_bytes(spec: ConvSpec, cfg: PixelsConfig) -> int:
@@ -92,28 +110,41 @@ def pixels_plan(dctx: DeviceContext, spec: ConvSpec, cfg: PixelsConfig, layout: 
     pp = round_up(pixels, block)
     taps = spec.in_per_group * kd * kh * kw
     ng = spec.batch * spec.groups
+    sn, sc, sd, sh = src.strides
+    # A 1x1 kernel of stride 1 whose input pixels lie in one run per channel, as
+    # the output's do: the kernel reads the input as its column matrix.
+    direct = (is_pointwise(spec) and pixels >= block
+              and sh == out_w and (out_d == 1 or sd == out_h * out_w)
+              and src.row == out_w)
     defines = type_defines(spec, acc, "IN")
-    defines.update(PVW=cfg.pvw, PV=cfg.pv, FBK=cfg.fbk, CU=cfg.cu)
-    im2col = ProgramRef.of("conv_pixels.cl", {**defines, "WG_X": WG_IM2COL, "WG_Y": 1})
-    dctx.program(im2col)  # build it now: a build error belongs to planning
-    gather = Step.of(
-        im2col, "im2col_pixels", (round_up(taps, WG_IM2COL), ng), (WG_IM2COL, 1),
-        Ref(src.source), OffsetOf(src.source), np.int64(src.strides[0]),
-        *i32s(src.strides[1:]), Ref("col"),
-        *i32s((out_d, out_h, out_w, kd, kh, kw, *spatial3(spec.stride, 1),
-               *spatial3(spec.dilation, 1), spec.groups, spec.in_per_group, taps, pp)))
+    defines.update(PVW=cfg.pvw, PV=cfg.pv, FBK=cfg.fbk, CU=cfg.cu, COLS_DIRECT=int(direct),
+                   VSTORE=int(limits.vector_stores))
     prg, wg_x, wg_y = fitted_program(dctx, "conv_pixels.cl", "conv_pixels", defines, cfg.wg_x,
                                      cfg.wg_y, limits.max_work_group)
     fg = spec.out_per_group
-    conv = Step.of(
+    steps, scratch = [], []
+    if direct:
+        columns = (Ref(src.source), OffsetOf(src.source),
+                   *i64s((sn, spec.in_per_group * sc, sc)))
+    else:
+        im2col = ProgramRef.of("conv_pixels.cl", {**defines, "WG_X": WG_IM2COL, "WG_Y": 1})
+        dctx.program(im2col)  # build it now: a build error belongs to planning
+        steps.append(Step.of(
+            im2col, "im2col_pixels", (round_up(taps, WG_IM2COL), ng), (WG_IM2COL, 1),
+            Ref(src.source), OffsetOf(src.source), np.int64(sn), *i32s((sc, sd, sh)),
+            Ref("col"),
+            *i32s((out_d, out_h, out_w, kd, kh, kw, *spatial3(spec.stride, 1),
+                   *spatial3(spec.dilation, 1), spec.groups, spec.in_per_group, taps, pp))))
+        scratch.append(Scratch("col", ng * taps * pp * acc.itemsize))
+        columns = (Ref("col"), np.int64(0), *i64s((spec.groups * taps * pp, taps * pp, pp)))
+    steps.append(Step.of(
         prg, "conv_pixels",
         (round_up(pp // block, wg_x), round_up(ceil_div(fg, cfg.fbk), wg_y), ng),
         (wg_x, wg_y, 1),
-        Ref("col"), Ref("w"), OffsetOf("w"), Ref("b"), np.int32(spec.has_bias),
+        *columns, Ref("w"), OffsetOf("w"), Ref("b"), np.int32(spec.has_bias),
         Ref("y"), OffsetOf("y"), *i64s(layout_strides(layout.y_strides, spec)),
-        *i32s((out_h, out_w, pixels, pp, spec.groups, fg, taps)))
-    columns = Scratch("col", ng * taps * pp * acc.itemsize)
-    return src.plan.then(Plan((gather, conv), (columns,)))
+        *i32s((out_h, out_w, pixels, spec.groups, fg, taps))))
+    return src.plan.then(Plan(tuple(steps), tuple(scratch)))
 
 
 class PixelsPath(ForwardPath):

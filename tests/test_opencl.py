@@ -1086,7 +1086,8 @@ def test_large_host_weights_at_the_real_threshold(cl_backend, rng, flip):
 @pytest.mark.parametrize(("path", "shape", "kw"), [
     ("gemm", ((2, 8, 9, 10), (16, 8, 3, 3)), {"padding": 1}),
     ("gemm", ((1, 3, 20, 20), (20, 3, 7, 7)), {"padding": 3, "stride": 2}),
-    ("pointwise", ((2, 32, 9, 15), (24, 32, 1, 1)), {}),
+    ("pointwise", ((2, 9, 15, 32), (24, 32, 1, 1)), {"data_format": "channels_last"}),
+    ("pixels", ((2, 32, 9, 15), (24, 32, 1, 1)), {}),  # channels-first 1x1
     ("rows", ((1, 4, 30, 33), (4, 1, 5, 5)), {"padding": 2, "groups": 4}),
     ("rows", ((1, 1, 3000), (1, 1, 41)), {"padding": 20}),
     ("tiny", ((1, 1, 8, 8), (1, 1, 3, 3)), {"padding": 1}),
@@ -1324,7 +1325,7 @@ def test_lanes_path_leads_on_intels_cpu_runtime_where_it_is_faster(monkeypatch):
     assert first(intel, (1, 8, 32, 32, 32), (16, 8, 3, 3, 3)) == "lanes"  # 3-D
     assert first(intel, (1, 64, 56, 56), (64, 64, 3, 3)) == "gemm"  # 56 wide, 64 filters
     assert first(intel, (8, 32, 64, 64), (64, 32, 3, 3), stride=2) == "gemm"
-    assert first(intel, (8, 32, 64, 64), (64, 32, 1, 1)) == "gemm"  # one tap
+    assert first(intel, (8, 32, 64, 64), (64, 32, 1, 1)) == "pixels"  # one tap: not lanes
     assert first(intel, *batch8, dtype=np.float64) == "gemm"
     assert first(intel, (8, 64, 64, 32), (64, 32, 3, 3), data_format="channels_last") == "gemm"
     assert first(intel, (1, 4, 16, 16), (8, 4, 3, 3)) != "lanes"  # too small to pay

@@ -44,7 +44,7 @@ from .execute import (
     upload,
 )
 from .joined import call_shape, joined_parts, joining
-from .paths import Choice, choice_state, choices
+from .paths import PATHS, Choice, choice_state, choices, configured
 from .paths.backward import BackwardLayout, backward_plan, transposed_block
 from .paths.common import CL_TYPES, acc_dtype, ceil_div, round_up
 from .paths.gemm import GemmPath
@@ -238,6 +238,13 @@ class OpenCLBackend:
         return dctx.memo(key, lambda: choices(
             spec, limits, lambda name: tuning.device_defaults(name, info, vendor),
             lambda s: tuning.tuned_choice(s, dctx), tuning.device_style(info, vendor)))
+
+    def path_choice(self, name: str, spec: ConvSpec, limits: Limits) -> Choice:
+        """Path ``name`` with its configuration for ``spec`` on this device (the
+        built-in one adjusted by the per-device defaults), whatever the heuristic."""
+        info, vendor = self.dctx.info, self.dctx.device.vendor
+        return configured(PATHS[name], spec, limits,
+                          tuning.device_defaults(name, info, vendor))
 
     def _pack(self, spec: ConvSpec, limits: Limits, queue: Any, weight: Any, bias: Any,
               allocate: Any, in_place: bool) -> tuple[Choice, dict[str, Any]]:

@@ -21,9 +21,10 @@ import numpy as np
 from ..._spec import ConvSpec
 from ...errors import ArgumentError
 from .context import Limits
-from .paths import Choice
+from .paths import PATHS, Choice, choice_state
 from .paths.gemm import GemmPath
 from .paths.pad import reads_in_place
+from .paths.pixels import PixelsPath
 from .plan import Layout, Plan
 
 
@@ -77,7 +78,7 @@ def joining(backend: Any, shape: tuple[tuple[Any, ...], ...], x_dtype: np.dtype,
     launches = []
     for (spec, x_strides, y_strides, phases), same in similar.items():
         layout = Layout(x_dtype, x_strides, y_strides, filter_phases=phases)
-        first = backend.choices(spec, limits)[0]
+        first = join_choice(backend, spec, limits)
         if len(same) > 1 and isinstance(first.path, GemmPath) and reads_in_place(spec, layout):
             wide, wide_layout = merged(spec, layout, tuple((x_at, y_at) for _, x_at, y_at in same))
             launches.append(Launch(tuple(i for i, _, _ in same), wide, wide_layout, first,
@@ -93,6 +94,20 @@ def joining(backend: Any, shape: tuple[tuple[Any, ...], ...], x_dtype: np.dtype,
            if one.plan is not None):  # the others are checked with the choice they get
         return None
     return Joining(recipe, tuple(launches))
+
+
+def join_choice(backend: Any, spec: ConvSpec, limits: Limits) -> Choice:
+    """The choice for parts of ``spec``: the first of its choices, but the
+    pointwise path's where the heuristic alone gives the spec to the pixels path
+    (channels-first 1x1 layers), which has no group table or filter phases and
+    stores interleaved outputs pixel by pixel: one launch for every stride phase
+    of a transposed convolution costs less than a faster kernel for each."""
+    first = backend.choices(spec, limits)[0]
+    pointwise = PATHS["pointwise"]
+    if (isinstance(first.path, PixelsPath) and choice_state() == ("", None)
+            and not first.applied and pointwise.supports(spec, limits)):
+        return backend.path_choice(pointwise.name, spec, limits)
+    return first
 
 
 def _joined_shape(recipe: tuple[Any, ...], shape: tuple[tuple[Any, ...], ...],
@@ -204,7 +219,7 @@ def _phase_run(backend: Any, shape: tuple[tuple[ConvSpec, int], ...],
         kernel_size=(*base.kernel_size[:-1], span),
         in_size=(*base.in_size[:-1], base.out_size[-1] + span - 1))
     try:
-        first = backend.choices(wide, limits)[0]
+        first = join_choice(backend, wide, limits)
     except ArgumentError:  # a forced path that takes the phases but not their join
         return None
     layout = Layout(x_dtype, x_strides, y_strides, filter_phases=count)

@@ -7,7 +7,9 @@ of kernels and how to plan them (:class:`.base.ForwardPath`). The order of
 =============  ==============================================================
 ``tiny``       <= 65536 multiply-adds: one launch of the direct kernel
 ``pixels``     >= 16 filters per group, <= 256 output pixels per batch, >= 2^17
-               weights: vectorised along pixels, weights read in place
+               weights, or a float32 channels-first 1x1 layer of stride 1 (at
+               least 3 pixel vectors): vectorised along pixels, weights read in
+               place (a 1x1 input too, as its own column matrix)
 ``pointwise``  1x1, stride 1, no padding: conv_gemm.cl over flattened pixels
 ``gemm``       >= 4 filters per group: register-blocked implicit GEMM, pad pre-pass
 ``separable``  rank-1 kernels of >= 121 taps, one filter per group, large outputs:

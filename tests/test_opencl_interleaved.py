@@ -300,3 +300,43 @@ def test_gaussian_blur_to_uint8_stores_the_second_pass_saturated(cl_backend, mon
     assert steps == [("conv_rows", 3), ("conv_rows", 3)] and got.dtype == np.uint8
     floats = clconv.filter2d(photo, "gaussian", size=13, sigma=2, backend=cl_backend)
     np.testing.assert_array_equal(got, saturate_host(floats, np.dtype(np.uint8)))
+
+
+@pytest.mark.parametrize(("size", "layout"), [(41, "rgb"), (41, "grey"), (65, "rgb")])
+def test_tall_gaussians_run_as_row_passes(cl_backend, monkeypatch, rng, size, layout):
+    """Separable kernels taller than 32 rows (OpenCV's own size for a float
+    GaussianBlur of sigma 5 is 41) on an image large enough for the separable
+    paths run as a column and a row pass of the rows kernel (interleaved on
+    RGB) and give the NumPy backend's numbers."""
+    steps = _spy(monkeypatch)
+    shape = (300, 320, 3) if layout == "rgb" else (520, 512)
+    photo = rng.random(shape).astype(np.float32)
+    gauss = clconv.kernels.get("gaussian", size=size, sigma=size / 8)
+    got = clconv.filter2d(photo, gauss, backend=cl_backend)
+    want = clconv.filter2d(photo, gauss, backend="numpy")
+    kernels = [s[0] for s in steps]
+    assert kernels.count("conv_rows") == 2 and "conv_direct" not in kernels, steps
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "circular"])
+def test_tall_depthwise_kernels_take_the_rows_path(cl_backend, monkeypatch, rng, mode):
+    """Depthwise kernels taller than 32 rows (not separable) run on the rows
+    kernel, whose rows loop is then not unrolled, in every border mode, on RGB
+    photos too (interleaved)."""
+    steps = _spy(monkeypatch)
+    x = rng.standard_normal((2, 3, 45, 40)).astype(np.float32)
+    w = rng.standard_normal((3, 1, 37, 5)).astype(np.float32)
+    kw = dict(groups=3, padding=(18, 2), padding_mode=mode)
+    y = clconv.conv2d(x, w, backend=cl_backend, **kw)
+    assert steps[-1][0] == "conv_rows", steps
+    assert_close(y, testing.oracle(clconv.conv2d, x, w, None, **kw), np.dtype(np.float32),
+                 37 * 5)
+    del steps[:]
+    photo = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    shared = np.ascontiguousarray(np.broadcast_to(w[:1], w.shape))
+    kw["data_format"] = "channels_last"
+    y = clconv.conv2d(photo, shared, backend=cl_backend, **kw)
+    assert steps == [("conv_rows", 3)], steps
+    assert_close(y, testing.oracle(clconv.conv2d, photo, shared, None, **kw),
+                 np.dtype(np.float32), 37 * 5)

@@ -60,8 +60,11 @@ class RowsPath(ForwardPath):
     name = "rows"
     style = "vector"
     Config = RowsConfig
+    # Kernel sizes the path takes (and the separable paths' passes): the rows
+    # loop is unrolled only up to ROWS_UNROLL_MAX, so a tall kernel runs it as
+    # a loop; past these sizes an FFT would be the better tool.
     MAX_KW = 128
-    MAX_KH = 32
+    MAX_KH = 128
     # Border blocks are slower than interior ones (column border blocks first
     # gather each input row through the border rule), more so for 3-D and wide
     # kernels: above these shares of them a pad pass first is cheaper. Planar

@@ -65,7 +65,9 @@ def _opencv_rows(photo8: np.ndarray, photo32: np.ndarray):
             yield (f"photo {name} filter2D {kname}", lambda p=photo, k=k: cv2.filter2D(p, -1, k),
                    lambda b, p=photo, k=k, d=same: filter2d(p, k, dtype=d, backend=b))
         for sigma in (2, 5):
-            size = int(round(sigma * 3 * 2 + 1)) | 1
+            # OpenCV's own size for (0, 0): 3 sigma each side for 8-bit images,
+            # 4 for float ones (its createGaussianKernels).
+            size = int(round(sigma * (3 if name == "u8" else 4) * 2 + 1)) | 1
             gk = kernels.get("gaussian", size=size, sigma=sigma)
             yield (f"photo {name} GaussianBlur s{sigma}",
                    lambda p=photo, s=sigma: cv2.GaussianBlur(p, (0, 0), s),

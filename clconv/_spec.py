@@ -12,8 +12,26 @@ import math
 from dataclasses import dataclass
 
 
+class HashedOnce:
+    """For frozen dataclasses that key caches: the hash is computed once per
+    object (a call hashes its spec, limits and path choice several times).
+    The dataclass must name it (``__hash__ = HashedOnce.__hash__``): it
+    generates its own hash for every frozen class that defines none."""
+
+    def __hash__(self) -> int:
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash(tuple(getattr(self, f) for f in self.__dataclass_fields__))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
+    def __getstate__(self) -> dict:
+        # The cached hash depends on the process (string hashing is salted).
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
+
 @dataclass(frozen=True)
-class ConvSpec:
+class ConvSpec(HashedOnce):
     """Everything a backend needs to run one N-d convolution.
 
     Layout of the arrays a backend receives and returns: input is batched,
@@ -42,6 +60,8 @@ class ConvSpec:
     # The result dtype: "float16", "float32" or "float64".
     dtype: str = "float32"
     channels_last: bool = False
+
+    __hash__ = HashedOnce.__hash__
 
     @property
     def ndim(self) -> int:
@@ -81,19 +101,6 @@ class ConvSpec:
         """Multiply-accumulates of the forward pass (2 * macs = FLOPs)."""
         return (self.batch * self.out_channels * math.prod(self.out_size)
                 * self.in_per_group * math.prod(self.kernel_size))
-
-    def __hash__(self) -> int:
-        # Specs key every plan cache, so a call hashes its spec several times:
-        # computed once per spec (the fields are frozen).
-        cached = self.__dict__.get("_hash")
-        if cached is None:
-            cached = hash(tuple(getattr(self, f) for f in self.__dataclass_fields__))
-            object.__setattr__(self, "_hash", cached)
-        return cached
-
-    def __getstate__(self) -> dict:
-        # The cached hash depends on the process (string hashing is salted).
-        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
 
 
 def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:

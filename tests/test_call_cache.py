@@ -137,3 +137,28 @@ def _extended(x, shape):
     xb = x[None].astype(np.float32)
     out[tuple(slice(0, n) for n in xb.shape)] = xb
     return out
+
+
+def test_cache_keys_hash_once_and_pickle_without_their_hash(rng):
+    """Specs, device limits and path choices key the plan caches: equal ones hash
+    alike, each computes its hash once, and a pickled copy leaves the
+    process-salted hash behind and equals the original."""
+    import dataclasses
+    import pickle
+
+    from clconv.backends.opencl.context import Limits
+    from clconv.backends.opencl.paths import PATHS, Choice
+
+    spec = _call(rng.standard_normal((1, 3, 6, 6)).astype(np.float32),
+                 rng.standard_normal((2, 3, 3, 3)).astype(np.float32)).spec
+    limits = Limits(1 << 20, 1 << 22, 256, 32768, False)
+    choice = Choice(PATHS["direct"], PATHS["direct"].config(spec, limits))
+    for key in (spec, limits, choice):
+        twin = dataclasses.replace(key)
+        assert twin == key and hash(twin) == hash(key) and twin is not key
+        assert key.__dict__["_hash"] == hash(key)
+    for key in (spec, limits):
+        copy = pickle.loads(pickle.dumps(key))
+        assert "_hash" not in copy.__dict__ and copy == key and hash(copy) == hash(key)
+    other = dataclasses.replace(limits, strict=True)
+    assert other != limits and {limits: 1}.get(other) is None

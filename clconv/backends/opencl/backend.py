@@ -309,14 +309,18 @@ class OpenCLBackend:
                       spec: ConvSpec, limits: Limits, queue: Any, allocate: Any,
                       y_dtype: np.dtype | None = None) -> np.ndarray:
         dtype = np.dtype(spec.dtype if y_dtype is None else y_dtype)
+        shape = spec.output_shape
         # Aligned so that the device can write a large result in place (see host_buffer).
-        if math.prod(spec.output_shape) * dtype.itemsize >= ZERO_COPY_MIN:
-            y = self.empty_result(spec.output_shape, dtype)
+        if math.prod(shape) * dtype.itemsize >= ZERO_COPY_MIN:
+            y = self.empty_result(shape, dtype)
         else:
-            y = np.empty(spec.output_shape, dtype=dtype)
+            y = np.empty(shape, dtype=dtype)
         for piece, plan in self._route(choice, spec, limits, x.dtype, y_dtype):
-            x_piece = np.ascontiguousarray(take_piece(x, spec, piece))
-            y_piece = y[piece.out_index]
+            if piece.spec is spec:  # the whole call in one piece (the usual case)
+                x_piece, y_piece = np.ascontiguousarray(x), y
+            else:
+                x_piece = np.ascontiguousarray(take_piece(x, spec, piece))
+                y_piece = y[piece.out_index]
             # Straight into the result when the piece is contiguous there: no
             # temporary, no second copy (none at all on unified memory).
             target = (y_piece if y_piece.flags.c_contiguous

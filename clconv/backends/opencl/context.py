@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from ..._env import setting
 from ..._normalize import env_bytes
+from ..._spec import HashedOnce
 from .._base import DeviceInfo
 from .build import BuiltProgram, ProgramCache, ProgramRef
 from .device import Found
@@ -53,8 +54,10 @@ MAX_MEMO = 1024
 
 
 @dataclass(frozen=True)
-class Limits:
+class Limits(HashedOnce):
     """What one launch / one piece of work may use on a device."""
+
+    __hash__ = HashedOnce.__hash__
 
     max_alloc: int
     memory_budget: int

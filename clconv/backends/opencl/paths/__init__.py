@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...._env import setting
-from ...._spec import ConvSpec
+from ...._spec import ConvSpec, HashedOnce
 from ....errors import ArgumentError
 from ..context import Limits
 from .base import ForwardPath
@@ -75,8 +75,10 @@ _override: contextvars.ContextVar[tuple[str, tuple[tuple[str, int], ...]] | None
 
 
 @dataclass(frozen=True)
-class Choice:
+class Choice(HashedOnce):
     """A path and the configuration it runs with."""
+
+    __hash__ = HashedOnce.__hash__
 
     path: ForwardPath
     config: Any

@@ -31,6 +31,8 @@ __all__ = ["is_dask_array", "conv_dask"]
 
 def is_dask_array(obj: Any) -> bool:
     """True for a ``dask.array.Array`` (checked without importing dask)."""
+    if type(obj) is np.ndarray:  # the usual operand, without the module-name test
+        return False
     return type(obj).__module__.startswith("dask.") and hasattr(obj, "__dask_graph__")
 
 

@@ -363,35 +363,33 @@ UNROLL(NV)
             if (inside) {
                 __global const IN_T *xd = xg + c * xs_c + (long)(id0 + kd * DD) * xs_d;
                 ACCUMULATE(ROW_INTERIOR, LOAD_INTERIOR)
-            } else if (cols_inside) {
+            } else {
+                /* A block that reads the border: rows (and depth) mapped by
+                 * ROW_BORDER, columns by the load. */
                 const long idm = map_border((long)id0 + kd * DD, ID);
                 __global const IN_T *xd = xg + c * xs_c;
-                ACCUMULATE(ROW_BORDER, LOAD_ROWS_ONLY)
-            }
-#if EDGE
-            else if (edge_l) {
-                const long idm = map_border((long)id0 + kd * DD, ID);
-                __global const IN_T *xd = xg + c * xs_c;
-                ACCUMULATE(ROW_BORDER, LOAD_EDGE_LEFT)
-            } else if (edge_r) {
-                const long idm = map_border((long)id0 + kd * DD, ID);
-                __global const IN_T *xd = xg + c * xs_c;
-                ACCUMULATE(ROW_BORDER, LOAD_EDGE_RIGHT)
-            }
-#endif
-            else {
-                const long idm = map_border((long)id0 + kd * DD, ID);
-                __global const IN_T *xd = xg + c * xs_c;
-#if PREFILL
-                ACC_T rows_buf[IN_ROWS][ROW_LEN];
-                for (int i = 0; i < IN_ROWS; ++i) {
-                    ROW_BORDER(i);
-                    fill_row(rows_buf[i], xr, row_ok, iw0, IW, fill);
+                if (cols_inside) {
+                    ACCUMULATE(ROW_BORDER, LOAD_ROWS_ONLY)
                 }
-                ACCUMULATE(ROW_PREFILLED, LOAD_BUFFERED)
-#else
-                ACCUMULATE(ROW_BUFFERED, LOAD_BUFFERED)
+#if EDGE
+                else if (edge_l) {
+                    ACCUMULATE(ROW_BORDER, LOAD_EDGE_LEFT)
+                } else if (edge_r) {
+                    ACCUMULATE(ROW_BORDER, LOAD_EDGE_RIGHT)
+                }
 #endif
+                else {
+#if PREFILL
+                    ACC_T rows_buf[IN_ROWS][ROW_LEN];
+                    for (int i = 0; i < IN_ROWS; ++i) {
+                        ROW_BORDER(i);
+                        fill_row(rows_buf[i], xr, row_ok, iw0, IW, fill);
+                    }
+                    ACCUMULATE(ROW_PREFILLED, LOAD_BUFFERED)
+#else
+                    ACCUMULATE(ROW_BUFFERED, LOAD_BUFFERED)
+#endif
+                }
             }
         }
     }

@@ -135,26 +135,27 @@ def host_buffer(dctx: DeviceContext, queue: Any, array: np.ndarray, allocate: An
     done). Kernels must not assume more alignment than the element size,
     except for packed weights, which :func:`aligned_empty` allocates.
     """
+    return _placed(dctx, queue, array, allocate, writable, in_place)[0]
+
+
+def _placed(dctx: DeviceContext, queue: Any, array: np.ndarray, allocate: Any,
+            writable: bool, in_place: bool) -> tuple[Any, bool]:
+    """:func:`host_buffer`'s buffer, and whether it uses ``array``'s memory in place."""
     import pyopencl as cl
 
-    if in_place and uses_host_memory(dctx, array, writable):
+    minimum = ZERO_COPY_MIN if writable else IN_PLACE_MIN
+    if (in_place and dctx.host_unified and array.nbytes >= minimum and array.flags.writeable
+            and array.ctypes.data % dctx.zero_copy_align == 0):
         flags = cl.mem_flags.USE_HOST_PTR | (
             cl.mem_flags.READ_WRITE if writable else cl.mem_flags.READ_ONLY)
-        return cl.Buffer(dctx.context, flags, hostbuf=array)
+        return cl.Buffer(dctx.context, flags, hostbuf=array), True
     if not writable and 0 < array.nbytes < IN_PLACE_MIN:
         return cl.Buffer(dctx.context, cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR,
-                         hostbuf=array)
+                         hostbuf=array), False
     buf = allocate(array.nbytes)
     if array.nbytes and not writable:
         cl.enqueue_copy(queue, buf, array, is_blocking=False)
-    return buf
-
-
-def uses_host_memory(dctx: DeviceContext, array: np.ndarray, writable: bool) -> bool:
-    """Whether :func:`host_buffer` places ``array`` in place (given ``in_place``)."""
-    minimum = ZERO_COPY_MIN if writable else IN_PLACE_MIN
-    return (dctx.host_unified and array.nbytes >= minimum and array.flags.writeable
-            and array.ctypes.data % dctx.zero_copy_align == 0)
+    return buf, False
 
 
 def page_view(dctx: DeviceContext, array: np.ndarray) -> tuple[Any, int] | None:
@@ -194,9 +195,8 @@ def host_operand(dctx: DeviceContext, queue: Any, array: np.ndarray, allocate: A
         flags = cl.mem_flags.USE_HOST_PTR | cl.mem_flags.READ_ONLY
         return Operand(cl.Buffer(dctx.context, flags, hostbuf=page[0]), page[1], strides,
                        array.shape, array.dtype, True)
-    return Operand(host_buffer(dctx, queue, array, allocate, writable, in_place), 0, strides,
-                   array.shape, array.dtype,
-                   writable and in_place and uses_host_memory(dctx, array, True))
+    buffer, mapped = _placed(dctx, queue, array, allocate, writable, in_place)
+    return Operand(buffer, 0, strides, array.shape, array.dtype, mapped)
 
 
 def upload(queue: Any, array: Any, allocate: Any) -> Any:

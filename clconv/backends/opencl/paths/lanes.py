@@ -3,7 +3,6 @@ style that compilers vectorising across work-items want (Intel's CPU runtime, GP
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,10 +67,9 @@ class LanesPath(ForwardPath):
         (benchmarks/README.md)."""
         kh, kw = spatial3(spec.kernel_size, 1)[1:]
         fg = spec.out_per_group
-        macs = math.prod(spec.output_shape) * spec.in_per_group * math.prod(spec.kernel_size)
         return (limits.lanes_vectorised and spec.dtype == "float32" and not spec.channels_last
                 and spec.stride[-1] == 1 and fg >= 8 and kh * kw >= 9
-                and (spec.out_size[-1] % 16 == 0 or fg <= 16) and macs >= self.MIN_CPU_MACS)
+                and (spec.out_size[-1] % 16 == 0 or fg <= 16) and spec.macs >= self.MIN_CPU_MACS)
 
     def config(self, spec: ConvSpec, limits: Limits) -> LanesConfig:
         fg = spec.out_per_group

@@ -83,9 +83,6 @@ class RowsPath(ForwardPath):
     # multiply-add (conv_rows.cl's PREFILL) when these are at most this many
     # elements in all: private memory a GPU would have to spill.
     PREFILL_MAX = 256
-    # Edge column blocks fold the border rule at build time (conv_rows.cl's
-    # EDGE) where their rows are not gathered first.
-    EDGE = True
 
     def supports(self, spec: ConvSpec, limits: Limits) -> bool:
         kh, kw = spatial3(spec.kernel_size, 1)[1:]
@@ -225,7 +222,7 @@ class RowsPath(ForwardPath):
             prefill = limits.group_items == 1 and in_rows * row_len <= self.PREFILL_MAX
             defines.update(BORDER_FREE=0, ROW_LEN=row_len, PREFILL=int(prefill))
             pw, in_w = spec.pad_before[-1], spec.in_size[-1]
-            if (self.EDGE and not prefill and cfg.kw_unroll == kw and out_w > cols
+            if (not prefill and cfg.kw_unroll == kw and out_w > cols
                     and in_w >= 2 * row_len and pw < row_len):
                 # The edge blocks' border reads fixed at build time (conv_rows.cl);
                 # where the rows are gathered first, that is as fast (A/B in
